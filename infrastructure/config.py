@@ -1,0 +1,116 @@
+"""Per-environment settings: the only place where `dev` and `prod` differ.
+
+`-c env=NAME` selects one of ENVIRONMENTS; an unknown name is an error naming the valid ones.
+Constructs receive these values as typed arguments; nothing here reads os.environ or calls AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_logs as logs
+
+
+@dataclass(frozen=True)
+class AlarmThresholds:
+    """Per-function CloudWatch alarm thresholds (evaluated over 5-minute periods)."""
+
+    errors: int = 1
+    throttles: int = 1
+    duration_fraction_of_timeout: float = 0.8
+
+
+@dataclass(frozen=True)
+class TunnelDomain:
+    """Optional wildcard custom domain for `https://{subdomain}.{domain_name}`."""
+
+    domain_name: str
+    certificate_arn: str
+    hosted_zone_id: str
+
+
+@dataclass(frozen=True)
+class QrUploadSettings:
+    max_upload_bytes: int = 10 * 1024 * 1024
+    session_ttl_seconds: int = 30 * 60
+    upload_url_ttl_seconds: int = 300
+    download_url_ttl_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class CollectionsSettings:
+    analyzer_reserved_concurrency: int = 2
+    embedder_reserved_concurrency: int = 2
+    db_instance_class: str = "t4g.micro"
+    db_allocated_storage_gb: int = 20
+    db_multi_az: bool = False
+    nat_gateways: int = 1
+    embedding_model: str = "voyage-3.5-lite"
+    embedding_dimensions: int = 1024
+    analysis_model: str = "claude-sonnet-4-5"
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    name: str
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+    deletion_protection: bool
+    cors_origins: tuple[str, ...]
+    parameter_prefix: str
+    log_level: str = "INFO"
+    default_memory_mb: int = 256
+    default_timeout_seconds: int = 30
+    async_retry_attempts: int = 2
+    async_max_event_age_seconds: int = 3600
+    alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
+    qr_upload: QrUploadSettings = field(default_factory=QrUploadSettings)
+    collections: CollectionsSettings = field(default_factory=CollectionsSettings)
+    tunnel_domain: TunnelDomain | None = None
+
+    def stack_name(self, base: str) -> str:
+        return f"{base}-{self.name}"
+
+
+DEV = EnvConfig(
+    name="dev",
+    log_retention=logs.RetentionDays.ONE_WEEK,
+    removal_policy=RemovalPolicy.DESTROY,
+    deletion_protection=False,
+    cors_origins=("http://localhost:8000", "http://127.0.0.1:8000"),
+    parameter_prefix="/platform/dev",
+    log_level="DEBUG",
+)
+
+PROD = EnvConfig(
+    name="prod",
+    log_retention=logs.RetentionDays.THREE_MONTHS,
+    removal_policy=RemovalPolicy.RETAIN,
+    deletion_protection=True,
+    cors_origins=("https://app.example.com",),
+    parameter_prefix="/platform/prod",
+    alarms=AlarmThresholds(errors=5, throttles=1, duration_fraction_of_timeout=0.8),
+    collections=CollectionsSettings(
+        analyzer_reserved_concurrency=5,
+        embedder_reserved_concurrency=5,
+        db_instance_class="t4g.small",
+        db_multi_az=True,
+        nat_gateways=2,
+    ),
+)
+
+ENVIRONMENTS: dict[str, EnvConfig] = {c.name: c for c in (DEV, PROD)}
+
+
+class UnknownEnvironment(ValueError):
+    pass
+
+
+def get_config(name: str | None) -> EnvConfig:
+    name = name or "dev"
+    try:
+        return ENVIRONMENTS[name]
+    except KeyError:
+        valid = ", ".join(sorted(ENVIRONMENTS))
+        raise UnknownEnvironment(f"unknown environment {name!r}; valid environments: {valid}") from None

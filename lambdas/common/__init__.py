@@ -1,0 +1,1 @@
+"""Code shared by every handler: AWS clients, HTTP responses, settings, WebSocket delivery."""

@@ -1,0 +1,1 @@
+"""`make bench` pieces: each module prints a Markdown table."""
