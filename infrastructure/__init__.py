@@ -1,0 +1,1 @@
+"""The CDK app's infrastructure: configuration, reusable constructs, one module per stack."""

@@ -1,0 +1,31 @@
+"""cdk-nag v3 acknowledgements, always next to the resource and with a reason specific to it.
+
+Rules that report several findings (IAM4, IAM5) are acknowledged one finding at a time, e.g.
+`AwsSolutions-IAM5[Resource::<UploadBucketD2C1DA78.Arn>/session-uploads/*]`, so a new wildcard
+added later is reported instead of silently covered.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+from constructs import IConstruct
+
+
+def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
+    Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
+
+
+def ref(construct: IConstruct, attribute: str = "Arn") -> str:
+    """How cdk-nag writes a reference to `construct`'s attribute in a finding: `<LogicalId.Attr>`."""
+    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
+    assert isinstance(element, CfnElement), f"{construct.node.path} has no CloudFormation resource"
+    return f"<{Stack.of(element).get_logical_id(element)}.{attribute}>"
+
+
+def acknowledge_wildcards(construct: IConstruct, reason: str, *resources: str) -> None:
+    for resource in resources:
+        acknowledge(construct, f"AwsSolutions-IAM5[Resource::{resource}]", reason)
+
+
+def acknowledge_managed_policy(construct: IConstruct, policy: str, reason: str) -> None:
+    acknowledge(construct, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]", reason)

@@ -1,0 +1,167 @@
+"""The one construct every Lambda function of the platform is built with.
+
+Python 3.12 on ARM64, an explicit name, its own log group with the environment's retention, X-Ray
+active tracing, Powertools settings, alarms on errors, throttles and duration, and, for functions
+invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
+The role is explicit and starts with nothing but writing to its own log group; callers grant the
+rest (`grant_*` on resources, or `add_to_role_policy`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infrastructure.config import EnvConfig
+from infrastructure.constructs.bundling import LAMBDAS_DIR, asset_hash, bundling_options
+from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards
+
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+
+
+class PythonFunction(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: EnvConfig,
+        function_name: str,
+        group: str,
+        handler: str,
+        description: str,
+        service: str,
+        environment: Mapping[str, str] | None = None,
+        memory_mb: int | None = None,
+        timeout: Duration | None = None,
+        asynchronous: bool = False,
+        reserved_concurrency: int | None = None,
+        vpc: ec2.IVpc | None = None,
+        vpc_subnets: ec2.SubnetSelection | None = None,
+        security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        if not handler.startswith(f"lambdas.{group}."):
+            raise ValueError(f"{function_name}: handler {handler!r} is not inside lambdas.{group}")
+        timeout = timeout or Duration.seconds(config.default_timeout_seconds)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "LogGroup",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=config.log_retention,
+            removal_policy=config.removal_policy,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {function_name}",
+        )
+        self.log_group.grant_write(self.role)
+
+        self.failure_queue: sqs.Queue | None = None
+        async_options: dict[str, object] = {}
+        if asynchronous:
+            self.failure_queue = sqs.Queue(
+                self,
+                "FailureQueue",
+                queue_name=f"{function_name}-failures",
+                encryption=sqs.QueueEncryption.SQS_MANAGED,
+                enforce_ssl=True,
+                retention_period=Duration.days(14),
+            )
+            acknowledge(
+                self.failure_queue,
+                "AwsSolutions-SQS3",
+                f"This queue is the on-failure destination of {function_name}: it is the dead-letter queue.",
+            )
+            async_options = {
+                "retry_attempts": config.async_retry_attempts,
+                "max_event_age": Duration.seconds(config.async_max_event_age_seconds),
+                "on_failure": destinations.SqsDestination(self.failure_queue),
+            }
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=lambda_.Code.from_asset(
+                str(LAMBDAS_DIR),
+                asset_hash=asset_hash(group),
+                bundling=bundling_options(function_name, group),
+            ),
+            memory_size=memory_mb or config.default_memory_mb,
+            timeout=timeout,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": service,
+                "POWERTOOLS_METRICS_NAMESPACE": f"Platform/{config.name}",
+                "POWERTOOLS_LOG_LEVEL": config.log_level,
+                **(environment or {}),
+            },
+            reserved_concurrent_executions=reserved_concurrency,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
+            **async_options,  # type: ignore[arg-type]
+        )
+        acknowledge_wildcards(
+            self.role,
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
+            "*",
+        )
+        acknowledge(
+            self.function,
+            "AwsSolutions-L1",
+            "Python 3.12 is pinned on purpose: assets are built from cp312 aarch64 wheels.",
+        )
+        self._add_alarms(config, function_name, timeout)
+
+    def _add_alarms(self, config: EnvConfig, function_name: str, timeout: Duration) -> None:
+        period = Duration.minutes(5)
+        fn = self.function
+        self.alarms = [
+            fn.metric_errors(period=period).create_alarm(
+                self,
+                "ErrorsAlarm",
+                alarm_name=f"{function_name}-errors",
+                threshold=config.alarms.errors,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            fn.metric_throttles(period=period).create_alarm(
+                self,
+                "ThrottlesAlarm",
+                alarm_name=f"{function_name}-throttles",
+                threshold=config.alarms.throttles,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            fn.metric_duration(period=period, statistic="p99").create_alarm(
+                self,
+                "DurationAlarm",
+                alarm_name=f"{function_name}-duration",
+                threshold=timeout.to_milliseconds() * config.alarms.duration_fraction_of_timeout,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]

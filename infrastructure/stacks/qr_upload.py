@@ -1,0 +1,234 @@
+"""QR-upload handoff (`QrUpload-{env}`): a desktop page shows a QR code, a phone uploads a photo
+straight to S3 with a presigned POST, and the desktop is told over a WebSocket.
+
+HTTP API -> qr-upload-http-api (sessions, upload URLs, pages)
+WebSocket API ($connect/$disconnect) and S3 ObjectCreated on session-uploads/ -> qr-upload-websocket-event
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct
+
+from infrastructure.config import EnvConfig
+from infrastructure.constructs.api_logging import http_access_logs
+from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards, ref
+from infrastructure.constructs.python_function import PythonFunction
+
+UPLOAD_PREFIX = "session-uploads/"
+CONNECTION_INDEX = "wsConnectionId-index"
+
+
+class QrUploadStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        qr = config.qr_upload
+
+        self.table = dynamodb.TableV2(
+            self,
+            "SessionsTable",
+            partition_key=dynamodb.Attribute(name="sessionId", type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="expiresAt",
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=CONNECTION_INDEX,
+                    partition_key=dynamodb.Attribute(name="wsConnectionId", type=dynamodb.AttributeType.STRING),
+                )
+            ],
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=config.deletion_protection,
+            removal_policy=config.removal_policy,
+        )
+
+        # A fixed name breaks the cycle bucket CORS -> HTTP API -> function -> bucket.
+        self.bucket = s3.Bucket(
+            self,
+            "UploadBucket",
+            bucket_name=f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            removal_policy=config.removal_policy,
+            auto_delete_objects=False,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireSessionUploads", prefix=UPLOAD_PREFIX, expiration=Duration.days(1))
+            ],
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "Uploads live one day and are written only through presigned POSTs that the "
+            "http function issues and logs per session; server access logs would add nothing.",
+        )
+
+        self.http_api = apigw.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"qr-upload-{config.name}",
+            description="QR-upload handoff: sessions, upload URLs and pages",
+            create_default_stage=False,
+        )
+        self.http_stage = apigw.HttpStage(
+            self,
+            "HttpStage",
+            http_api=self.http_api,
+            auto_deploy=True,
+            access_log_settings=http_access_logs(self, "HttpAccessLogs", config),
+            throttle=apigw.ThrottleSettings(rate_limit=50, burst_limit=100),
+        )
+        self.ws_api = apigw.WebSocketApi(
+            self, "WebSocketApi", api_name=f"qr-upload-ws-{config.name}", description="Desktop notifications"
+        )
+        self.ws_stage = apigw.WebSocketStage(
+            self,
+            "WebSocketStage",
+            web_socket_api=self.ws_api,
+            stage_name=config.name,
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=20, burst_limit=50),
+        )
+        acknowledge(
+            self.ws_stage,
+            "AwsSolutions-APIG1",
+            "WebSocket access logging needs the account-wide API Gateway CloudWatch role, which "
+            "this app does not own; every $connect/$disconnect is logged by the event function.",
+        )
+        ws_endpoint = f"{self.ws_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{self.ws_stage.stage_name}"
+
+        shared_env = {
+            "SESSIONS_TABLE_NAME": self.table.table_name,
+            "UPLOAD_BUCKET_NAME": self.bucket.bucket_name,
+            "WS_API_ENDPOINT": ws_endpoint,
+            "MAX_UPLOAD_BYTES": str(qr.max_upload_bytes),
+            "SESSION_TTL_SECONDS": str(qr.session_ttl_seconds),
+            "UPLOAD_URL_TTL_SECONDS": str(qr.upload_url_ttl_seconds),
+            "DOWNLOAD_URL_TTL_SECONDS": str(qr.download_url_ttl_seconds),
+        }
+        self.http_function = PythonFunction(
+            self,
+            "HttpApiFunction",
+            config=config,
+            function_name=f"qr-upload-http-api-{config.name}",
+            group="qr_upload",
+            handler="lambdas.qr_upload.http_api.handler",
+            description="QR upload: sessions, presigned POSTs, status and pages",
+            service="qr-upload-http-api",
+            environment=shared_env,
+        )
+        self.event_function = PythonFunction(
+            self,
+            "WebSocketEventFunction",
+            config=config,
+            function_name=f"qr-upload-websocket-event-{config.name}",
+            group="qr_upload",
+            handler="lambdas.qr_upload.websocket_events.handler",
+            description="QR upload: WebSocket lifecycle and S3 upload completion",
+            service="qr-upload-websocket-event",
+            environment=shared_env,
+            timeout=Duration.seconds(60),
+            asynchronous=True,
+        )
+        self._grant()
+        self._routes()
+
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(self.event_function.function),
+            s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
+        )
+        self._acknowledge_cdk_internals()
+
+        CfnOutput(self, "HttpApiUrl", value=self.http_api.api_endpoint)
+        CfnOutput(self, "DesktopPageUrl", value=f"{self.http_api.api_endpoint}/")
+        CfnOutput(self, "WebSocketUrl", value=self.ws_stage.url)
+        CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, "SessionsTableName", value=self.table.table_name)
+
+    def _grant(self) -> None:
+        uploads = self.bucket.arn_for_objects(f"{UPLOAD_PREFIX}*")
+        table_arn = self.table.table_arn
+        connections = Stack.of(self).format_arn(
+            service="execute-api",
+            resource=self.ws_api.api_id,
+            resource_name=f"{self.ws_stage.stage_name}/POST/@connections/*",
+        )
+        http_fn = self.http_function.function
+        http_fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
+            )
+        )
+        # PutObject signs the presigned POST; GetObject signs the short-lived view URL.
+        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[uploads]))
+
+        event_fn = self.event_function.function
+        event_fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn])
+        )
+        event_fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{CONNECTION_INDEX}"])
+        )
+        # GetObject also authorizes the HEAD that re-checks size and type.
+        event_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads]))
+        event_fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=[connections])
+        )
+
+        uploads_finding = f"{ref(self.bucket)}/{UPLOAD_PREFIX}*"
+        acknowledge_wildcards(
+            self.http_function.role,
+            "Presigned POSTs and view URLs are for any object of one session, all under session-uploads/.",
+            uploads_finding,
+        )
+        acknowledge_wildcards(
+            self.event_function.role,
+            "The function HEADs whichever upload arrived (session-uploads/ only) and posts to any "
+            "connection of this stack's own WebSocket stage.",
+            uploads_finding,
+            f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{self.get_logical_id(self.ws_api.node.default_child)}>/{self.ws_stage.stage_name}/POST/@connections/*",  # type: ignore[arg-type]
+        )
+
+    def _routes(self) -> None:
+        http = integrations.HttpLambdaIntegration("HttpApiIntegration", self.http_function.function)
+        for method, path in (
+            (apigw.HttpMethod.POST, "/sessions"),
+            (apigw.HttpMethod.GET, "/sessions/{sessionId}"),
+            (apigw.HttpMethod.GET, "/upload-url"),
+            (apigw.HttpMethod.GET, "/"),
+            (apigw.HttpMethod.GET, "/upload"),
+        ):
+            self.http_api.add_routes(path=path, methods=[method], integration=http)
+        ws = integrations.WebSocketLambdaIntegration("WebSocketIntegration", self.event_function.function)
+        self.ws_api.add_route("$connect", integration=ws)
+        self.ws_api.add_route("$disconnect", integration=ws)
+        acknowledge(
+            self.http_api,
+            "AwsSolutions-APIG4",
+            "Public by design: a session is an anonymous capability; status needs the "
+            "desktop token and uploads need a presigned POST scoped to one key.",
+        )
+        acknowledge(
+            self.ws_api,
+            "AwsSolutions-APIG4",
+            "$connect is authorized in the handler by the session's desktop token (only its hash is stored).",
+        )
+
+    def _acknowledge_cdk_internals(self) -> None:
+        # CDK's own singleton function that writes the bucket's notification configuration.
+        for child in self.node.children:
+            if child.node.id.startswith("BucketNotificationsHandler"):
+                acknowledge_managed_policy(
+                    child,
+                    "service-role/AWSLambdaBasicExecutionRole",
+                    "CDK's bucket-notification custom resource handler; it runs only at deploy time.",
+                )
