@@ -1,0 +1,71 @@
+"""QR-upload settings, read from the environment once per container.
+
+Both functions share this module; each reads only what it needs (the event function never
+presigns, so a missing UPLOAD_BUCKET_NAME must not break it).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
+
+from lambdas.common.settings import MissingSetting, env_int, require_env
+
+UPLOAD_PREFIX = "session-uploads/"
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    bucket_name: str
+    ws_api_endpoint: str
+    max_upload_bytes: int
+    session_ttl_seconds: int
+    upload_url_ttl_seconds: int
+    download_url_ttl_seconds: int
+
+    @property
+    def websocket_url(self) -> str:
+        """The URL a browser opens: `wss://host/stage` for the AWS form, `ws://` for a local http URL."""
+        endpoint = self.ws_api_endpoint
+        if "://" not in endpoint:
+            return f"wss://{endpoint}"
+        parts = urlsplit(endpoint)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        return parts._replace(scheme=scheme).geturl()
+
+
+def _positive(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value <= 0:
+        raise MissingSetting(f"environment variable {name} must be positive, got {value}")
+    return value
+
+
+@cache
+def settings() -> Settings:
+    return Settings(
+        table_name=require_env("SESSIONS_TABLE_NAME"),
+        bucket_name=os.environ.get("UPLOAD_BUCKET_NAME", "").strip(),
+        ws_api_endpoint=os.environ.get("WS_API_ENDPOINT", "").strip(),
+        max_upload_bytes=_positive("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
+        session_ttl_seconds=_positive("SESSION_TTL_SECONDS", 1800),
+        upload_url_ttl_seconds=_positive("UPLOAD_URL_TTL_SECONDS", 300),
+        download_url_ttl_seconds=_positive("DOWNLOAD_URL_TTL_SECONDS", 300),
+    )
+
+
+def bucket_name() -> str:
+    name = settings().bucket_name
+    if not name:
+        raise MissingSetting("environment variable UPLOAD_BUCKET_NAME is not set")
+    return name
+
+
+def ws_api_endpoint() -> str:
+    endpoint = settings().ws_api_endpoint
+    if not endpoint:
+        raise MissingSetting("environment variable WS_API_ENDPOINT is not set")
+    return endpoint

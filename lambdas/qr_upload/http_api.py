@@ -1,0 +1,207 @@
+"""HTTP API (payload 2.0) of the QR-upload handoff: `qr-upload-http-api-{env}`.
+
+Routes
+- `POST /sessions`: optional JSON body `{"qr": true}`. Returns sessionId, expiresAt,
+  desktopToken (shown once; only its SHA-256 is stored), uploadPageUrl (phone page on this API),
+  websocketUrl (wss://, or ws:// locally), maxBytes, and with `qr: true` also `qrSvg`: an SVG
+  document of the QR code encoding uploadPageUrl. segno is imported only then.
+- `GET /upload-url?sessionId=&contentType=`: presigned POST for the phone. contentType is the
+  file's image/* type (default image/jpeg). Returns uploadUrl, uploadKey, fields, maxBytes, expiresIn.
+- `GET /sessions/{sessionId}` with header `Authorization: Bearer <desktopToken>`: status,
+  expiresAt, uploadKey, completedAt and, when COMPLETED, `imageUrl` (presigned GET, short-lived).
+- `GET /`: desktop page. `GET /upload?sessionId=`: phone page (see pages.py for element ids).
+
+Errors are JSON `{"error": "..."}`: missing sessionId 400, malformed or unknown 404, expired 400,
+completed 400 (the seed's table); missing token 401, wrong token 403; unknown route 404.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.common.http import HttpError, error_response, json_body, json_response, make_resolver
+from lambdas.qr_upload import config, pages, uploads
+from lambdas.qr_upload.sessions import (
+    COMPLETED,
+    SessionError,
+    SessionStore,
+    check_session_id,
+    is_expired,
+    token_matches,
+)
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = make_resolver(logger)
+
+
+@app.exception_handler(SessionError)
+def _session_error(exc: SessionError) -> Response:
+    return error_response(exc.status, exc.message)
+
+
+def _store() -> SessionStore:
+    return SessionStore(config.settings().table_name)
+
+
+def _api_base() -> str:
+    """Path prefix of this API: "" on the $default stage, "/{stage}" on a named one."""
+    stage = app.current_event.request_context.stage
+    return "" if not stage or stage == "$default" else f"/{quote(stage)}"
+
+
+def _origin() -> str:
+    # API Gateway sets X-Forwarded-Proto (https); the local runtime sets http.
+    proto = (app.current_event.headers or {}).get("x-forwarded-proto", "https").split(",")[0].strip()
+    scheme = proto if proto in ("http", "https") else "https"
+    return f"{scheme}://{app.current_event.request_context.domain_name}"
+
+
+def _upload_page_url(session_id: str) -> str:
+    return f"{_origin()}{_api_base()}/upload?sessionId={session_id}"
+
+
+def _websocket_origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _query(name: str) -> str | None:
+    value = (app.current_event.query_string_parameters or {}).get(name)
+    return value.strip() if isinstance(value, str) else None
+
+
+@app.post("/sessions")
+@tracer.capture_method
+def create_session() -> Response:
+    body = json_body(app)
+    want_qr = body.get("qr", False)
+    if not isinstance(want_qr, bool):
+        raise HttpError(400, "qr must be a boolean")
+    settings = config.settings()
+    session = _store().create(settings.session_ttl_seconds)
+    metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
+    logger.info("session created", extra={"sessionId": session.session_id})
+    payload: dict[str, Any] = {
+        "sessionId": session.session_id,
+        "expiresAt": session.expires_at,
+        "desktopToken": session.desktop_token,
+        "uploadPageUrl": _upload_page_url(session.session_id),
+        "maxBytes": settings.max_upload_bytes,
+    }
+    if settings.ws_api_endpoint:
+        payload["websocketUrl"] = settings.websocket_url
+    if want_qr:
+        from lambdas.qr_upload.qr import qr_svg
+
+        payload["qrSvg"] = qr_svg(payload["uploadPageUrl"])
+    return json_response(200, payload)
+
+
+@app.get("/upload-url")
+@tracer.capture_method
+def upload_url() -> Response:
+    session_id = check_session_id(_query("sessionId"))
+    content_type = (_query("contentType") or uploads.DEFAULT_CONTENT_TYPE).lower()
+    if not uploads.is_image_content_type(content_type):
+        raise HttpError(400, "contentType must be an image type")
+    settings = config.settings()
+    store = _store()
+    store.get_usable(session_id)
+    key = uploads.new_upload_key(session_id)
+    # Record the key first: a form for a key the session does not hold would never complete.
+    store.request_upload(session_id, key)
+    post = uploads.presigned_post(
+        config.bucket_name(), key, content_type, settings.max_upload_bytes, settings.upload_url_ttl_seconds
+    )
+    metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
+    logger.info("upload url issued", extra={"sessionId": session_id, "uploadKey": key})
+    return json_response(
+        200,
+        {
+            "uploadUrl": post["url"],
+            "uploadKey": key,
+            "fields": post["fields"],
+            "maxBytes": settings.max_upload_bytes,
+            "expiresIn": settings.upload_url_ttl_seconds,
+        },
+    )
+
+
+def _bearer_token() -> str | None:
+    value = (app.current_event.headers or {}).get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+@app.get("/sessions/<session_id>")
+@tracer.capture_method
+def session_status(session_id: str) -> Response:
+    check_session_id(session_id)
+    token = _bearer_token()
+    if token is None:
+        raise HttpError(401, "desktop token required")
+    session = _store().get(session_id)
+    if session is None:
+        raise SessionError(404, "Session not found", "not-found")
+    if not token_matches(session, token):
+        raise HttpError(403, "invalid desktop token")
+    status = session["status"]
+    # A completed session stays viewable until TTL removes it; an unfinished one ends at expiresAt.
+    if status != COMPLETED and is_expired(session):
+        raise SessionError(400, "Session expired", "expired")
+    payload: dict[str, Any] = {
+        "sessionId": session_id,
+        "status": status,
+        "expiresAt": int(session["expiresAt"]),
+        "uploadKey": session.get("uploadKey"),
+    }
+    if status == COMPLETED:
+        payload["completedAt"] = int(session["completedAt"])
+        payload["imageUrl"] = uploads.presigned_get(
+            config.bucket_name(), str(session["uploadKey"]), config.settings().download_url_ttl_seconds
+        )
+    return json_response(200, payload)
+
+
+@app.get("/")
+def desktop_page() -> Response:
+    return pages.desktop_page(
+        _api_base(),
+        _websocket_origin(config.settings().websocket_url),
+        uploads.s3_origin(config.bucket_name()),
+    )
+
+
+@app.get("/upload")
+def phone_page() -> Response:
+    session_id = _query("sessionId") or ""
+    state = "ready"
+    try:
+        _store().get_usable(check_session_id(session_id))
+    except SessionError as exc:
+        state = exc.reason if exc.reason in ("expired", "completed") else "not-found"
+    return pages.phone_page(
+        _api_base(),
+        session_id if state == "ready" else "",
+        config.settings().max_upload_bytes,
+        state,
+        uploads.s3_origin(config.bucket_name()),
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
