@@ -37,9 +37,9 @@ class BundlingError(RuntimeError):
     pass
 
 
-def _source_files(group: str) -> list[Path]:
-    files = [LAMBDAS_DIR / "__init__.py"]
-    for directory in (LAMBDAS_DIR / "common", LAMBDAS_DIR / group):
+def _source_files(group: str, lambdas_dir: Path) -> list[Path]:
+    files = [lambdas_dir / "__init__.py"]
+    for directory in (lambdas_dir / "common", lambdas_dir / group):
         files.extend(
             p
             for p in sorted(directory.rglob("*"))
@@ -48,18 +48,15 @@ def _source_files(group: str) -> list[Path]:
     return files
 
 
-def requirement_files(group: str) -> list[Path]:
-    return [
-        p
-        for p in (LAMBDAS_DIR / "common" / "requirements.txt", LAMBDAS_DIR / group / "requirements.txt")
-        if p.is_file()
-    ]
+def requirement_files(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> list[Path]:
+    candidates = (lambdas_dir / "common" / "requirements.txt", lambdas_dir / group / "requirements.txt")
+    return [p for p in candidates if p.is_file()]
 
 
-def asset_hash(group: str) -> str:
-    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORM}|{PYTHON_VERSION}".encode())
-    for path in _source_files(group):
-        digest.update(str(path.relative_to(PROJECT_ROOT)).encode())
+def asset_hash(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> str:
+    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORM}|{PYTHON_VERSION}|{group}".encode())
+    for path in _source_files(group, lambdas_dir):
+        digest.update(str(path.relative_to(lambdas_dir)).encode())
         digest.update(b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
@@ -73,8 +70,8 @@ def _missing_package(pip_output: str) -> str | None:
     return match.group(1) if match else None
 
 
-def install_requirements(function_name: str, group: str, target: Path) -> None:
-    requirements = requirement_files(group)
+def install_requirements(function_name: str, group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
+    requirements = requirement_files(group, lambdas_dir)
     if not requirements:
         return
     command = [
@@ -104,7 +101,7 @@ def install_requirements(function_name: str, group: str, target: Path) -> None:
         if package:
             raise BundlingError(
                 f"bundling {function_name}: no {PLATFORM} wheel for CPython {PYTHON_VERSION} "
-                f"of package {package!r} (from {', '.join(str(r.relative_to(PROJECT_ROOT)) for r in requirements)})"
+                f"of package {package!r} (from {', '.join(str(r.relative_to(lambdas_dir.parent)) for r in requirements)})"
             )
         raise BundlingError(f"bundling {function_name}: pip failed: {output.strip().splitlines()[-1:]}")
     for name in RUNTIME_PROVIDED:
@@ -112,32 +109,33 @@ def install_requirements(function_name: str, group: str, target: Path) -> None:
             shutil.rmtree(path)
 
 
-def copy_sources(group: str, target: Path) -> None:
+def copy_sources(group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
     package_dir = target / "lambdas"
     package_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(LAMBDAS_DIR / "__init__.py", package_dir / "__init__.py")
-    shutil.copytree(LAMBDAS_DIR / "common", package_dir / "common", ignore=_IGNORED, dirs_exist_ok=True)
-    shutil.copytree(LAMBDAS_DIR / group, package_dir / group, ignore=_IGNORED, dirs_exist_ok=True)
+    shutil.copy2(lambdas_dir / "__init__.py", package_dir / "__init__.py")
+    shutil.copytree(lambdas_dir / "common", package_dir / "common", ignore=_IGNORED, dirs_exist_ok=True)
+    shutil.copytree(lambdas_dir / group, package_dir / group, ignore=_IGNORED, dirs_exist_ok=True)
 
 
 @jsii.implements(ILocalBundling)
 class LocalPipBundling:
     """CDK local bundling: returns True so Docker is never needed."""
 
-    def __init__(self, function_name: str, group: str) -> None:
+    def __init__(self, function_name: str, group: str, lambdas_dir: Path) -> None:
         self._function_name = function_name
         self._group = group
+        self._lambdas_dir = lambdas_dir
 
     def try_bundle(self, output_dir: str, **_options: object) -> bool:
         target = Path(output_dir)
-        install_requirements(self._function_name, self._group, target)
-        copy_sources(self._group, target)
+        install_requirements(self._function_name, self._group, target, self._lambdas_dir)
+        copy_sources(self._group, target, self._lambdas_dir)
         return True
 
 
-def bundling_options(function_name: str, group: str) -> BundlingOptions:
+def bundling_options(function_name: str, group: str, lambdas_dir: Path = LAMBDAS_DIR) -> BundlingOptions:
     return BundlingOptions(
         # Only used if local bundling declined, which it never does; CDK requires an image.
         image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
-        local=LocalPipBundling(function_name, group),
+        local=LocalPipBundling(function_name, group, lambdas_dir),
     )

@@ -10,6 +10,7 @@ rest (`grant_*` on resources, or `add_to_role_policy`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -48,6 +49,7 @@ class PythonFunction(Construct):
         vpc: ec2.IVpc | None = None,
         vpc_subnets: ec2.SubnetSelection | None = None,
         security_groups: Sequence[ec2.ISecurityGroup] | None = None,
+        lambdas_dir: Path = LAMBDAS_DIR,
     ) -> None:
         super().__init__(scope, construct_id)
         if not handler.startswith(f"lambdas.{group}."):
@@ -100,9 +102,9 @@ class PythonFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=lambda_.Code.from_asset(
-                str(LAMBDAS_DIR),
-                asset_hash=asset_hash(group),
-                bundling=bundling_options(function_name, group),
+                str(lambdas_dir),
+                asset_hash=asset_hash(group, lambdas_dir),
+                bundling=bundling_options(function_name, group, lambdas_dir),
             ),
             memory_size=memory_mb or config.default_memory_mb,
             timeout=timeout,

@@ -31,6 +31,7 @@ class QrUploadStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         qr = config.qr_upload
+        self.config_name = config.name
 
         self.table = dynamodb.TableV2(
             self,
@@ -50,16 +51,34 @@ class QrUploadStack(Stack):
             removal_policy=config.removal_policy,
         )
 
-        # A fixed name breaks the cycle bucket CORS -> HTTP API -> function -> bucket.
+        self.http_api = apigw.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"qr-upload-{config.name}",
+            description="QR-upload handoff: sessions, upload URLs and pages",
+            create_default_stage=False,
+        )
+        # The bucket's name and ARNs are computed, not referenced: the bucket's CORS names the HTTP
+        # API's origin (the phone page posts from there), so the functions behind that API must not
+        # depend on the bucket resource, or CloudFormation sees a cycle.
+        self.bucket_name = f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
         self.bucket = s3.Bucket(
             self,
             "UploadBucket",
-            bucket_name=f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}",
+            bucket_name=self.bucket_name,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
             removal_policy=config.removal_policy,
-            auto_delete_objects=False,
+            cors=[
+                s3.CorsRule(
+                    allowed_methods=[s3.HttpMethods.POST],
+                    allowed_origins=[*config.cors_origins, self.http_api.api_endpoint],
+                    allowed_headers=["content-type"],
+                    max_age=3000,
+                )
+            ],
             lifecycle_rules=[
                 s3.LifecycleRule(id="ExpireSessionUploads", prefix=UPLOAD_PREFIX, expiration=Duration.days(1))
             ],
@@ -71,13 +90,6 @@ class QrUploadStack(Stack):
             "http function issues and logs per session; server access logs would add nothing.",
         )
 
-        self.http_api = apigw.HttpApi(
-            self,
-            "HttpApi",
-            api_name=f"qr-upload-{config.name}",
-            description="QR-upload handoff: sessions, upload URLs and pages",
-            create_default_stage=False,
-        )
         self.http_stage = apigw.HttpStage(
             self,
             "HttpStage",
@@ -107,7 +119,7 @@ class QrUploadStack(Stack):
 
         shared_env = {
             "SESSIONS_TABLE_NAME": self.table.table_name,
-            "UPLOAD_BUCKET_NAME": self.bucket.bucket_name,
+            "UPLOAD_BUCKET_NAME": self.bucket_name,
             "WS_API_ENDPOINT": ws_endpoint,
             "MAX_UPLOAD_BYTES": str(qr.max_upload_bytes),
             "SESSION_TTL_SECONDS": str(qr.session_ttl_seconds),
@@ -155,7 +167,7 @@ class QrUploadStack(Stack):
         CfnOutput(self, "SessionsTableName", value=self.table.table_name)
 
     def _grant(self) -> None:
-        uploads = self.bucket.arn_for_objects(f"{UPLOAD_PREFIX}*")
+        uploads = self.uploads_arn
         table_arn = self.table.table_arn
         connections = Stack.of(self).format_arn(
             service="execute-api",
@@ -184,7 +196,9 @@ class QrUploadStack(Stack):
             iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=[connections])
         )
 
-        uploads_finding = f"{ref(self.bucket)}/{UPLOAD_PREFIX}*"
+        uploads_finding = (
+            f"arn:<AWS::Partition>:s3:::qr-upload-{self.config_name}-<AWS::AccountId>-<AWS::Region>/{UPLOAD_PREFIX}*"
+        )
         acknowledge_wildcards(
             self.http_function.role,
             "Presigned POSTs and view URLs are for any object of one session, all under session-uploads/.",

@@ -1,0 +1,229 @@
+"""QrUpload-{env}: routes, table keys, bucket rules, notification, and each function's IAM."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from tests.infrastructure.synth import synthesize
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def env_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(env_name: str) -> Template:
+    return synthesize(env_name).template(f"QrUpload-{env_name}")
+
+
+def _function_logical_id(template: Template, name: str) -> str:
+    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": name}})
+    assert len(functions) == 1, f"expected one function named {name}"
+    return next(iter(functions))
+
+
+def _policy_statements(template: Template, function_name: str) -> list[dict[str, Any]]:
+    fn = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": function_name}})
+    role_id = next(iter(fn.values()))["Properties"]["Role"]["Fn::GetAtt"][0]
+    policies = template.find_resources("AWS::IAM::Policy")
+    statements: list[dict[str, Any]] = []
+    for policy in policies.values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    actions: set[str] = set()
+    for statement in statements:
+        value = statement["Action"]
+        actions.update([value] if isinstance(value, str) else value)
+    return actions
+
+
+def test_http_routes(template: Template) -> None:
+    for route in ("POST /sessions", "GET /sessions/{sessionId}", "GET /upload-url", "GET /", "GET /upload"):
+        template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": route})
+    template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
+
+
+def test_websocket_routes_and_stage(template: Template, env_name: str) -> None:
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Api", {"ProtocolType": "WEBSOCKET", "RouteSelectionExpression": Match.any_value()}
+    )
+    for route in ("$connect", "$disconnect"):
+        template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": route})
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {"StageName": env_name, "AutoDeploy": True})
+
+
+def test_sessions_table_keys_ttl_and_connection_index(template: Template, env_name: str) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "sessionId", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "expiresAt", "Enabled": True},
+            "GlobalSecondaryIndexes": [
+                Match.object_like(
+                    {
+                        "IndexName": "wsConnectionId-index",
+                        "KeySchema": [{"AttributeName": "wsConnectionId", "KeyType": "HASH"}],
+                    }
+                )
+            ],
+        },
+    )
+    protected = env_name == "prod"
+    tables = template.find_resources("AWS::DynamoDB::GlobalTable")
+    (table,) = tables.values()
+    (replica,) = table["Properties"]["Replicas"]
+    assert replica.get("DeletionProtectionEnabled", False) is protected
+    assert replica["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["DeletionPolicy"] == ("Retain" if protected else "Delete")
+
+
+def test_upload_bucket_is_private_encrypted_tls_only_and_expires_uploads(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
+            },
+            "BucketEncryption": Match.object_like({"ServerSideEncryptionConfiguration": Match.any_value()}),
+            "LifecycleConfiguration": {
+                "Rules": [Match.object_like({"Prefix": "session-uploads/", "ExpirationInDays": 1, "Status": "Enabled"})]
+            },
+        },
+    )
+    template.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [Match.object_like({"Effect": "Deny", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})]
+                )
+            }
+        },
+    )
+
+
+def test_bucket_cors_is_limited_to_environment_origins(template: Template, env_name: str) -> None:
+    from infrastructure.config import get_config
+
+    origins = list(get_config(env_name).cors_origins)
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {"CorsConfiguration": {"CorsRules": [Match.object_like({"AllowedOrigins": Match.array_with(origins)})]}},
+    )
+    bucket = next(iter(template.find_resources("AWS::S3::Bucket").values()))
+    for rule in bucket["Properties"]["CorsConfiguration"]["CorsRules"]:
+        assert "*" not in rule["AllowedOrigins"]
+
+
+def test_object_created_notification_is_filtered_to_session_uploads(template: Template, env_name: str) -> None:
+    event_fn = _function_logical_id(template, f"qr-upload-websocket-event-{env_name}")
+    template.has_resource_properties(
+        "Custom::S3BucketNotifications",
+        {
+            "NotificationConfiguration": {
+                "LambdaFunctionConfigurations": [
+                    {
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "session-uploads/"}]}},
+                        "LambdaFunctionArn": {"Fn::GetAtt": [event_fn, "Arn"]},
+                    }
+                ]
+            }
+        },
+    )
+
+
+def test_functions_runtime_architecture_tracing_and_environment(template: Template, env_name: str) -> None:
+    for name, handler in (
+        (f"qr-upload-http-api-{env_name}", "lambdas.qr_upload.http_api.handler"),
+        (f"qr-upload-websocket-event-{env_name}", "lambdas.qr_upload.websocket_events.handler"),
+    ):
+        template.has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "FunctionName": name,
+                "Handler": handler,
+                "Runtime": "python3.12",
+                "Architectures": ["arm64"],
+                "TracingConfig": {"Mode": "Active"},
+                "Environment": {
+                    "Variables": Match.object_like(
+                        {
+                            "SESSIONS_TABLE_NAME": Match.any_value(),
+                            "UPLOAD_BUCKET_NAME": Match.any_value(),
+                            "WS_API_ENDPOINT": Match.any_value(),
+                            "POWERTOOLS_SERVICE_NAME": Match.any_value(),
+                        }
+                    )
+                },
+            },
+        )
+        template.has_resource_properties("AWS::Logs::LogGroup", {"LogGroupName": f"/aws/lambda/{name}"})
+        for alarm in ("errors", "throttles", "duration"):
+            template.has_resource_properties("AWS::CloudWatch::Alarm", {"AlarmName": f"{name}-{alarm}"})
+
+
+def test_event_function_retries_then_lands_in_its_failure_queue(template: Template, env_name: str) -> None:
+    event_fn = _function_logical_id(template, f"qr-upload-websocket-event-{env_name}")
+    template.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": event_fn},
+            "MaximumRetryAttempts": 2,
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
+    template.has_resource_properties("AWS::SQS::Queue", {"QueueName": f"qr-upload-websocket-event-{env_name}-failures"})
+
+
+def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:
+    statements = _policy_statements(template, f"qr-upload-http-api-{env_name}")
+    assert _actions(statements) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "s3:PutObject",
+        "s3:GetObject",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    s3_statement = next(s for s in statements if "s3:PutObject" in s["Action"])
+    resource = s3_statement["Resource"]
+    assert resource["Fn::Join"][1][-1] == "/session-uploads/*"
+
+
+def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:
+    statements = _policy_statements(template, f"qr-upload-websocket-event-{env_name}")
+    actions = _actions(statements)
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "s3:GetObject",
+        "execute-api:ManageConnections",
+        "sqs:SendMessage",
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+    assert "dynamodb:Scan" not in actions
+    query = next(s for s in statements if s["Action"] == "dynamodb:Query")
+    assert query["Resource"]["Fn::Join"][1][-1] == "/index/wsConnectionId-index"
+    manage = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")
+    assert manage["Resource"]["Fn::Join"][1][-1] == f"/{env_name}/POST/@connections/*"
