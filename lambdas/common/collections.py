@@ -1,0 +1,81 @@
+"""Contract of the collections pipeline, shared by its functions: event names, categories,
+parameter names, and the two small AWS helpers they all need (events, API keys).
+
+Pipeline: S3 ObjectCreated -> ImageProcessorLambda -> `ImageProcessed` -> AnalyzerLambda ->
+`AnalysisComplete` -> EmbedderLambda; SearchLambda reads what they wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from lambdas.common.aws import client
+from lambdas.common.settings import require_env
+
+SCHEMA_VERSION = 1
+PROCESSOR_SOURCE = "collections.imageprocessor"
+IMAGE_PROCESSED = "ImageProcessed"
+ANALYZER_SOURCE = "collections.analyzer"
+ANALYSIS_COMPLETE = "AnalysisComplete"
+
+# The fixed category list the analysis tool schema enforces and search filters accept.
+CATEGORIES = (
+    "food", "travel", "home", "fashion", "beauty", "jewelry", "art", "nature", "pets",
+    "people", "technology", "vehicles", "documents", "screenshots", "other",
+)
+
+# SSM SecureString names under `{parameter_prefix}/collections/`; scripts/put_parameters.py writes them.
+ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
+VOYAGE_API_KEY = "VOYAGE_API_KEY"
+OPENAI_API_KEY = "OPENAI_API_KEY"
+LANGSMITH_API_KEY = "LANGSMITH_API_KEY"
+PARAMETER_NAMES = (ANTHROPIC_API_KEY, VOYAGE_API_KEY, OPENAI_API_KEY, LANGSMITH_API_KEY)
+
+
+class PublishError(RuntimeError):
+    """EventBridge did not accept the event (retryable: the handler lets Lambda retry)."""
+
+
+def publish(source: str, detail_type: str, detail: dict[str, Any]) -> None:
+    response = client("events").put_events(
+        Entries=[{
+            "EventBusName": require_env("EVENT_BUS_NAME"),
+            "Source": source,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail, separators=(",", ":")),
+        }]
+    )
+    if response.get("FailedEntryCount"):
+        entry = response["Entries"][0]
+        raise PublishError(f"put_events failed: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
+
+
+_keys: dict[str, str | None] = {}
+
+
+def api_key(name: str) -> str | None:
+    """The decrypted SecureString `{COLLECTIONS_PARAMETER_PREFIX}/{name}`, or None if it is not set.
+
+    Fetched once per container. A missing parameter is a normal state (local runs use the local
+    providers); any other error propagates so the invocation is retried.
+    """
+    if name not in _keys:
+        prefix = require_env("COLLECTIONS_PARAMETER_PREFIX").rstrip("/")
+        ssm = client("ssm")
+        try:
+            value = ssm.get_parameter(Name=f"{prefix}/{name}", WithDecryption=True)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            value = None
+        _keys[name] = value.strip() or None if value else None
+    return _keys[name]
+
+
+def local_providers_allowed() -> bool:
+    """Whether a missing API key may fall back to the offline `local` providers (never in prod)."""
+    return os.environ.get("ALLOW_LOCAL_PROVIDERS", "true").lower() == "true"
+
+
+def clear_cache() -> None:
+    _keys.clear()

