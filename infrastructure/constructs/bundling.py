@@ -126,7 +126,7 @@ class LocalPipBundling:
         self._group = group
         self._lambdas_dir = lambdas_dir
 
-    def try_bundle(self, output_dir: str, **_options: object) -> bool:
+    def try_bundle(self, output_dir: str, options: object = None, **_kwargs: object) -> bool:
         target = Path(output_dir)
         install_requirements(self._function_name, self._group, target, self._lambdas_dir)
         copy_sources(self._group, target, self._lambdas_dir)
