@@ -1,0 +1,1 @@
+"""HTTP tunnel: public HTTP requests reach an agent on a laptop over an API Gateway WebSocket."""

@@ -1,0 +1,269 @@
+"""HTTP API `$default` route: forward any public request to its agent and wait for the answer.
+
+The tunnel is named by the Host header (`{sub}.{DOMAIN_NAME}`) or, with no custom domain, by the
+path (`/t/{sub}/...`, prefix stripped). This handler reads the raw v2 event instead of using the
+resolver: it answers every path and method, and must keep the raw path and query string byte for
+byte. Errors the tunnel itself produces are still JSON `{"error": ...}`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lambdas.common.websocket import ConnectionGone, post_to_connection
+from lambdas.tunnel import protocol as p
+from lambdas.tunnel import settings
+from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, PendingStore
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+_PATH_ROUTE = re.compile(r"^/t/([^/]+)(/.*)?$")
+# Lambda's synchronous response payload limit is 6 MB (of JSON, so of base64 for binary bodies).
+_LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024 - 16 * 1024
+
+
+@dataclass(frozen=True)
+class Route:
+    subdomain: str
+    path: str
+    prefix: str  # "/t/{sub}" for the path form, "" for the host form
+
+
+def resolve(host: str, raw_path: str, domain: str) -> Route | None:
+    hostname = host.split(":")[0].lower().rstrip(".")
+    if domain and hostname.endswith("." + domain.lower()):
+        sub = hostname[: -len(domain) - 1]
+        if sub and "." not in sub:
+            return Route(sub, raw_path or "/", "")
+    match = _PATH_ROUTE.match(raw_path or "")
+    if match:
+        return Route(match.group(1).lower(), match.group(2) or "/", f"/t/{match.group(1)}")
+    return None
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Sleep between strongly consistent reads: `fast` for the first `fast_for` seconds (most
+    agents answer within a few hundred ms), then growing by `factor` up to `maximum`."""
+
+    fast: float = 0.010
+    fast_for: float = 0.300
+    factor: float = 1.25
+    maximum: float = 0.100
+
+    def delays(self) -> Any:
+        waited, delay = 0.0, self.fast
+        while True:
+            yield delay
+            waited += delay
+            if waited >= self.fast_for:
+                delay = min(delay * self.factor, self.maximum)
+
+
+FIXED_100MS = PollSchedule(fast=0.1, fast_for=0.0, factor=1.0, maximum=0.1)
+
+
+def wait_for_response(
+    store: PendingStore,
+    request_id: str,
+    deadline: float,
+    schedule: PollSchedule = PollSchedule(),
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any] | None:
+    """The finished pending item, or None when `deadline` (time.monotonic) passes first."""
+    for delay in schedule.delays():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        sleep(min(delay, remaining))
+        item = store.get(request_id)
+        if item is None or item["status"] != PENDING:
+            return item
+    return None  # pragma: no cover - delays() never ends
+
+
+def _error(status: int, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", "cache-control": "no-store"},
+        "body": json.dumps({"error": message}),
+        "isBase64Encoded": False,
+    }
+
+
+def _request_headers(event: dict[str, Any], route: Route) -> p.Headers:
+    headers: p.Headers = list((event.get("headers") or {}).items())
+    # Payload format 2.0 moves cookies out of the headers; the app must see them as one header.
+    if event.get("cookies"):
+        headers.append(("cookie", "; ".join(event["cookies"])))
+    if route.prefix:
+        headers.append(("x-forwarded-prefix", route.prefix))
+    return headers
+
+
+def to_gateway_response(response: p.HttpResponse) -> dict[str, Any]:
+    """HTTP API v2 response: repeated headers joined with commas, every Set-Cookie kept apart."""
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in p.strip_hop_by_hop(response.headers):
+        key = name.lower()
+        if key == "set-cookie":
+            cookies.append(value)
+        elif key != "content-length":  # the gateway sets it for the body it sends
+            headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    out: dict[str, Any] = {
+        "statusCode": response.status,
+        "headers": headers,
+        "body": base64.b64encode(response.body).decode("ascii"),
+        "isBase64Encoded": True,
+    }
+    if cookies:
+        out["cookies"] = cookies
+    return out
+
+
+def _stored_response(item: dict[str, Any]) -> p.HttpResponse | None:
+    if item["status"] != COMPLETED:
+        return None
+    response = p.decode(item["responseData"])
+    if not isinstance(response, p.HttpResponse):
+        raise p.ProtocolError("stored response is not an HttpResponse")
+    return response
+
+
+def _finished_response(request_id: str, item: dict[str, Any], response: p.HttpResponse | None) -> dict[str, Any]:
+    if response is None:
+        metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
+        return _error(502, f"tunnel agent failed: {item.get('errorMessage', 'request failed')}")
+    if response.body_in_bucket:
+        body = settings.bodies().get_response_body(request_id, p.MAX_BODY_BYTES)
+        if body is None:
+            metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
+            return _error(502, "tunnel response body missing or larger than 5 MiB")
+        response.body = body
+    if (len(response.body) + 2) // 3 * 4 > _LAMBDA_RESPONSE_LIMIT:
+        # Lambda returns at most 6 MB of JSON: binary bodies above ~4.4 MB cannot pass the gateway.
+        return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.4 MB)")
+    metrics.add_metric(name="ResponseBytes", unit=MetricUnit.Bytes, value=len(response.body))
+    return to_gateway_response(response)
+
+
+def _deadline(context: LambdaContext) -> float:
+    budget = settings.request_timeout_seconds()
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: 30_000)()
+    return time.monotonic() + max(0.0, min(budget, remaining_ms / 1000 - 1.0))
+
+
+def forward(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    deadline = _deadline(context)
+    domain = _domain()
+    headers = event.get("headers") or {}
+    route = resolve(headers.get("host", ""), event.get("rawPath", "/"), domain)
+    if route is None:
+        return _error(404, "no tunnel at this address: use https://{name}.{domain}/ or /t/{name}/")
+    logger.append_keys(subdomain=route.subdomain)
+
+    raw_body = event.get("body") or ""
+    body = base64.b64decode(raw_body) if event.get("isBase64Encoded") else raw_body.encode()
+    if len(body) > p.MAX_BODY_BYTES:
+        return _error(413, "request body larger than the tunnel's 5 MiB limit")
+
+    connection_id = settings.connections().find(route.subdomain)
+    if connection_id is None:
+        metrics.add_metric(name="UnknownTunnel", unit=MetricUnit.Count, value=1)
+        return _error(404, f"no agent is connected for {route.subdomain!r}")
+
+    request_id = uuid.uuid4().hex
+    logger.append_keys(request_id=request_id, connection_id=connection_id)
+    http = event.get("requestContext", {}).get("http", {})
+    request = p.HttpRequest(
+        request_id=request_id,
+        method=http.get("method", "GET"),
+        path=route.path,
+        query=event.get("rawQueryString", ""),
+        headers=_request_headers(event, route),
+        body=body,
+        client_ip=http.get("sourceIp"),
+        response_upload_url=settings.bodies().response_upload_url(request_id, expires=60),
+    )
+    pending = settings.pending()
+    pending.put(request_id, connection_id, event.get("requestContext", {}).get("requestId", ""))
+    if not p.fits_inline(request):
+        request.body_url = settings.bodies().put_request_body(request_id, body, expires=60)
+        request.body = b""
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
+
+    try:
+        post_to_connection(settings.websocket_endpoint(), connection_id, p.encode(request).encode())
+    except ConnectionGone:
+        # The agent vanished without a $disconnect reaching us: forget the stale connection.
+        settings.connections().delete(connection_id)
+        pending.finish(request_id, FAILED, error="agent gone")
+        metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
+        return _error(502, "tunnel agent is not connected")
+
+    item = wait_for_response(pending, request_id, deadline)
+    if item is None:
+        if pending.finish(request_id, TIMEOUT):
+            metrics.add_metric(name="Timeouts", unit=MetricUnit.Count, value=1)
+            logger.warning("agent did not answer in time")
+            return _error(504, "tunnel agent did not answer in time")
+        item = pending.get(request_id)  # the answer landed between the last read and the timeout
+        if item is None:
+            return _error(502, "tunnel request vanished")
+    response = _stored_response(item)
+    try:
+        return _finished_response(request_id, item, response)
+    finally:
+        in_bucket = request.body_url is not None or (response is not None and response.body_in_bucket)
+        _cleanup(pending, request_id, large=in_bucket)
+
+
+def _cleanup(pending: PendingStore, request_id: str, *, large: bool) -> None:
+    # The response may hold private data: do not leave it for TTL's up-to-48-hour sweep.
+    try:
+        pending.delete(request_id)
+        if large:
+            settings.bodies().delete(request_id)
+    except Exception:  # cleanup must never turn a good answer into an error
+        logger.exception("cleanup failed")
+
+
+def _domain() -> str:
+    return os.environ.get("DOMAIN_NAME", "").strip()
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        result = forward(event, context)
+    except Exception:
+        logger.exception("forwarding failed")
+        result = _error(500, "Internal Server Error")
+    logger.info(
+        "forwarded",
+        extra={
+            "method": event.get("requestContext", {}).get("http", {}).get("method"),
+            "status": result["statusCode"],
+            "ms": round((time.monotonic() - started) * 1000),
+        },
+    )
+    return result

@@ -1,0 +1,56 @@
+"""The tunnel handlers' configuration, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from lambdas.common.settings import env_int, require_env
+from lambdas.tunnel.protocol import REQUEST_TIMEOUT_SECS
+from lambdas.tunnel.store import BodyStore, ConnectionStore, PendingStore, TokenStore
+
+
+@cache
+def connections() -> ConnectionStore:
+    return ConnectionStore(require_env("CONNECTIONS_TABLE_NAME"))
+
+
+@cache
+def pending() -> PendingStore:
+    return PendingStore(require_env("PENDING_REQUESTS_TABLE_NAME"))
+
+
+@cache
+def tokens() -> TokenStore:
+    return TokenStore(require_env("TOKENS_TABLE_NAME"))
+
+
+@cache
+def bodies() -> BodyStore:
+    return BodyStore(require_env("BODY_BUCKET_NAME"))
+
+
+@cache
+def websocket_endpoint() -> str:
+    return require_env("WEBSOCKET_API_ENDPOINT")
+
+
+@cache
+def request_timeout_seconds() -> float:
+    # Must stay under the HTTP API's 30 s integration limit; tests shorten it.
+    timeout = env_int("REQUEST_TIMEOUT_MS", REQUEST_TIMEOUT_SECS * 1000) / 1000
+    return min(timeout, 29.0)
+
+
+def public_url(subdomain: str) -> str:
+    """`https://{sub}.{DOMAIN_NAME}` with a custom domain, else the HTTP API's `/t/{sub}` form."""
+    domain = os.environ.get("DOMAIN_NAME", "").strip()
+    if domain:
+        return f"https://{subdomain}.{domain}"
+    return f"{require_env('PUBLIC_HTTP_URL').rstrip('/')}/t/{subdomain}"
+
+
+def clear() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    for fn in (connections, pending, tokens, bodies, websocket_endpoint, request_timeout_seconds):
+        fn.cache_clear()

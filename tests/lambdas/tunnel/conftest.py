@@ -1,0 +1,68 @@
+"""Fixtures for the tunnel handler tests: moto, the stack's tables, a fake management API."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from moto import mock_aws
+
+from lambdas.common import aws
+from lambdas.tunnel import settings
+from tests.lambdas.tunnel import support
+
+# Powertools reads these when a handler module is imported, before any fixture runs.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tunnel")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PlatformTest")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "tunnel-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tunnel-test"
+    aws_request_id: str = "6f1c7e1a-5b0e-4a39-9d49-6f0c1b9d1a11"
+    remaining_ms: int = 30_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()
+
+
+@pytest.fixture
+def gateway() -> Iterator[support.FakeManagementApi]:
+    with support.FakeManagementApi() as api:
+        yield api
+
+
+@pytest.fixture
+def tunnel_env(monkeypatch: pytest.MonkeyPatch, gateway: support.FakeManagementApi) -> Iterator[None]:
+    for name, value in {
+        "CONNECTIONS_TABLE_NAME": support.CONNECTIONS,
+        "PENDING_REQUESTS_TABLE_NAME": support.PENDING,
+        "TOKENS_TABLE_NAME": support.TOKENS,
+        "BODY_BUCKET_NAME": support.BUCKET,
+        "WEBSOCKET_API_ENDPOINT": gateway.endpoint,
+        "PUBLIC_HTTP_URL": "https://p9r8s7t6u5.execute-api.eu-west-1.amazonaws.com",
+        "REQUEST_TIMEOUT_MS": "3000",
+        "POWERTOOLS_SERVICE_NAME": "tunnel",
+        "POWERTOOLS_METRICS_NAMESPACE": "PlatformTest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DOMAIN_NAME", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    aws.client.cache_clear()
+    settings.clear()
+    with mock_aws():
+        support.create_resources()
+        yield
+    aws.client.cache_clear()
+    settings.clear()

@@ -1,0 +1,210 @@
+"""Test support for the tunnel: the tables as the stack defines them, events, a fake `@connections`.
+
+`FakeManagementApi` is a real HTTP server speaking the API Gateway management API's wire format,
+so the handlers' boto3 client talks to it for real (moto accepts posts but delivers nothing).
+Each posted message is handed to a callback on its own thread, as a real agent would answer
+asynchronously while the forwarder polls.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from lambdas.common import aws
+
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "tunnel"
+
+CONNECTIONS = "tunnel-connections"
+PENDING = "tunnel-pending"
+TOKENS = "tunnel-tokens"
+BUCKET = "tunnel-bodies"
+
+
+def event(name: str) -> dict[str, Any]:
+    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+def create_tokens_table(name: str = TOKENS) -> None:
+    aws.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def create_resources() -> None:
+    ddb = aws.client("dynamodb")
+    ddb.create_table(
+        TableName=CONNECTIONS,
+        KeySchema=[{"AttributeName": "connectionId", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "connectionId", "AttributeType": "S"},
+            {"AttributeName": "publicSubdomain", "AttributeType": "S"},
+            {"AttributeName": "createdAt", "AttributeType": "N"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "subdomain-index",
+                "KeySchema": [
+                    {"AttributeName": "publicSubdomain", "KeyType": "HASH"},
+                    {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    ddb.create_table(
+        TableName=PENDING,
+        KeySchema=[{"AttributeName": "requestId", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "requestId", "AttributeType": "S"},
+            {"AttributeName": "connectionId", "AttributeType": "S"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "connection-index",
+                "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    create_tokens_table()
+    aws.client("s3").create_bucket(Bucket=BUCKET)
+
+
+class FakeManagementApi:
+    """`POST /{stage}/@connections/{id}`: 200 and a callback, or 410 GoneException."""
+
+    def __init__(self, on_message: Callable[[str, bytes], None] | None = None) -> None:
+        self.on_message = on_message
+        self.gone: set[str] = set()
+        self.posts: list[tuple[str, bytes]] = []
+        self.threads: list[threading.Thread] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                match = re.match(r"^/[^/]+/@connections/([^/?]+)$", self.path)
+                length = int(self.headers.get("content-length", "0"))
+                data = self.rfile.read(length)
+                if not match:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                from urllib.parse import unquote
+
+                connection_id = unquote(match.group(1))
+                if connection_id in api.gone:
+                    body = b'{"message":"Gone"}'
+                    self.send_response(410)
+                    self.send_header("x-amzn-ErrorType", "GoneException")
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                api.posts.append((connection_id, data))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+                if api.on_message:
+                    thread = threading.Thread(target=api.on_message, args=(connection_id, data), daemon=True)
+                    api.threads.append(thread)
+                    thread.start()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/dev"
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def __enter__(self) -> FakeManagementApi:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def messages(self, connection_id: str | None = None) -> list[dict[str, Any]]:
+        return [json.loads(data) for cid, data in self.posts if connection_id in (None, cid)]
+
+
+class FakeAgent:
+    """Answers each HttpRequest posted to the fake management API through the real response
+    handler, moving large bodies through the presigned URLs exactly as the agent CLI does."""
+
+    def __init__(self, answer: Callable[[Any], Any], context: Any) -> None:
+        self.answer = answer
+        self.context = context
+        self.requests: list[Any] = []
+        self.errors: list[BaseException] = []
+
+    def __call__(self, connection_id: str, data: bytes) -> None:
+        import requests
+
+        from lambdas.tunnel import protocol as p
+        from lambdas.tunnel import response as response_handler
+
+        try:
+            message = p.decode(data)
+            if not isinstance(message, p.HttpRequest):
+                return
+            if message.body_url:
+                got = requests.get(message.body_url, timeout=5)
+                got.raise_for_status()
+                message.body = got.content
+            self.requests.append(message)
+            reply = self.answer(message)
+            if reply is None:
+                return
+            if isinstance(reply, p.HttpResponse) and not p.fits_inline(reply):
+                assert message.response_upload_url
+                put = requests.put(message.response_upload_url, data=reply.body, timeout=5)
+                put.raise_for_status()
+                reply.body, reply.body_in_bucket = b"", True
+            send(response_handler.handler, connection_id, p.encode(reply), self.context)
+        except BaseException as exc:  # surfaced by the test through .errors
+            self.errors.append(exc)
+
+
+def send(handler: Callable[..., Any], connection_id: str, body: str, context: Any) -> Any:
+    evt = event("message")
+    evt["requestContext"]["connectionId"] = connection_id
+    evt["body"] = body
+    return handler(evt, context)
+
+
+def connect_event(connection_id: str, token: str | None, subdomain: str | None = None) -> dict[str, Any]:
+    evt = event("connect")
+    evt["requestContext"]["connectionId"] = connection_id
+    if token is not None:
+        evt["headers"]["Authorization"] = f"Bearer {token}"
+    if subdomain is not None:
+        evt["headers"]["X-Tunnel-Subdomain"] = subdomain
+    return evt
+
+
+def new_token(label: str = "test") -> str:
+    from lambdas.tunnel.store import TokenStore
+    from lambdas.tunnel.tokens import new_token as make
+
+    token_id, token, secret_hash = make()
+    TokenStore(TOKENS).put(token_id, secret_hash, label)
+    return token

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from lambdas.tunnel import connect
+from lambdas.tunnel.store import TokenStore
+from lambdas.tunnel.tokens import parse_token
+from tests.lambdas.tunnel.support import CONNECTIONS, TOKENS, connect_event, new_token
+
+pytestmark = pytest.mark.usefixtures("tunnel_env")
+
+
+def _item(connection_id: str) -> dict:
+    return (
+        boto3.client("dynamodb")
+        .get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": connection_id}})
+        .get("Item", {})
+    )
+
+
+def test_valid_token_registers_a_random_subdomain_not_yet_routable(context) -> None:
+    result = connect.handler(connect_event("c1", new_token()), context)
+    assert result["statusCode"] == 200
+    item = _item("c1")
+    subdomain = item["claimedSubdomain"]["S"]
+    assert len(subdomain) == 12 and subdomain.isalnum() and subdomain.islower()
+    assert item["publicUrl"]["S"] == f"https://p9r8s7t6u5.execute-api.eu-west-1.amazonaws.com/t/{subdomain}"
+    # Routable only after the agent's Ready: posting during $connect fails.
+    assert "publicSubdomain" not in item
+    assert int(item["ttl"]["N"]) - int(item["createdAt"]["N"]) == 2 * 60 * 60
+
+
+def test_token_in_query_string_is_accepted(context) -> None:
+    evt = connect_event("c1", None)
+    evt["queryStringParameters"] = {"token": new_token()}
+    assert connect.handler(evt, context)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("token", [None, "", "garbage", "abcdefghij.wrongsecretwrongsecretwrong"])
+def test_missing_or_unknown_token_is_refused(context, token) -> None:
+    new_token()
+    result = connect.handler(connect_event("c1", token), context)
+    assert result["statusCode"] == 401
+    assert "error" in result["body"]
+    assert _item("c1") == {}
+
+
+def test_right_id_wrong_secret_is_refused_and_token_never_logged(context, caplog) -> None:
+    token = new_token()
+    token_id, secret = parse_token(token)
+    forged = f"{token_id}.{'x' * len(secret)}"
+    assert connect.handler(connect_event("c1", forged), context)["statusCode"] == 401
+    assert connect.handler(connect_event("c2", token), context)["statusCode"] == 200
+    logs = " ".join(str(vars(r)) for r in caplog.records)
+    assert secret not in logs and forged not in logs
+    assert token_id in logs  # the public id is what operators need to see
+
+
+def test_revoked_token_is_refused(context) -> None:
+    token = new_token()
+    TokenStore(TOKENS).revoke(parse_token(token)[0])
+    assert connect.handler(connect_event("c1", token), context)["statusCode"] == 401
+
+
+def test_requested_subdomain_belongs_to_the_first_token(context) -> None:
+    first, second = new_token("a"), new_token("b")
+    assert connect.handler(connect_event("c1", first, "demo"), context)["statusCode"] == 200
+    assert _item("c1")["claimedSubdomain"]["S"] == "demo"
+    taken = connect.handler(connect_event("c2", second, "demo"), context)
+    assert taken["statusCode"] == 409 and _item("c2") == {}
+    # The owner reconnecting gets the same name again.
+    assert connect.handler(connect_event("c3", first, "Demo"), context)["statusCode"] == 200
+    assert _item("c3")["claimedSubdomain"]["S"] == "demo"
+
+
+def test_revoking_a_token_releases_its_subdomains(context) -> None:
+    first, second = new_token("a"), new_token("b")
+    assert connect.handler(connect_event("c1", first, "demo"), context)["statusCode"] == 200
+    TokenStore(TOKENS).revoke(parse_token(first)[0])
+    assert connect.handler(connect_event("c2", second, "demo"), context)["statusCode"] == 200
+
+
+@pytest.mark.parametrize("name", ["a", "-abc", "abc-", "a.b", "x" * 64, "ünï"])
+def test_invalid_subdomain_is_refused(context, name) -> None:
+    assert connect.handler(connect_event("c1", new_token(), name), context)["statusCode"] == 400
+
+
+def test_custom_domain_gives_host_style_url(context, monkeypatch) -> None:
+    monkeypatch.setenv("DOMAIN_NAME", "tunnel.example.com")
+    assert connect.handler(connect_event("c1", new_token(), "demo"), context)["statusCode"] == 200
+    assert _item("c1")["publicUrl"]["S"] == "https://demo.tunnel.example.com"
