@@ -1,0 +1,59 @@
+# Everything a fresh machine needs is installed by these targets; nothing by hand.
+#   make local   install everything, then run the whole platform locally (no AWS account)
+#   make test    install everything, then run the test suite (what CI runs)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup local demo test bench synth synth-prod lint deploy-dev system-packages clean
+
+setup: $(VENV)/.installed node_modules/.installed system-packages
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Debian packages: chromium for the browser end-to-end tests.
+system-packages:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian packages: chromium"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+local: setup
+	$(PY) -m scripts.local --env dev
+
+demo: setup
+	$(PY) -m scripts.demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m scripts.bench
+
+synth: setup
+	npx cdk synth --all -c env=dev --quiet
+
+synth-prod: setup
+	npx cdk synth --all -c env=prod --quiet
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy app.py infrastructure lambdas scripts
+
+deploy-dev: setup
+	npx cdk deploy --all -c env=dev
+
+clean:
+	rm -rf cdk.out cdk.out.* .pytest_cache .mypy_cache .ruff_cache
