@@ -130,7 +130,8 @@ def to_dict(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {"v": VERSION, "type": type(message).__name__}
     for name, value in vars(message).items():
         if isinstance(value, bytes):
-            out[name] = encode_body(value)
+            if value:
+                out[name] = encode_body(value)
         elif name == "headers":
             out[name] = [[k, v] for k, v in value]
         elif value is not None:

@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+
+import pytest
+
+from lambdas.common import aws
+from lambdas.tunnel import connect, disconnect, forward, response
+from lambdas.tunnel import protocol as p
+from lambdas.tunnel.forward import FIXED_100MS, PollSchedule, resolve
+from lambdas.tunnel.store import PendingStore
+from tests.lambdas.tunnel.support import (
+    BUCKET,
+    CONNECTIONS,
+    PENDING,
+    FakeAgent,
+    connect_event,
+    event,
+    new_token,
+    send,
+)
+
+pytestmark = pytest.mark.usefixtures("tunnel_env")
+
+
+def _ready(context, connection_id: str = "c1", subdomain: str = "demo", token: str | None = None) -> None:
+    assert connect.handler(connect_event(connection_id, token or new_token(), subdomain), context)["statusCode"] == 200
+    send(response.handler, connection_id, p.encode(p.Ready()), context)
+
+
+def _agent(gateway, context, answer) -> FakeAgent:
+    agent = FakeAgent(answer, context)
+    gateway.on_message = agent
+    return agent
+
+
+def _body(result: dict) -> bytes:
+    body = result.get("body", "")
+    return base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+
+
+def _echo(req: p.HttpRequest) -> p.HttpResponse:
+    return p.HttpResponse(req.request_id, 200, [("content-type", "application/octet-stream")], req.body)
+
+
+def test_request_and_response_fidelity_through_path_route(context, gateway) -> None:
+    _ready(context)
+
+    def answer(req: p.HttpRequest) -> p.HttpResponse:
+        headers = [
+            ("Set-Cookie", "a=1; Path=/"),
+            ("Set-Cookie", "b=2; HttpOnly"),
+            ("Vary", "Accept"),
+            ("Vary", "Cookie"),
+            ("Location", "/elsewhere"),
+            ("Transfer-Encoding", "chunked"),
+        ]
+        return p.HttpResponse(req.request_id, 302, headers, b"\x00\x01binary\xff")
+
+    agent = _agent(gateway, context, answer)
+    result = forward.handler(event("http_api"), context)
+    assert not agent.errors
+
+    [req] = agent.requests
+    assert req.method == "POST"
+    assert req.path == "/api/items/caf%C3%A9"
+    assert req.query == "tag=a&tag=b&q=a%20b%2Bc&empty=&x%5B%5D=1"
+    assert req.body == b'{"name":"cup"}'
+    assert req.client_ip == "198.51.100.23"
+    headers = dict(req.headers)
+    assert headers["cookie"] == "session=s3cr3t; theme=dark"
+    assert headers["x-custom"] == "one,two"
+    assert headers["x-forwarded-prefix"] == "/t/demo"
+    assert headers["host"] == "p9r8s7t6u5.execute-api.eu-west-1.amazonaws.com"
+
+    assert result["statusCode"] == 302
+    assert result["cookies"] == ["a=1; Path=/", "b=2; HttpOnly"]
+    assert result["headers"]["vary"] == "Accept, Cookie"
+    assert result["headers"]["location"] == "/elsewhere"
+    assert "transfer-encoding" not in result["headers"]
+    assert _body(result) == b"\x00\x01binary\xff"
+    # Nothing private is left behind once answered.
+    assert (
+        aws.client("dynamodb").get_item(TableName=PENDING, Key={"requestId": {"S": req.request_id}}).get("Item") is None
+    )
+
+
+def test_host_route_with_custom_domain(context, gateway, monkeypatch) -> None:
+    monkeypatch.setenv("DOMAIN_NAME", "tunnel.example.com")
+    _ready(context)
+    agent = _agent(gateway, context, _echo)
+    evt = event("http_api")
+    evt["headers"]["host"] = "demo.tunnel.example.com"
+    evt["rawPath"] = "/"
+    result = forward.handler(evt, context)
+    assert result["statusCode"] == 200
+    assert agent.requests[0].path == "/"
+    assert "x-forwarded-prefix" not in dict(agent.requests[0].headers)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "domain", "expected"),
+    [
+        ("demo.t.example.com", "/a/b", "t.example.com", ("demo", "/a/b", "")),
+        ("DEMO.t.example.com:443", "/", "t.example.com", ("demo", "/", "")),
+        ("x.demo.t.example.com", "/t/demo", "t.example.com", ("demo", "/", "/t/demo")),
+        ("api.example.com", "/t/demo", "", ("demo", "/", "/t/demo")),
+        ("api.example.com", "/t/demo/x%2Fy?", "", ("demo", "/x%2Fy?", "/t/demo")),
+        ("api.example.com", "/other", "", None),
+        ("api.example.com", "/t/", "", None),
+    ],
+)
+def test_resolve(host, path, domain, expected) -> None:
+    route = resolve(host, path, domain)
+    assert (route and (route.subdomain, route.path, route.prefix)) == expected
+
+
+def test_unknown_address_and_unknown_subdomain_are_json_404(context, gateway) -> None:
+    evt = event("http_api")
+    evt["rawPath"] = "/favicon.ico"
+    result = forward.handler(evt, context)
+    assert result["statusCode"] == 404 and "error" in json.loads(result["body"])
+    result = forward.handler(event("http_api"), context)  # no agent for "demo"
+    assert result["statusCode"] == 404 and "demo" in json.loads(result["body"])["error"]
+    assert gateway.posts == []
+
+
+def test_connected_but_not_ready_is_not_routable(context, gateway) -> None:
+    assert connect.handler(connect_event("c1", new_token(), "demo"), context)["statusCode"] == 200
+    assert forward.handler(event("http_api"), context)["statusCode"] == 404
+
+
+def test_body_over_limit_is_413_at_once(context, gateway) -> None:
+    _ready(context)
+    evt = event("http_api")
+    evt["body"] = base64.b64encode(b"x" * (p.MAX_BODY_BYTES + 1)).decode()
+    result = forward.handler(evt, context)
+    assert result["statusCode"] == 413 and "error" in json.loads(result["body"])
+    assert gateway.messages("c1")[-1]["type"] == "ConnectionEstablished"  # nothing forwarded
+
+
+def test_large_bodies_travel_through_the_bucket_both_ways(context, gateway) -> None:
+    _ready(context)
+    big_in = bytes(range(256)) * 1200  # 300 KB, well over one WebSocket message
+    big_out = b"\xfe" * 400_000
+    agent = _agent(gateway, context, lambda req: p.HttpResponse(req.request_id, 200, [], big_out))
+    evt = event("http_api")
+    evt["body"] = base64.b64encode(big_in).decode()
+    result = forward.handler(evt, context)
+    assert not agent.errors
+    assert agent.requests[0].body == big_in
+    [posted] = [m for m in gateway.messages("c1") if m["type"] == "HttpRequest"]
+    assert "body" not in posted and posted["body_url"].startswith("https://")
+    assert len(json.dumps(posted)) < p.MAX_MESSAGE_BYTES
+    assert result["statusCode"] == 200 and _body(result) == big_out
+    # Bodies are removed once delivered; the bucket's 1-day expiry is only the backstop.
+    assert aws.client("s3").list_objects_v2(Bucket=BUCKET).get("KeyCount") == 0
+
+
+def test_gone_agent_is_502_and_stale_connection_removed(context, gateway) -> None:
+    _ready(context)
+    gateway.gone.add("c1")
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 502 and "error" in json.loads(result["body"])
+    assert "Item" not in aws.client("dynamodb").get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": "c1"}})
+
+
+def test_silent_agent_is_504_at_the_deadline(context, gateway, monkeypatch) -> None:
+    monkeypatch.setenv("REQUEST_TIMEOUT_MS", "400")
+    from lambdas.tunnel import settings
+
+    settings.clear()
+    _ready(context)
+    agent = _agent(gateway, context, lambda req: None)
+    started = time.monotonic()
+    result = forward.handler(event("http_api"), context)
+    elapsed = time.monotonic() - started
+    assert result["statusCode"] == 504 and "error" in json.loads(result["body"])
+    assert 0.4 <= elapsed < 2.0
+    assert PendingStore(PENDING).get(agent.requests[0].request_id)["status"] == "timeout"
+
+
+def test_deadline_respects_lambda_remaining_time(context, gateway) -> None:
+    context.remaining_ms = 1500  # leaves 0.5 s after the 1 s safety margin
+    _ready(context)
+    _agent(gateway, context, lambda req: None)
+    started = time.monotonic()
+    assert forward.handler(event("http_api"), context)["statusCode"] == 504
+    assert time.monotonic() - started < 1.4
+
+
+def test_agent_disconnect_mid_request_is_502_at_once(context, gateway, monkeypatch) -> None:
+    monkeypatch.setenv("REQUEST_TIMEOUT_MS", "20000")
+    from lambdas.tunnel import settings
+
+    settings.clear()
+    _ready(context)
+
+    def die(req: p.HttpRequest) -> None:
+        evt = event("disconnect")
+        evt["requestContext"]["connectionId"] = "c1"
+        disconnect.handler(evt, context)
+
+    agent = _agent(gateway, context, die)
+    started = time.monotonic()
+    result = forward.handler(event("http_api"), context)
+    assert not agent.errors
+    assert result["statusCode"] == 502 and "disconnected" in json.loads(result["body"])["error"]
+    assert time.monotonic() - started < 1.0
+
+
+def test_agent_error_message_is_502(context, gateway) -> None:
+    _ready(context)
+    _agent(gateway, context, lambda req: p.Error("upstream_unreachable", "connection refused", req.request_id))
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 502
+    assert json.loads(_body(result))["error"] == "tunnel agent error: upstream_unreachable"
+
+
+def test_newest_ready_connection_wins(context, gateway) -> None:
+    token = new_token()
+    _ready(context, "old", token=token)
+    time.sleep(1.05)  # createdAt has one-second resolution
+    _ready(context, "new", token=token)
+    agent = _agent(gateway, context, _echo)
+    assert forward.handler(event("http_api"), context)["statusCode"] == 200
+    assert [cid for cid, data in gateway.posts if b"HttpRequest" in data] == ["new"]
+    assert agent.requests
+
+
+def test_poll_schedule_starts_fast_and_caps_at_100ms() -> None:
+    delays = PollSchedule().delays()
+    first = [next(delays) for _ in range(60)]
+    assert first[0] == 0.010
+    assert sum(d for d in first if d == 0.010) >= 0.3
+    assert max(first) == pytest.approx(0.100) and first[-1] == pytest.approx(0.100)
+    assert all(b >= a for a, b in itertools.pairwise(first))
+    fixed = FIXED_100MS.delays()
+    assert [next(fixed) for _ in range(3)] == [0.1, 0.1, 0.1]
