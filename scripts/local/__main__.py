@@ -1,0 +1,87 @@
+"""`python -m scripts.local [--env dev] [--port-base 8000] [--set-env FUNCTION:NAME=VALUE ...]`
+
+Brings the environment up, prints where everything runs (every stack output with its local
+value), then streams every function's logs until Ctrl-C. A failed start prints one line and
+exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from scripts.local.runtime import LocalRuntime
+
+
+def parse_set_env(items: list[str]) -> dict[str, dict[str, str]]:
+    """`FUNCTION:NAME=VALUE` (FUNCTION is a function name, a logical id, or `*` for all)."""
+    overrides: dict[str, dict[str, str]] = {}
+    for item in items:
+        target, sep, assignment = item.partition(":")
+        name, eq, value = assignment.partition("=")
+        if not sep or not eq or not name:
+            raise SystemExit(f"--set-env {item!r}: expected FUNCTION:NAME=VALUE")
+        overrides.setdefault(target, {})[name] = value
+    return overrides
+
+
+def print_table(runtime: LocalRuntime) -> None:
+    rows = [("moto (AWS services)", runtime.moto_url)]
+    rows += [(f"{a.protocol} API {a.name}", f"{'http' if a.protocol == 'HTTP' else 'ws'}://{a.address}") for a in runtime.apis]
+    if runtime.database is not None:
+        rows.append(("PostgreSQL (pgvector)", runtime.database.url))
+    for stack, outputs in runtime.outputs.items():
+        rows += [(f"{stack} {name}", str(value)) for name, value in outputs.items()]
+    width = max(len(r[0]) for r in rows)
+    print()
+    for label, value in rows:
+        print(f"  {label:<{width}}  {value}")
+    if runtime.skipped:
+        print(f"\n  not run locally: {', '.join(runtime.skipped)}")
+    print("\nlogs follow (Ctrl-C stops everything)\n", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="dev")
+    parser.add_argument("--port-base", type=int, default=8000)
+    parser.add_argument("--set-env", action="append", default=[], metavar="FUNCTION:NAME=VALUE")
+    parser.add_argument("--no-colour", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.time()
+    runtime = LocalRuntime(
+        args.env,
+        port_base=args.port_base,
+        set_env=parse_set_env(args.set_env),
+        log_out=sys.stdout,
+        colour=not args.no_colour and sys.stdout.isatty(),
+        progress=lambda message: print(f"... {message}", flush=True),
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        runtime.start()
+    except KeyboardInterrupt:
+        runtime.stop()
+        return 130
+    except Exception as exc:
+        runtime.stop()
+        print(f"local runtime failed to start: {exc}", file=sys.stderr)
+        return 1
+    print(f"... up in {time.time() - started:.1f} s")
+    print_table(runtime)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("\nstopping...", flush=True)
+    runtime.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

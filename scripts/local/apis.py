@@ -1,0 +1,128 @@
+"""What the HTTP and WebSocket servers share: the Api model read from the templates (routes,
+integrations, stage, CORS), the event loop thread they run on, and a listening-site helper."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from scripts.local.assembly import Resource
+from scripts.local.intrinsics import Resolver
+
+T = TypeVar("T")
+_FUNCTION_IN_URI = re.compile(r"functions/(arn:[^/]+)/invocations")
+
+
+class PortInUse(OSError):
+    pass
+
+
+@dataclass
+class Route:
+    key: str  # "GET /sessions/{id}", "$default", "$connect", "ANY /{proxy+}"
+    function: str | None  # function ARN, None for non-Lambda integrations
+    payload_version: str = "2.0"
+    authorization: str = "NONE"
+    returns_response: bool = False
+
+
+@dataclass
+class Api:
+    resource: Resource
+    id: str
+    name: str
+    protocol: str  # HTTP or WEBSOCKET
+    stage: str = "$default"
+    route_selection: str = "$request.method $request.path"
+    cors: dict[str, Any] | None = None
+    routes: list[Route] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def read_apis(resolver: Resolver) -> list[Api]:
+    """Every AWS::ApiGatewayV2::Api with its routes, in template order (HTTP first: stable ports)."""
+    apis: dict[str, Api] = {}
+    assembly = resolver.assembly
+    for resource in assembly.resources("AWS::ApiGatewayV2::Api"):
+        if not resolver.exists(resource):
+            continue
+        props = resolver.resolve(resource.properties, resource.stack)
+        api_id = resolver.name(resource)
+        apis[api_id] = Api(
+            resource=resource,
+            id=api_id,
+            name=str(props.get("Name", resource.logical_id)),
+            protocol=str(props.get("ProtocolType", "HTTP")),
+            route_selection=str(props.get("RouteSelectionExpression", "$request.method $request.path")),
+            cors=props.get("CorsConfiguration"),
+        )
+    for resource in assembly.resources("AWS::ApiGatewayV2::Stage"):
+        props = resolver.resolve(resource.properties, resource.stack)
+        api = apis.get(str(props.get("ApiId")))
+        if api is not None and (api.stage == "$default" or props.get("StageName") != "$default"):
+            api.stage = str(props.get("StageName", "$default"))
+    integrations: dict[str, dict[str, Any]] = {}
+    for resource in assembly.resources("AWS::ApiGatewayV2::Integration"):
+        integrations[resolver.ref(resource)] = resolver.resolve(resource.properties, resource.stack)
+    for resource in assembly.resources("AWS::ApiGatewayV2::Route"):
+        props = resolver.resolve(resource.properties, resource.stack)
+        api = apis.get(str(props.get("ApiId")))
+        if api is None:
+            continue
+        integration = integrations.get(str(props.get("Target", "")).removeprefix("integrations/"), {})
+        uri = str(integration.get("IntegrationUri", ""))
+        match = _FUNCTION_IN_URI.search(uri)
+        function = match.group(1) if match else (uri if uri.startswith("arn:aws:lambda:") else None)
+        api.routes.append(
+            Route(
+                key=str(props["RouteKey"]),
+                function=function,
+                payload_version=str(integration.get("PayloadFormatVersion", "2.0" if api.protocol == "HTTP" else "1.0")),
+                authorization=str(props.get("AuthorizationType", "NONE")),
+                returns_response=bool(props.get("RouteResponseSelectionExpression")),
+            )
+        )
+    ordered = sorted(apis.values(), key=lambda a: a.protocol != "HTTP")  # stable sort keeps template order
+    return ordered
+
+
+class LoopThread:
+    """One asyncio loop in a background thread for every server; blocking work goes to `executor`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="api-invoke")
+        self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise PortInUse(f"port {port} is already in use ({exc.strerror})") from None
+    return runner

@@ -1,0 +1,268 @@
+"""`LocalRuntime`: one environment's templates brought up on this machine, and taken down again.
+
+    with LocalRuntime("dev") as runtime:
+        runtime.outputs["QrUpload-dev"]["DesktopPageUrl"]   # http://127.0.0.1:8000/
+
+Ports: HTTP APIs from `port_base` upward in template order, then WebSocket APIs; moto at
+`port_base + 100`. The database (if any stack declares RDS) uses a Unix socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from scripts.local.apis import Api, LoopThread, PortInUse, read_apis
+from scripts.local.assembly import Assembly
+from scripts.local.database import Database
+from scripts.local.events import EventRouter, S3Notifications, SqsPollers
+from scripts.local.functions import FunctionPool, build_specs, lambda_environment, scratch_dir
+from scripts.local.http_api import HttpApiServer
+from scripts.local.intrinsics import Resolver
+from scripts.local.invoke import Invoker
+from scripts.local.logs import LogLine, LogStream
+from scripts.local.resources import ResourceFactory
+from scripts.local.services import MotoServer
+from scripts.local.synth import DEFAULT_APP, PROJECT_ROOT, synthesize
+from scripts.local.websocket_api import WebSocketApiServer
+
+MOTO_OFFSET = 100
+# The project's migration command, run when a database exists and no stack declares a
+# deploy-time Trigger that would apply them (it gets DATABASE_URL).
+MIGRATION_COMMANDS = (("lambdas/migrations/__main__.py", [sys.executable, "-m", "lambdas.migrations"]),
+                      ("scripts/migrate.py", [sys.executable, "scripts/migrate.py"]))  # fmt: skip
+_RUNTIME_EVENTS = {"http", "ws.refused", "invoke.exhausted", "deliver", "deliver.unknown", "deliver.unsupported", "events.match"}
+
+
+class StartError(RuntimeError):
+    pass
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        env: str = "dev",
+        *,
+        port_base: int = 8000,
+        app: str = DEFAULT_APP,
+        context: dict[str, Any] | None = None,
+        set_env: dict[str, dict[str, str]] | None = None,
+        region: str = "us-east-1",
+        log_out: Any = None,
+        colour: bool = False,
+        progress: Callable[[str], None] | None = None,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self.env = env
+        self.port_base = port_base
+        self.app = app
+        self.context = context or {}
+        self.set_env = set_env or {}
+        self.region = region
+        self.retry_delay = retry_delay
+        self.progress = progress or (lambda _message: None)
+        self.logs = LogStream(log_out, colour=colour)
+        self.timeline: list[tuple[float, str, dict[str, Any]]] = []
+        self.moto_url = f"http://127.0.0.1:{port_base + MOTO_OFFSET}"
+        self.apis: list[Api] = []
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.skipped: list[str] = []
+        self.database: Database | None = None
+        self._scratch: Path | None = None
+        self._moto: MotoServer | None = None
+        self._loop: LoopThread | None = None
+        self._servers: list[HttpApiServer | WebSocketApiServer] = []
+        self._pools: dict[str, FunctionPool] = {}
+        self._invoker: Invoker | None = None
+        self._pollers: SqsPollers | None = None
+        self._factory: ResourceFactory | None = None
+        self._stopped = threading.Event()
+
+    # --- public attributes ---------------------------------------------------------------
+    @property
+    def http_apis(self) -> dict[str, str]:
+        return {a.name: f"http://{a.address}" for a in self.apis if a.protocol == "HTTP"}
+
+    @property
+    def websocket_apis(self) -> dict[str, str]:
+        return {a.name: f"ws://{a.address}/{a.stage}" for a in self.apis if a.protocol == "WEBSOCKET"}
+
+    @property
+    def ports(self) -> list[int]:
+        return [a.port for a in self.apis] + [self.port_base + MOTO_OFFSET]
+
+    @property
+    def invoker(self) -> Invoker:
+        assert self._invoker is not None, "start() first"
+        return self._invoker
+
+    def client(self, service: str) -> Any:
+        """A boto3 client on the runtime's moto (fake credentials)."""
+        assert self._factory is not None, "start() first"
+        return self._factory.client(service)
+
+    def output(self, name: str) -> Any:
+        """The local value of the first CfnOutput called `name` in any stack."""
+        for values in self.outputs.values():
+            if name in values:
+                return values[name]
+        raise KeyError(name)
+
+    def trace(self, kind: str, info: dict[str, Any]) -> None:
+        self.timeline.append((time.time(), kind, info))
+        if kind in _RUNTIME_EVENTS:
+            self.logs.add(LogLine(time.time(), "runtime", "INFO", "", _describe(kind, info), json.dumps(info)))
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> LocalRuntime:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalRuntime:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._scratch = scratch_dir()
+        self.progress(f"synthesizing {self.env} (bundling skipped)")
+        assembly = Assembly.load(synthesize(self._scratch / "cdk.out", self.env, self.app, self.context))
+        resolver = Resolver(assembly, self.region, self.moto_url)
+        self.apis = read_apis(resolver)
+        for offset, api in enumerate(self.apis):
+            api.port = self.port_base + offset
+            resolver.api_addresses[api.id] = api.address
+        _check_ports_free(self.ports)
+
+        self.progress(f"starting moto on {self.moto_url}")
+        self._moto = MotoServer("127.0.0.1", self.port_base + MOTO_OFFSET)
+        self._moto.start()
+        self._factory = ResourceFactory(resolver, self.moto_url, self.region)
+        resources = [r for r in assembly.resources() if resolver.exists(r)]
+        databases = [r for r in resources if r.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster")]
+        if databases:
+            self.progress("starting PostgreSQL with pgvector")
+            props = databases[0].properties
+            self.database = Database(str(props.get("DBName") or props.get("DatabaseName") or "postgres"))
+            self.database.start()
+            resolver.database = self.database.credentials()
+        self.progress("creating buckets, tables, queues, buses, parameters, secrets")
+        self._factory.create_all(resources)
+        self.skipped = self._factory.skipped
+        if self.database is not None:
+            self._database_secrets(resolver, resources)
+
+        self._pools = {}
+        specs = build_specs(resolver, resources, self.set_env, self._scratch / "inline")
+        for spec in specs.values():
+            self._pools[spec.name] = FunctionPool(spec, lambda_environment(spec, self.region, self.moto_url), self.logs)
+        self._invoker = Invoker(specs, self._pools, resolver, self._factory, self.trace, self.retry_delay)
+        router = EventRouter(resolver, self._invoker, self.region)
+        notifications = S3Notifications(resolver, self._invoker, self.region, router)
+        self._moto.on_s3_object(notifications.on_object)
+        self._moto.on_put_events(router.on_put_events)
+        self._pollers = SqsPollers(resolver, self._invoker, self.region)
+        self._pollers.start()
+
+        self._loop = LoopThread()
+        for api in self.apis:
+            server: HttpApiServer | WebSocketApiServer = (
+                HttpApiServer(api, self._invoker, self._loop) if api.protocol == "HTTP" else WebSocketApiServer(api, self._invoker, self._loop)
+            )
+            self.progress(f"serving {api.protocol} API {api.name} on {api.address}")
+            self._loop.run(server.start())
+            self._servers.append(server)
+
+        self.progress(f"warming {len(self._pools)} functions")
+        for name, pool in self._pools.items():
+            if "inline" not in str(specs[name].task_root):  # CDK's deploy-time helpers never run locally
+                pool.prewarm()
+        self._run_triggers(resolver, resources)
+        for stack, name, body in assembly.outputs():
+            self.outputs.setdefault(stack, {})[name] = resolver.resolve(body["Value"], stack)
+
+    def _database_secrets(self, resolver: Resolver, resources: list[Any]) -> None:
+        assert self.database is not None and self._factory is not None
+        credentials = json.dumps(self.database.credentials())
+        for resource in resources:
+            if resource.type == "AWS::SecretsManager::SecretTargetAttachment":
+                secret = resolver.find(str(resolver.resolve(resource.properties["SecretId"], resource.stack)))
+                if secret is not None:
+                    self._factory.put_secret_value(secret, credentials)
+            elif resource.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster") and resource.properties.get("ManageMasterUserPassword"):
+                name = f"rds!{resolver.name(resource)}"
+                arn = self._factory.client("secretsmanager").create_secret(Name=name, SecretString=credentials)["ARN"]
+                resolver.record(resource, **{"MasterUserSecret.SecretArn": arn})
+
+    def _run_triggers(self, resolver: Resolver, resources: list[Any]) -> None:
+        """Deploy-time work: CDK Triggers' handlers run once, as CloudFormation would run them."""
+        triggers = [r for r in resources if r.type == "Custom::Trigger"]
+        for trigger in triggers:
+            handler = str(resolver.resolve(trigger.properties.get("HandlerArn", ""), trigger.stack))
+            self.progress(f"running trigger {trigger.logical_id}")
+            invocation = self.invoker.invoke(handler.rsplit(":", 1)[0] if handler.count(":") == 7 else handler, {"RequestType": "Create"})
+            if invocation.failed:
+                raise StartError(f"trigger {trigger}: {invocation.error}")
+        if self.database is not None and not triggers:
+            for marker, command in MIGRATION_COMMANDS:
+                if (PROJECT_ROOT / marker).is_file():
+                    self.progress(f"applying migrations ({' '.join(command[1:])})")
+                    env = {"DATABASE_URL": self.database.url, "PATH": "/usr/bin:/bin"}
+                    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
+                    if result.returncode != 0:
+                        raise StartError(f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+                    break
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._loop is not None:
+            for server in self._servers:
+                with contextlib.suppress(Exception):  # keep stopping the rest
+                    self._loop.run(server.stop(), timeout=10)
+        if self._invoker is not None:
+            self._invoker.stop()
+        if self._pollers is not None:
+            self._pollers.stop()
+        for pool in self._pools.values():
+            pool.close()
+        if self._loop is not None:
+            self._loop.stop()
+        if self._moto is not None:
+            self._moto.stop()
+        if self.database is not None:
+            self.database.stop()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+
+
+def _check_ports_free(ports: list[int]) -> None:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise PortInUse(f"port {port} is already in use (try --port-base)") from None
+
+
+def _describe(kind: str, info: dict[str, Any]) -> str:
+    if kind == "http":
+        return f"{info['method']} {info['path']} -> {info['status']} ({info['ms']} ms) [{info['api']}]"
+    return f"{kind} " + " ".join(f"{k}={v}" for k, v in info.items())

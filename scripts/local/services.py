@@ -1,0 +1,118 @@
+"""moto in server mode, in this process, with hooks that see S3 writes and EventBridge PutEvents.
+
+In-process hooks (not polling) keep the S3 upload -> handler latency at a few milliseconds: moto
+calls `notifications.send_event` for every object it creates (PUT, POST form, copy, multipart),
+and `EventsBackend.put_events` for every PutEvents call. moto's own targets stay untouched; rules
+and notifications are dispatched by the runtime from the templates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+from urllib.request import Request, urlopen
+
+from moto.events.models import EventsBackend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.s3 import notifications as s3_notifications
+from werkzeug.serving import BaseWSGIServer, make_server
+
+# (bucket name, key, size, etag, event name like "ObjectCreated:Post")
+S3Listener = Callable[[str, str, int, str, str], None]
+# (bus name, event entry as PutEvents received it, event id)
+EventsListener = Callable[[str, dict[str, Any], str], None]
+
+_s3_listeners: list[S3Listener] = []
+_events_listeners: list[EventsListener] = []
+_installed = False
+_lock = threading.Lock()
+
+
+def _install_hooks() -> None:
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _installed = True
+    original_send = s3_notifications.send_event
+
+    def send_event(account_id: str, event_name: Any, bucket: Any, key: Any) -> None:
+        original_send(account_id, event_name, bucket, key)
+        name = str(getattr(event_name, "value", event_name)).removeprefix("s3:")
+        for listener in list(_s3_listeners):
+            listener(bucket.name, key.name, int(key.size), key.etag.strip('"'), name)
+
+    s3_notifications.send_event = send_event
+    original_put = EventsBackend.put_events
+
+    def put_events(self: EventsBackend, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entries = original_put(self, events)
+        for event, entry in zip(events, entries, strict=False):
+            if "EventId" in entry:
+                bus = self._normalize_event_bus_arn(event.get("EventBusName"))
+                for listener in list(_events_listeners):
+                    listener(bus, event, entry["EventId"])
+        return entries
+
+    EventsBackend.put_events = put_events  # type: ignore[method-assign]
+
+
+class _QuietHandler(MotoRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:  # werkzeug's access log would drown the function logs
+        pass
+
+
+class MotoServer:
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[list[Any], Any]] = []
+
+    def start(self) -> None:
+        _install_hooks()
+        app = DomainDispatcherApplication(create_backend_app)
+        # Bound here, in the caller's thread, so a port in use raises at once.
+        self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+        self._thread.start()
+        self.reset()  # moto's state is per process: a previous runtime in this process left some
+
+    def reset(self) -> None:
+        with urlopen(Request(f"{self.url}/moto-api/reset", method="POST", data=b""), timeout=10) as response:
+            response.read()
+
+    def on_s3_object(self, listener: S3Listener) -> None:
+        _s3_listeners.append(listener)
+        self._listeners.append((_s3_listeners, listener))
+
+    def on_put_events(self, listener: EventsListener) -> None:
+        _events_listeners.append(listener)
+        self._listeners.append((_events_listeners, listener))
+
+    def stop(self) -> None:
+        for registry, listener in self._listeners:
+            if listener in registry:
+                registry.remove(listener)
+        self._listeners.clear()
+        if self._server is not None:
+            with contextlib.suppress(OSError):
+                self.reset()
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+
+def detail_json(event: dict[str, Any]) -> Any:
+    try:
+        return json.loads(event.get("Detail") or "{}")
+    except ValueError:
+        return {}

@@ -1,0 +1,88 @@
+"""One warm Lambda "container": imports one handler once, then serves invocations one at a time.
+
+Run as a script (`python worker.py HANDLER TASK_ROOT`) with exactly the function's environment.
+Requests arrive as JSON lines on stdin; answers go as JSON lines to the original stdout, while
+fd 1 itself is pointed at stderr so that everything the handler prints or logs (Powertools writes
+to stdout) reaches the runtime's log stream, as it reaches CloudWatch on AWS.
+Standard library only: it must not import the runtime (or anything else) before the handler.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+class LambdaContext:
+    def __init__(self, request_id: str, deadline: float, arn: str) -> None:
+        env = os.environ
+        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME", "")
+        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        self.memory_limit_in_mb = int(env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        self.invoked_function_arn = arn
+        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
+        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
+        self.aws_request_id = request_id
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
+    return {
+        "errorMessage": str(exc),
+        "errorType": error_type or type(exc).__name__,
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+
+
+def main() -> None:
+    handler_spec, task_root = sys.argv[1], sys.argv[2]
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # handler output -> stderr (the log stream)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.path[0] = task_root  # like /var/task on Lambda; this script's own directory is not importable
+    os.chdir(task_root)
+
+    module_name, _, function_name = handler_spec.rpartition(".")
+    handler = None
+    init_error: dict[str, Any] | None = None
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+    except Exception as exc:
+        kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else "Runtime.HandlerNotFound"
+        init_error = _error(exc, kind)
+        print(f"[ERROR] {kind}: Unable to import module '{module_name}': {exc}", file=sys.stderr, flush=True)
+    out.write(json.dumps({"ready": init_error is None}) + "\n")
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        os.environ["_X_AMZN_TRACE_ID"] = request["trace_id"]
+        started = time.time()
+        if handler is None:
+            answer: dict[str, Any] = {"error": init_error}
+        else:
+            try:
+                result = handler(request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"]))
+                answer = {"result": result}
+            except Exception as exc:
+                error = _error(exc)
+                print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
+                traceback.print_exc()
+                sys.stderr.flush()
+                answer = {"error": error}
+        answer["duration_ms"] = round((time.time() - started) * 1000, 2)
+        answer["id"] = request["id"]
+        out.write(json.dumps(answer, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
