@@ -42,10 +42,10 @@ bench: setup
 	$(PY) -m scripts.bench
 
 synth: setup
-	npx cdk synth --all -c env=dev --quiet
+	npx cdk synth -c env=dev --quiet
 
 synth-prod: setup
-	npx cdk synth --all -c env=prod --quiet
+	npx cdk synth -c env=prod --quiet
 
 lint: setup
 	$(VENV)/bin/ruff check .

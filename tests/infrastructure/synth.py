@@ -39,7 +39,8 @@ def synthesize(env_name: str) -> Synthesized:
     """Cached per environment: the templates are immutable once synthesized."""
     outdir = Path(mkdtemp(prefix=f"cdk-{env_name}-"))
     app = cdk.App(context=SKIP_BUNDLING, outdir=str(outdir))
-    stacks = build_platform(app, get_config(env_name))
+    # A concrete account and region, as `cdk deploy` has: findings and ARNs must not depend on it.
+    stacks = build_platform(app, get_config(env_name), env=cdk.Environment(account="123456789012", region="eu-west-1"))
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
     return Synthesized(outdir=outdir, stacks={s.stack_name: s for s in stacks})
