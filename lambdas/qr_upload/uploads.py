@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
+from lambdas.common.s3 import presign_client
 from lambdas.qr_upload.config import UPLOAD_PREFIX
 from lambdas.qr_upload.sessions import is_valid_session_id
 
@@ -43,7 +44,7 @@ def is_image_content_type(value: str | None) -> bool:
 
 def presigned_post(bucket: str, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
     """`{"url", "fields"}`; the form must send every field before the file part."""
-    post: dict[str, Any] = client("s3").generate_presigned_post(
+    post: dict[str, Any] = presign_client().generate_presigned_post(
         Bucket=bucket,
         Key=key,
         Fields={"Content-Type": content_type},
@@ -57,7 +58,7 @@ def presigned_post(bucket: str, key: str, content_type: str, max_bytes: int, exp
 
 
 def presigned_get(bucket: str, key: str, expires_in: int) -> str:
-    url: str = client("s3").generate_presigned_url(
+    url: str = presign_client().generate_presigned_url(
         "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
     )
     return url
