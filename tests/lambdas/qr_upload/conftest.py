@@ -1,0 +1,176 @@
+"""Fixtures for the QR-upload handler tests: moto resources with the stack's key schema, and a
+local `@connections` endpoint (real HTTP) standing in for API Gateway's management API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.common import aws as common_aws
+from lambdas.common import s3 as common_s3
+from lambdas.qr_upload import config
+
+from .helpers import BUCKET, REGION, TABLE
+
+# Powertools reads these when the handler modules are imported (at collection), so set them now.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "qr-upload")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "QrUploadTests")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+class _CurrentStdout:
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def clear_caches(*, clients: bool = False) -> None:
+    """Forget settings (tests change env vars); clients only when the endpoint changes, since
+    moto intercepts cached clients too and creating them is most of a test's time."""
+    config.settings.cache_clear()
+    if clients:
+        common_aws.client.cache_clear()
+        common_aws.resource.cache_clear()
+        common_s3.presign_client.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "SESSIONS_TABLE_NAME": TABLE,
+        "UPLOAD_BUCKET_NAME": BUCKET,
+        "WS_API_ENDPOINT": "w9x8y7z6v5.execute-api.eu-west-1.amazonaws.com/dev",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "MAX_UPLOAD_BYTES", "SESSION_TTL_SECONDS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    clear_caches()
+    # Powertools' handler keeps the sys.stdout of its creation; make it follow pytest's capture
+    # of whichever test runs (setStream would flush the old, possibly closed, stream).
+    for handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.stream = _CurrentStdout()
+    yield
+    clear_caches()
+
+
+@cache
+def _client(service: str, endpoint_url: str | None) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+
+def create_resources(endpoint_url: str | None = None) -> None:
+    """The table and bucket exactly as the stack declares them (key, GSI, TTL)."""
+    dynamodb = _client("dynamodb", endpoint_url)
+    dynamodb.create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "sessionId", "AttributeType": "S"},
+            {"AttributeName": "wsConnectionId", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "wsConnectionId-index",
+                "KeySchema": [{"AttributeName": "wsConnectionId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    dynamodb.update_time_to_live(
+        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    _client("s3", endpoint_url).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        create_resources()
+        yield
+
+
+class ConnectionsServer(ThreadingHTTPServer):
+    """Answers `POST /{stage}/@connections/{id}` like API Gateway: 200, 410 Gone, or 500."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ConnectionsHandler)
+        self.posts: list[tuple[str, str, dict[str, Any]]] = []  # (path stage, connection id, message)
+        self.gone: set[str] = set()
+        self.failures = 0  # how many next requests answer 500
+        self.before_gone: Any = None  # callable(connection_id) run before answering 410
+        self.lock = threading.Lock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/dev"
+
+
+class _ConnectionsHandler(BaseHTTPRequestHandler):
+    server: ConnectionsServer
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        parts = self.path.split("/")  # ['', 'dev', '@connections', '<id>']
+        if len(parts) != 4 or unquote(parts[2]) != "@connections":
+            return self._reply(404, "NotFoundException", "no such route")
+        connection_id = unquote(parts[3])
+        with self.server.lock:
+            if self.server.failures > 0:
+                self.server.failures -= 1
+                return self._reply(500, "InternalServerErrorException", "try again")
+            if connection_id in self.server.gone:
+                if self.server.before_gone:
+                    self.server.before_gone(connection_id)
+                return self._reply(410, "GoneException", "connection is gone")
+            self.server.posts.append((parts[1], connection_id, json.loads(body)))
+        self._reply(200, None, None)
+
+    def _reply(self, status: int, error: str | None, message: str | None) -> None:
+        payload = json.dumps({"message": message}).encode() if error else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if error:
+            self.send_header("x-amzn-ErrorType", error)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectionsServer]:
+    server = ConnectionsServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("WS_API_ENDPOINT", server.endpoint)
+    config.settings.cache_clear()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -1,0 +1,181 @@
+"""Event builders and readers shared by the QR-upload tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import boto3
+
+REGION = "eu-west-1"
+TABLE = "qr-upload-sessions-test"
+BUCKET = "qr-upload-test-bucket"
+EVENTS = Path(__file__).resolve().parents[2] / "events" / "qr_upload"
+DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+@dataclass
+class FakeContext:
+    """The attributes of Lambda's context object that Powertools reads."""
+
+    function_name: str = "qr-upload-test"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:qr-upload-test"
+    aws_request_id: str = "6f1b2c3d-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30000
+
+
+@dataclass
+class HttpResult:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def http_event(
+    fixture: str,
+    *,
+    method: str | None = None,
+    path: str | None = None,
+    query: dict[str, str] | None = None,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+    drop_headers: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """A fixture event with its request line changed consistently (rawPath, path, query, route)."""
+    event = copy.deepcopy(load_event(fixture))
+    stage = event["requestContext"]["stage"]
+    if method:
+        event["requestContext"]["http"]["method"] = method
+    if path is not None:
+        raw = path if stage == "$default" else f"/{stage}{path}"
+        event["rawPath"] = raw
+        event["requestContext"]["http"]["path"] = raw
+        event["routeKey"] = event["requestContext"]["routeKey"] = "$default"
+        event.pop("pathParameters", None)
+    if query is not None:
+        event["rawQueryString"] = urlencode(query)
+        if query:
+            event["queryStringParameters"] = dict(query)
+        else:
+            event.pop("queryStringParameters", None)
+    if body is not None:
+        event["body"] = body
+    for name in drop_headers:
+        event["headers"].pop(name, None)
+    event["headers"].update(headers or {})
+    return event
+
+
+def status_event(session_id: str, token: str | None) -> dict[str, Any]:
+    event = http_event("http_session_status.json", drop_headers=("authorization",))
+    raw = f"/dev/sessions/{quote(session_id, safe='')}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = raw
+    event["pathParameters"] = {"sessionId": session_id}
+    if token is not None:
+        event["headers"]["authorization"] = f"Bearer {token}"
+    return event
+
+
+def call_http(event: dict[str, Any]) -> HttpResult:
+    from lambdas.qr_upload import http_api
+
+    response = http_api.handler(event, FakeContext())
+    return HttpResult(response["statusCode"], response.get("headers") or {}, response.get("body") or "")
+
+
+def call_events(event: dict[str, Any]) -> dict[str, Any]:
+    from lambdas.qr_upload import websocket_events
+
+    result: dict[str, Any] = websocket_events.handler(event, FakeContext())
+    return result
+
+
+def create_session(qr: bool = False) -> dict[str, Any]:
+    result = call_http(http_event("http_create_session.json", body=json.dumps({"qr": qr})))
+    assert result.status == 200, result.body
+    session: dict[str, Any] = result.json
+    return session
+
+
+def request_upload_url(session_id: str, content_type: str = "image/jpeg") -> HttpResult:
+    return call_http(http_event("http_upload_url.json", query={"sessionId": session_id, "contentType": content_type}))
+
+
+def connect_event(session_id: str | None, token: str | None, connection_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("ws_connect.json"))
+    params = {k: v for k, v in (("sessionId", session_id), ("token", token)) if v is not None}
+    event["queryStringParameters"] = params or None
+    event["multiValueQueryStringParameters"] = {k: [v] for k, v in params.items()} or None
+    event["requestContext"]["connectionId"] = connection_id
+    return event
+
+
+def disconnect_event(connection_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(load_event("ws_disconnect.json"))
+    event["requestContext"]["connectionId"] = connection_id
+    return event
+
+
+def s3_record(key: str, *, encode: bool = True) -> dict[str, Any]:
+    """One S3 record for `key`, URL-encoded the way S3 writes keys into events."""
+    record: dict[str, Any] = copy.deepcopy(load_event("s3_object_created.json")["Records"][0])
+    record["s3"]["object"]["key"] = quote(key, safe="/").replace("%20", "+") if encode else key
+    return record
+
+
+def s3_event(*keys: str) -> dict[str, Any]:
+    return {"Records": [s3_record(key) for key in keys]}
+
+
+@cache
+def table() -> Any:
+    return boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+
+
+@cache
+def _s3() -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+def item(session_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = table().get_item(Key={"sessionId": session_id}, ConsistentRead=True)["Item"]
+    return found
+
+
+def put_object(key: str, body: bytes, content_type: str) -> None:
+    _s3().put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
+
+
+def metrics_from(output: str) -> dict[str, float]:
+    """Sum of each metric emitted as CloudWatch EMF lines in captured stdout."""
+    totals: dict[str, float] = {}
+    for line in output.splitlines():
+        try:
+            blob = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(blob, dict) or "_aws" not in blob:
+            continue
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                values = value if isinstance(value, list) else [value]
+                totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values)
+    return totals
