@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 from moto import mock_aws
 
-from lambdas.common import aws
 from lambdas.tunnel import settings
 from tests.lambdas.tunnel import support
 
@@ -36,10 +35,17 @@ def context() -> FakeContext:
     return FakeContext()
 
 
-@pytest.fixture
-def gateway() -> Iterator[support.FakeManagementApi]:
+@pytest.fixture(scope="session")
+def _gateway_server() -> Iterator[support.FakeManagementApi]:
     with support.FakeManagementApi() as api:
         yield api
+
+
+@pytest.fixture
+def gateway(_gateway_server: support.FakeManagementApi) -> support.FakeManagementApi:
+    # One server for the session: its boto3 client (per endpoint) is then created only once.
+    _gateway_server.reset()
+    return _gateway_server
 
 
 @pytest.fixture
@@ -59,10 +65,10 @@ def tunnel_env(monkeypatch: pytest.MonkeyPatch, gateway: support.FakeManagementA
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DOMAIN_NAME", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    aws.client.cache_clear()
     settings.clear()
+    # boto3 clients stay cached across tests (creating them is most of a test's cost); moto's
+    # hooks are installed at import, so each mock_aws() below still intercepts them.
     with mock_aws():
         support.create_resources()
         yield
-    aws.client.cache_clear()
     settings.clear()

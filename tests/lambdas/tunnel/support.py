@@ -93,6 +93,7 @@ class FakeManagementApi:
         self.gone: set[str] = set()
         self.posts: list[tuple[str, bytes]] = []
         self.threads: list[threading.Thread] = []
+        self.ready = False
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -131,6 +132,15 @@ class FakeManagementApi:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/dev"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+
+    def reset(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.on_message = None
+        self.gone.clear()
+        self.posts.clear()
+        self.threads.clear()
+        self.ready = False
 
     def __enter__(self) -> FakeManagementApi:
         self._thread.start()

@@ -11,6 +11,12 @@ from tests.lambdas.tunnel.support import CONNECTIONS, TOKENS, connect_event, new
 pytestmark = pytest.mark.usefixtures("tunnel_env")
 
 
+def _token_id(token: str) -> str:
+    parsed = parse_token(token)
+    assert parsed
+    return parsed[0]
+
+
 def _item(connection_id: str) -> dict:
     return (
         boto3.client("dynamodb")
@@ -48,7 +54,9 @@ def test_missing_or_unknown_token_is_refused(context, token) -> None:
 
 def test_right_id_wrong_secret_is_refused_and_token_never_logged(context, caplog) -> None:
     token = new_token()
-    token_id, secret = parse_token(token)
+    parsed = parse_token(token)
+    assert parsed
+    token_id, secret = parsed
     forged = f"{token_id}.{'x' * len(secret)}"
     assert connect.handler(connect_event("c1", forged), context)["statusCode"] == 401
     assert connect.handler(connect_event("c2", token), context)["statusCode"] == 200
@@ -59,7 +67,7 @@ def test_right_id_wrong_secret_is_refused_and_token_never_logged(context, caplog
 
 def test_revoked_token_is_refused(context) -> None:
     token = new_token()
-    TokenStore(TOKENS).revoke(parse_token(token)[0])
+    TokenStore(TOKENS).revoke(_token_id(token))
     assert connect.handler(connect_event("c1", token), context)["statusCode"] == 401
 
 
@@ -77,7 +85,7 @@ def test_requested_subdomain_belongs_to_the_first_token(context) -> None:
 def test_revoking_a_token_releases_its_subdomains(context) -> None:
     first, second = new_token("a"), new_token("b")
     assert connect.handler(connect_event("c1", first, "demo"), context)["statusCode"] == 200
-    TokenStore(TOKENS).revoke(parse_token(first)[0])
+    TokenStore(TOKENS).revoke(_token_id(first))
     assert connect.handler(connect_event("c2", second, "demo"), context)["statusCode"] == 200
 
 

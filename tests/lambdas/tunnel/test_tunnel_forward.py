@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 import time
 
@@ -10,7 +9,6 @@ import pytest
 from lambdas.common import aws
 from lambdas.tunnel import connect, disconnect, forward, response
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel.forward import FIXED_100MS, PollSchedule, resolve
 from lambdas.tunnel.store import PendingStore
 from tests.lambdas.tunnel.support import (
     BUCKET,
@@ -101,23 +99,6 @@ def test_host_route_with_custom_domain(context, gateway, monkeypatch) -> None:
     assert "x-forwarded-prefix" not in dict(agent.requests[0].headers)
 
 
-@pytest.mark.parametrize(
-    ("host", "path", "domain", "expected"),
-    [
-        ("demo.t.example.com", "/a/b", "t.example.com", ("demo", "/a/b", "")),
-        ("DEMO.t.example.com:443", "/", "t.example.com", ("demo", "/", "")),
-        ("x.demo.t.example.com", "/t/demo", "t.example.com", ("demo", "/", "/t/demo")),
-        ("api.example.com", "/t/demo", "", ("demo", "/", "/t/demo")),
-        ("api.example.com", "/t/demo/x%2Fy?", "", ("demo", "/x%2Fy?", "/t/demo")),
-        ("api.example.com", "/other", "", None),
-        ("api.example.com", "/t/", "", None),
-    ],
-)
-def test_resolve(host, path, domain, expected) -> None:
-    route = resolve(host, path, domain)
-    assert (route and (route.subdomain, route.path, route.prefix)) == expected
-
-
 def test_unknown_address_and_unknown_subdomain_are_json_404(context, gateway) -> None:
     evt = event("http_api")
     evt["rawPath"] = "/favicon.ico"
@@ -179,8 +160,8 @@ def test_silent_agent_is_504_at_the_deadline(context, gateway, monkeypatch) -> N
     result = forward.handler(event("http_api"), context)
     elapsed = time.monotonic() - started
     assert result["statusCode"] == 504 and "error" in json.loads(result["body"])
-    assert 0.4 <= elapsed < 2.0
-    assert PendingStore(PENDING).get(agent.requests[0].request_id)["status"] == "timeout"
+    assert 0.4 <= elapsed < 2.5  # the default test timeout is 3 s
+    assert (PendingStore(PENDING).get(agent.requests[0].request_id) or {}).get("status") == "timeout"
 
 
 def test_deadline_respects_lambda_remaining_time(context, gateway) -> None:
@@ -189,7 +170,7 @@ def test_deadline_respects_lambda_remaining_time(context, gateway) -> None:
     _agent(gateway, context, lambda req: None)
     started = time.monotonic()
     assert forward.handler(event("http_api"), context)["statusCode"] == 504
-    assert time.monotonic() - started < 1.4
+    assert time.monotonic() - started < 2.5  # 3 s without the remaining-time cap
 
 
 def test_agent_disconnect_mid_request_is_502_at_once(context, gateway, monkeypatch) -> None:
@@ -209,7 +190,7 @@ def test_agent_disconnect_mid_request_is_502_at_once(context, gateway, monkeypat
     result = forward.handler(event("http_api"), context)
     assert not agent.errors
     assert result["statusCode"] == 502 and "disconnected" in json.loads(result["body"])["error"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3.0  # the deadline is 20 s
 
 
 def test_agent_error_message_is_502(context, gateway) -> None:
@@ -229,14 +210,3 @@ def test_newest_ready_connection_wins(context, gateway) -> None:
     assert forward.handler(event("http_api"), context)["statusCode"] == 200
     assert [cid for cid, data in gateway.posts if b"HttpRequest" in data] == ["new"]
     assert agent.requests
-
-
-def test_poll_schedule_starts_fast_and_caps_at_100ms() -> None:
-    delays = PollSchedule().delays()
-    first = [next(delays) for _ in range(60)]
-    assert first[0] == 0.010
-    assert sum(d for d in first if d == 0.010) >= 0.3
-    assert max(first) == pytest.approx(0.100) and first[-1] == pytest.approx(0.100)
-    assert all(b >= a for a, b in itertools.pairwise(first))
-    fixed = FIXED_100MS.delays()
-    assert [next(fixed) for _ in range(3)] == [0.1, 0.1, 0.1]

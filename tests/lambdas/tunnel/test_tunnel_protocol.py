@@ -85,7 +85,7 @@ def test_encoded_messages_are_ascii() -> None:
 
 
 def _through_forwarder(context, gateway, path, query, cookies, body) -> None:
-    if not getattr(gateway, "ready", False):
+    if not gateway.ready:
         assert connect.handler(connect_event("c1", new_token(), "prop"), context)["statusCode"] == 200
         send(response.handler, "c1", p.encode(p.Ready()), context)
         gateway.ready = True
