@@ -54,9 +54,13 @@ def qr_upload_flow(runtime: LocalRuntime, stack: str) -> dict[str, float]:
         say(f"phone uploaded to S3: HTTP {response.status_code}")
         message = json.loads(desktop.recv(timeout=15))
         received = time.perf_counter()
-    say(f"desktop received {message['action']} for {message['uploadKey']} ({(received - posted) * 1000:.0f} ms after the upload)")
+    say(
+        f"desktop received {message['action']} for {message['uploadKey']} ({(received - posted) * 1000:.0f} ms after the upload)"
+    )
     status = requests.get(
-        f"{api}/sessions/{session['sessionId']}", headers={"Authorization": f"Bearer {session['desktopToken']}"}, timeout=15
+        f"{api}/sessions/{session['sessionId']}",
+        headers={"Authorization": f"Bearer {session['desktopToken']}"},
+        timeout=15,
     ).json()
     say(f"session status: {status['status']}")
     return {"upload_ms": (posted - started) * 1000, "notify_ms": (received - posted) * 1000}

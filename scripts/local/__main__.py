@@ -30,7 +30,10 @@ def parse_set_env(items: list[str]) -> dict[str, dict[str, str]]:
 
 def print_table(runtime: LocalRuntime) -> None:
     rows = [("moto (AWS services)", runtime.moto_url)]
-    rows += [(f"{a.protocol} API {a.name}", f"{'http' if a.protocol == 'HTTP' else 'ws'}://{a.address}") for a in runtime.apis]
+    rows += [
+        (f"{a.protocol} API {a.name}", f"{'http' if a.protocol == 'HTTP' else 'ws'}://{a.address}")
+        for a in runtime.apis
+    ]
     if runtime.database is not None:
         rows.append(("PostgreSQL (pgvector)", runtime.database.url))
     for stack, outputs in runtime.outputs.items():

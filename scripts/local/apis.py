@@ -88,7 +88,9 @@ def read_apis(resolver: Resolver) -> list[Api]:
             Route(
                 key=str(props["RouteKey"]),
                 function=function,
-                payload_version=str(integration.get("PayloadFormatVersion", "2.0" if api.protocol == "HTTP" else "1.0")),
+                payload_version=str(
+                    integration.get("PayloadFormatVersion", "2.0" if api.protocol == "HTTP" else "1.0")
+                ),
                 authorization=str(props.get("AuthorizationType", "NONE")),
                 returns_response=bool(props.get("RouteResponseSelectionExpression")),
             )

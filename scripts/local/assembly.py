@@ -48,8 +48,9 @@ class StackTemplate:
 
 
 class Assembly:
-    def __init__(self, stacks: list[StackTemplate]) -> None:
+    def __init__(self, stacks: list[StackTemplate], directory: Path | None = None) -> None:
         self.stacks = stacks
+        self.directory = directory  # relative asset paths are relative to it
         self._by_name = {s.name: s for s in stacks}
         self._resources = {s.name: s.resources for s in stacks}
 
@@ -79,7 +80,7 @@ class Assembly:
 
         for artifact_id in found:  # manifest order is the app's construction order: stable
             visit(artifact_id)
-        return cls(ordered)
+        return cls(ordered, directory)
 
     def stack(self, name: str) -> StackTemplate:
         return self._by_name[name]

@@ -74,11 +74,22 @@ class S3Notifications:
         )
         for key, kind, target_keys in kinds:
             for item in config.get(key) or []:
-                rules = {r["Name"].lower(): r["Value"] for r in ((item.get("Filter") or {}).get("Key") or {}).get("FilterRules") or []}
+                rules = {
+                    r["Name"].lower(): r["Value"]
+                    for r in ((item.get("Filter") or {}).get("Key") or {}).get("FilterRules") or []
+                }
                 target = next(str(item[k]) for k in target_keys if k in item)
                 events = item.get("Events") or [item.get("Event")]
                 self.configs.append(
-                    S3Config(bucket, kind, target, events, rules.get("prefix", ""), rules.get("suffix", ""), item.get("Id") or str(uuid.uuid4()))
+                    S3Config(
+                        bucket,
+                        kind,
+                        target,
+                        events,
+                        rules.get("prefix", ""),
+                        rules.get("suffix", ""),
+                        item.get("Id") or str(uuid.uuid4()),
+                    )
                 )
         if "EventBridgeConfiguration" in config:
             self.eventbridge_buckets.add(bucket)
@@ -106,7 +117,9 @@ class S3Notifications:
             }
             self.router.dispatch("default", "aws.s3", detail_type, detail, [f"arn:aws:s3:::{bucket}"])
 
-    def _record(self, bucket: str, key: str, size: int, etag: str, event_name: str, config_id: str, now: str) -> dict[str, Any]:
+    def _record(
+        self, bucket: str, key: str, size: int, etag: str, event_name: str, config_id: str, now: str
+    ) -> dict[str, Any]:
         return {
             "Records": [
                 {
@@ -117,7 +130,10 @@ class S3Notifications:
                     "eventName": event_name,
                     "userIdentity": {"principalId": "AWS:LOCALPRINCIPAL"},
                     "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                    "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(), "x-amz-id-2": uuid.uuid4().hex},
+                    "responseElements": {
+                        "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
+                        "x-amz-id-2": uuid.uuid4().hex,
+                    },
                     "s3": {
                         "s3SchemaVersion": "1.0",
                         "configurationId": config_id,
@@ -127,7 +143,12 @@ class S3Notifications:
                             "arn": f"arn:aws:s3:::{bucket}",
                         },
                         # S3 URL-encodes keys in notifications (spaces become '+').
-                        "object": {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag, "sequencer": f"{time.time_ns():016X}"},
+                        "object": {
+                            "key": quote_plus(key, safe="/"),
+                            "size": size,
+                            "eTag": etag,
+                            "sequencer": f"{time.time_ns():016X}",
+                        },
                     },
                 }
             ]
@@ -159,7 +180,14 @@ class EventRouter:
                 continue
             pattern = props["EventPattern"]
             bus = str(props.get("EventBusName") or "default").split("/")[-1]
-            self.rules.append(Rule(resolver.name(resource), bus, json.loads(pattern) if isinstance(pattern, str) else pattern, props.get("Targets") or []))
+            self.rules.append(
+                Rule(
+                    resolver.name(resource),
+                    bus,
+                    json.loads(pattern) if isinstance(pattern, str) else pattern,
+                    props.get("Targets") or [],
+                )
+            )
 
     def on_put_events(self, bus: str, entry: dict[str, Any], event_id: str) -> None:
         try:
@@ -170,7 +198,9 @@ class EventRouter:
             self.dispatch, bus, entry["Source"], entry["DetailType"], detail, entry.get("Resources") or [], event_id
         )
 
-    def dispatch(self, bus: str, source: str, detail_type: str, detail: Any, resources: list[str], event_id: str | None = None) -> None:
+    def dispatch(
+        self, bus: str, source: str, detail_type: str, detail: Any, resources: list[str], event_id: str | None = None
+    ) -> None:
         event = {
             "version": "0",
             "id": event_id or str(uuid.uuid4()),
@@ -204,7 +234,11 @@ class EventRouter:
             self.invoker.deliver(
                 dead_letter,
                 payload,
-                attributes={"RULE_ARN": f"arn:aws:events:{self.region}:{ACCOUNT}:rule/{rule.name}", "TARGET_ARN": arn, "ERROR_CODE": "ResourceNotFoundException"},
+                attributes={
+                    "RULE_ARN": f"arn:aws:events:{self.region}:{ACCOUNT}:rule/{rule.name}",
+                    "TARGET_ARN": arn,
+                    "ERROR_CODE": "ResourceNotFoundException",
+                },
             )
 
 
@@ -257,7 +291,13 @@ class SqsPollers:
                 continue
             partial = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
             self.mappings.append(
-                (resolver.ref(source), resolver.arn(source), str(props["FunctionName"]), min(10, int(props.get("BatchSize", 10))), partial)
+                (
+                    resolver.ref(source),
+                    resolver.arn(source),
+                    str(props["FunctionName"]),
+                    min(10, int(props.get("BatchSize", 10))),
+                    partial,
+                )
             )
 
     def start(self) -> None:
@@ -271,7 +311,11 @@ class SqsPollers:
         while not self._stop.is_set():
             try:
                 messages = sqs.receive_message(
-                    QueueUrl=url, MaxNumberOfMessages=batch, WaitTimeSeconds=1, AttributeNames=["All"], MessageAttributeNames=["All"]
+                    QueueUrl=url,
+                    MaxNumberOfMessages=batch,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
                 ).get("Messages", [])
             except Exception:
                 if self._stop.wait(0.5):

@@ -67,7 +67,7 @@ class FunctionSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def task_root(resource: Resource, handler: str, scratch: Path) -> Path:
+def task_root(resource: Resource, handler: str, scratch: Path, assembly_dir: Path | None = None) -> Path:
     """The directory to import `handler` from: its asset's source directory or the nearest parent
     holding the handler's module (the platform's assets are `lambdas/` but bundle it as a package)."""
     code = resource.properties.get("Code") or {}
@@ -79,7 +79,7 @@ def task_root(resource: Resource, handler: str, scratch: Path) -> Path:
     asset = resource.metadata.get("aws:asset:path")
     start = Path(asset) if asset else PROJECT_ROOT
     if not start.is_absolute():
-        start = PROJECT_ROOT / start
+        start = (assembly_dir or PROJECT_ROOT) / start
     module = Path(*handler.rpartition(".")[0].split("."))
     for candidate in (start, *start.parents):
         if (candidate / module).with_suffix(".py").is_file() or (candidate / module / "__init__.py").is_file():
@@ -236,7 +236,9 @@ class FunctionPool:
             worker.kill()
 
 
-def build_specs(resolver: Resolver, resources: list[Resource], overrides: dict[str, dict[str, str]], scratch: Path) -> dict[str, FunctionSpec]:
+def build_specs(
+    resolver: Resolver, resources: list[Resource], overrides: dict[str, dict[str, str]], scratch: Path
+) -> dict[str, FunctionSpec]:
     """One spec per AWS::Lambda::Function, keyed by function name, with async settings applied."""
     specs: dict[str, FunctionSpec] = {}
     by_key: dict[tuple[str, str], FunctionSpec] = {}
@@ -247,7 +249,10 @@ def build_specs(resolver: Resolver, resources: list[Resource], overrides: dict[s
         name = resolver.name(resource)
         handler = str(resolver.resolve(props.get("Handler", "index.handler"), resource.stack))
         environment = {
-            k: str(v) for k, v in resolver.resolve((props.get("Environment") or {}).get("Variables") or {}, resource.stack).items()
+            k: str(v)
+            for k, v in resolver.resolve(
+                (props.get("Environment") or {}).get("Variables") or {}, resource.stack
+            ).items()
         }
         for selector in ("*", resource.logical_id, name):
             environment.update(overrides.get(selector, {}))
@@ -258,7 +263,7 @@ def build_specs(resolver: Resolver, resources: list[Resource], overrides: dict[s
             name=name,
             arn=resolver.arn(resource),
             handler=handler,
-            task_root=task_root(resource, handler, scratch),
+            task_root=task_root(resource, handler, scratch, resolver.assembly.directory),
             environment=environment,
             timeout=float(props.get("Timeout", 3)),
             max_workers=max(1, min(MAX_WORKERS, int(reserved))) if reserved is not None else MAX_WORKERS,

@@ -67,12 +67,18 @@ def _joined(pairs: list[tuple[str, str]], lower: bool) -> dict[str, str]:
     return joined
 
 
-async def build_event(api: Api, route: Route, params: dict[str, str], request: web.Request, path: str) -> dict[str, Any]:
+async def build_event(
+    api: Api, route: Route, params: dict[str, str], request: web.Request, path: str
+) -> dict[str, Any]:
     raw_query = request.rel_url.raw_query_string
     headers = [(k, v) for k, v in request.headers.items() if k.lower() != "cookie"]
     # API Gateway adds these; handlers build absolute URLs from them (http locally).
     port = request.host.rpartition(":")[2] if ":" in request.host else "80"
-    headers += [("X-Forwarded-For", request.remote or "127.0.0.1"), ("X-Forwarded-Port", port), ("X-Forwarded-Proto", "http")]
+    headers += [
+        ("X-Forwarded-For", request.remote or "127.0.0.1"),
+        ("X-Forwarded-Port", port),
+        ("X-Forwarded-Proto", "http"),
+    ]
     cookies = [c.strip() for h in request.headers.getall("Cookie", []) for c in h.split(";") if c.strip()]
     body = await request.read()
     now = time.time()
@@ -190,7 +196,7 @@ class HttpApiServer:
             prefix = f"/{self.api.stage}"
             if not (path == prefix or path.startswith(prefix + "/")):
                 return _error(404, "Not Found")
-            path = path[len(prefix):] or "/"
+            path = path[len(prefix) :] or "/"
         if request.method == "OPTIONS" and self.api.cors and "Access-Control-Request-Method" in request.headers:
             response = web.Response(status=204)
             self._cors(request, response)
@@ -201,13 +207,17 @@ class HttpApiServer:
         if found is None:
             return _error(404, "Not Found")
         route, params = found
-        if route.authorization == "AWS_IAM" and not request.headers.get("Authorization", "").startswith("AWS4-HMAC-SHA256"):
+        if route.authorization == "AWS_IAM" and not request.headers.get("Authorization", "").startswith(
+            "AWS4-HMAC-SHA256"
+        ):
             return _error(403, "Forbidden")
         if route.function is None:
             return _error(500, "Internal Server Error")
         event = await build_event(self.api, route, params, request, path)
         started = time.time()
-        invocation = await self.loop.loop.run_in_executor(self.loop.executor, self.invoker.invoke, route.function, event)
+        invocation = await self.loop.loop.run_in_executor(
+            self.loop.executor, self.invoker.invoke, route.function, event
+        )
         if invocation.failed:
             response = _error(500, "Internal Server Error")
         else:
@@ -218,6 +228,12 @@ class HttpApiServer:
         self._cors(request, response)
         self.invoker.trace(
             "http",
-            {"api": self.api.name, "method": request.method, "path": path, "status": response.status, "ms": round((time.time() - started) * 1000)},
+            {
+                "api": self.api.name,
+                "method": request.method,
+                "path": path,
+                "status": response.status,
+                "ms": round((time.time() - started) * 1000),
+            },
         )
         return response

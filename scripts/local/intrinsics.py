@@ -146,7 +146,9 @@ class Resolver:
                 return f"{scheme}://{name}.execute-api.{self.region}.amazonaws.com"
             case ("AWS::ApiGatewayV2::Api", "ApiId"):
                 return name
-            case ("AWS::SQS::Queue", "QueueName") | ("AWS::SNS::Topic", "TopicName") | ("AWS::Events::EventBus", "Name"):
+            case (
+                ("AWS::SQS::Queue", "QueueName") | ("AWS::SNS::Topic", "TopicName") | ("AWS::Events::EventBus", "Name")
+            ):
                 return name
             case ("AWS::SQS::Queue", "QueueUrl"):
                 return self.ref(resource)
@@ -212,7 +214,7 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             handler = self._functions().get(key)
             if handler is not None:
                 return handler(arg, stack)
@@ -296,7 +298,7 @@ class Resolver:
         if isinstance(name_or_expr, str):
             conditions = self.assembly.stack(stack).template.get("Conditions") or {}
             return self.condition(conditions[name_or_expr], stack)
-        (key, arg), = name_or_expr.items()
+        ((key, arg),) = name_or_expr.items()
         if key == "Fn::Equals":
             left, right = (self._resolve(a, stack) for a in arg)
             return bool(left == right)

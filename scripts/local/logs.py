@@ -50,7 +50,9 @@ def parse(function: str, raw: str) -> LogLine:
     message = str(data.get("message", ""))
     if extras:
         message = f"{message} {extras}"
-    return LogLine(now, function, str(data.get("level", "INFO")).upper(), str(data.get("correlation_id") or ""), message, raw)
+    return LogLine(
+        now, function, str(data.get("level", "INFO")).upper(), str(data.get("correlation_id") or ""), message, raw
+    )
 
 
 class LogStream:

@@ -51,7 +51,7 @@ def _leaf_matches(rules: list[Any], actual: Any) -> bool:
 def _rule_matches(rule: Any, value: Any) -> bool:
     if not isinstance(rule, dict):
         return bool(rule == value and type(rule) is type(value)) or _same_number(rule, value)
-    (op, arg), = rule.items()
+    ((op, arg),) = rule.items()
     if op == "prefix":
         if isinstance(arg, dict):  # {"prefix": {"equals-ignore-case": "x"}}
             return isinstance(value, str) and value.lower().startswith(str(arg["equals-ignore-case"]).lower())

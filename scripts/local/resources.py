@@ -66,7 +66,9 @@ class ResourceFactory:
     def __init__(self, resolver: Resolver, endpoint_url: str, region: str) -> None:
         self.resolver = resolver
         self._session = boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region  # noqa: S106 (moto)
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 (moto accepts any credentials)
+            region_name=region,
         )
         self._endpoint = endpoint_url
         self.skipped: list[str] = []
@@ -110,7 +112,11 @@ class ResourceFactory:
         if rules:
             keys = {"AllowedHeaders", "AllowedMethods", "AllowedOrigins", "ExposedHeaders", "MaxAge", "Id"}
             cors = [
-                {("MaxAgeSeconds" if k == "MaxAge" else ("ID" if k == "Id" else k)): v for k, v in rule.items() if k in keys}
+                {
+                    ("MaxAgeSeconds" if k == "MaxAge" else ("ID" if k == "Id" else k)): v
+                    for k, v in rule.items()
+                    if k in keys
+                }
                 for rule in rules
             ]
             s3.put_bucket_cors(Bucket=name, CORSConfiguration={"CORSRules": cors})

@@ -40,7 +40,15 @@ MOTO_OFFSET = 100
 # deploy-time Trigger that would apply them (it gets DATABASE_URL).
 MIGRATION_COMMANDS = (("lambdas/migrations/__main__.py", [sys.executable, "-m", "lambdas.migrations"]),
                       ("scripts/migrate.py", [sys.executable, "scripts/migrate.py"]))  # fmt: skip
-_RUNTIME_EVENTS = {"http", "ws.refused", "invoke.exhausted", "deliver", "deliver.unknown", "deliver.unsupported", "events.match"}
+_RUNTIME_EVENTS = {
+    "http",
+    "ws.refused",
+    "invoke.exhausted",
+    "deliver",
+    "deliver.unknown",
+    "deliver.unsupported",
+    "events.match",
+}
 
 
 class StartError(RuntimeError):
@@ -139,6 +147,7 @@ class LocalRuntime:
         return self
 
     def _start(self) -> None:
+        _check_ports_free([self.port_base, self.port_base + MOTO_OFFSET])  # before the slow part
         self._scratch = scratch_dir()
         self.progress(f"synthesizing {self.env} (bundling skipped)")
         assembly = Assembly.load(synthesize(self._scratch / "cdk.out", self.env, self.app, self.context))
@@ -182,7 +191,9 @@ class LocalRuntime:
         self._loop = LoopThread()
         for api in self.apis:
             server: HttpApiServer | WebSocketApiServer = (
-                HttpApiServer(api, self._invoker, self._loop) if api.protocol == "HTTP" else WebSocketApiServer(api, self._invoker, self._loop)
+                HttpApiServer(api, self._invoker, self._loop)
+                if api.protocol == "HTTP"
+                else WebSocketApiServer(api, self._invoker, self._loop)
             )
             self.progress(f"serving {api.protocol} API {api.name} on {api.address}")
             self._loop.run(server.start())
@@ -204,7 +215,9 @@ class LocalRuntime:
                 secret = resolver.find(str(resolver.resolve(resource.properties["SecretId"], resource.stack)))
                 if secret is not None:
                     self._factory.put_secret_value(secret, credentials)
-            elif resource.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster") and resource.properties.get("ManageMasterUserPassword"):
+            elif resource.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster") and resource.properties.get(
+                "ManageMasterUserPassword"
+            ):
                 name = f"rds!{resolver.name(resource)}"
                 arn = self._factory.client("secretsmanager").create_secret(Name=name, SecretString=credentials)["ARN"]
                 resolver.record(resource, **{"MasterUserSecret.SecretArn": arn})
@@ -215,7 +228,9 @@ class LocalRuntime:
         for trigger in triggers:
             handler = str(resolver.resolve(trigger.properties.get("HandlerArn", ""), trigger.stack))
             self.progress(f"running trigger {trigger.logical_id}")
-            invocation = self.invoker.invoke(handler.rsplit(":", 1)[0] if handler.count(":") == 7 else handler, {"RequestType": "Create"})
+            invocation = self.invoker.invoke(
+                handler.rsplit(":", 1)[0] if handler.count(":") == 7 else handler, {"RequestType": "Create"}
+            )
             if invocation.failed:
                 raise StartError(f"trigger {trigger}: {invocation.error}")
         if self.database is not None and not triggers:
@@ -223,9 +238,13 @@ class LocalRuntime:
                 if (PROJECT_ROOT / marker).is_file():
                     self.progress(f"applying migrations ({' '.join(command[1:])})")
                     env = {"DATABASE_URL": self.database.url, "PATH": "/usr/bin:/bin"}
-                    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False)
+                    result = subprocess.run(
+                        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+                    )
                     if result.returncode != 0:
-                        raise StartError(f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+                        raise StartError(
+                            f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}"
+                        )
                     break
 
     def stop(self) -> None:

@@ -33,7 +33,9 @@ def build_platform_app(app: object, env_name: str, context: dict[str, object]) -
     build_platform(app, get_config(env_name))  # type: ignore[arg-type]
 
 
-def synthesize(out_dir: Path, env_name: str, app_spec: str = DEFAULT_APP, context: dict[str, object] | None = None) -> Path:
+def synthesize(
+    out_dir: Path, env_name: str, app_spec: str = DEFAULT_APP, context: dict[str, object] | None = None
+) -> Path:
     """Synthesize into `out_dir` in a child process; returns the directory holding manifest.json."""
     command = [sys.executable, "-m", "scripts.local.synth", str(out_dir), "--env", env_name, "--app", app_spec]
     for key, value in (context or {}).items():
@@ -62,6 +64,8 @@ def _main() -> None:
         "aws:cdk:bundling-stacks": [],
         # Keeps `aws:asset:path` on each function: where its handler's source lives.
         "aws:cdk:enable-asset-metadata": True,
+        # ... pointing at the source directory itself rather than a staged copy (as `sam local` does).
+        "aws:cdk:disable-asset-staging": True,
         "env": args.env,
     }
     for item in args.context:

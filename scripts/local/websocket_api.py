@@ -84,7 +84,9 @@ class WebSocketApiServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def _context(self, connection_id: str, route_key: str, event_type: str, request: web.Request | None) -> dict[str, Any]:
+    def _context(
+        self, connection_id: str, route_key: str, event_type: str, request: web.Request | None
+    ) -> dict[str, Any]:
         now = time.time()
         connection = self.connections.get(connection_id)
         return {
@@ -98,7 +100,9 @@ class WebSocketApiServer:
             "requestTimeEpoch": int(now * 1000),
             "identity": {
                 "sourceIp": connection.source_ip if connection else (request.remote if request else "127.0.0.1"),
-                "userAgent": connection.user_agent if connection else (request.headers.get("User-Agent", "") if request else ""),
+                "userAgent": connection.user_agent
+                if connection
+                else (request.headers.get("User-Agent", "") if request else ""),
             },
             "requestId": uuid.uuid4().hex[:16],
             "domainName": request.host if request else self.api.address,
@@ -120,7 +124,8 @@ class WebSocketApiServer:
                 "headers": dict(request.headers.items()),
                 "multiValueHeaders": {k: request.headers.getall(k) for k in request.headers},
                 "queryStringParameters": dict(query) or None,
-                "multiValueQueryStringParameters": {k: request.rel_url.query.getall(k) for k in request.rel_url.query} or None,
+                "multiValueQueryStringParameters": {k: request.rel_url.query.getall(k) for k in request.rel_url.query}
+                or None,
                 "requestContext": self._context(connection_id, "$connect", "CONNECT", request),
                 "isBase64Encoded": False,
             }
@@ -128,7 +133,9 @@ class WebSocketApiServer:
             status = 500 if invocation.failed else _status(invocation.result)
             if not 200 <= status < 300:
                 self.invoker.trace("ws.refused", {"api": self.api.name, "status": status})
-                return web.json_response({"message": "Forbidden" if status == 403 else "Connection refused"}, status=status)
+                return web.json_response(
+                    {"message": "Forbidden" if status == 403 else "Connection refused"}, status=status
+                )
         socket = web.WebSocketResponse(autoping=True)
         await socket.prepare(request)
         self.connections[connection_id] = Connection(
@@ -167,9 +174,17 @@ class WebSocketApiServer:
         invocation = await self._invoke(route, event)
         if invocation.failed:
             await connection.socket.send_str(
-                json.dumps({"message": "Internal server error", "connectionId": connection_id, "requestId": context["requestId"]})
+                json.dumps(
+                    {
+                        "message": "Internal server error",
+                        "connectionId": connection_id,
+                        "requestId": context["requestId"],
+                    }
+                )
             )
-        elif route.returns_response and isinstance(invocation.result, dict) and invocation.result.get("body") is not None:
+        elif (
+            route.returns_response and isinstance(invocation.result, dict) and invocation.result.get("body") is not None
+        ):
             await connection.socket.send_str(str(invocation.result["body"]))
 
     async def _disconnect(self, connection_id: str, socket: web.WebSocketResponse) -> None:
@@ -192,7 +207,9 @@ class WebSocketApiServer:
         received = time.time()
         if connection is None or connection.socket.closed:
             return web.Response(
-                status=410, body=b'{"message":null}', headers={"x-amzn-ErrorType": "GoneException", "Content-Type": "application/json"}
+                status=410,
+                body=b'{"message":null}',
+                headers={"x-amzn-ErrorType": "GoneException", "Content-Type": "application/json"},
             )
         if request.method == "POST":
             data = await request.read()
@@ -202,7 +219,9 @@ class WebSocketApiServer:
                 await connection.socket.send_bytes(data)
             except ConnectionError:
                 return web.Response(status=410, headers={"x-amzn-ErrorType": "GoneException"})
-            self.invoker.trace("connections.post", {"connection": connection_id, "received": received, "sent": time.time()})
+            self.invoker.trace(
+                "connections.post", {"connection": connection_id, "received": received, "sent": time.time()}
+            )
             return web.Response(status=200)
         if request.method == "GET":
             return web.json_response(

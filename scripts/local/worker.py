@@ -71,7 +71,9 @@ def main() -> None:
             answer: dict[str, Any] = {"error": init_error}
         else:
             try:
-                result = handler(request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"]))
+                result = handler(
+                    request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"])
+                )
                 answer = {"result": result}
             except Exception as exc:
                 error = _error(exc)

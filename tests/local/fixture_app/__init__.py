@@ -1,0 +1,1 @@
+"""A small CDK app that exercises every kind of wiring the local runtime serves."""

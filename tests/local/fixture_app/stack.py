@@ -1,0 +1,114 @@
+"""The fixture stack: an HTTP route, a WebSocket route replying through @connections, a filtered
+S3 notification, an EventBridge rule, and an asynchronous failure with a retry and a destination.
+
+Context keys change the wiring (tests show the runtime follows): `fixture_route` (HTTP route path),
+`fixture_prefix` (S3 notification prefix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App, Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+HANDLERS = Path(__file__).resolve().parent / "handlers"
+
+
+class FixtureStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, route: str, prefix: str, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        observed = sqs.Queue(self, "Observed")
+        failures = sqs.Queue(self, "Failures")
+        code = lambda_.Code.from_asset(str(HANDLERS))
+
+        def function(logical_id: str, handler: str, **extra: Any) -> lambda_.Function:
+            fn = lambda_.Function(
+                self,
+                logical_id,
+                runtime=lambda_.Runtime.PYTHON_3_12,
+                handler=handler,
+                code=code,
+                timeout=Duration.seconds(10),
+                environment={"OBSERVED_QUEUE_URL": observed.queue_url, "GREETING": "hello"},
+                **extra,
+            )
+            observed.grant_send_messages(fn)
+            return fn
+
+        http_fn = function("HttpFunction", "http_handler.handler")
+        http_api = apigw.HttpApi(self, "HttpApi")
+        http_api.add_routes(
+            path=route,
+            methods=[apigw.HttpMethod.GET, apigw.HttpMethod.POST],
+            integration=integrations.HttpLambdaIntegration("Http", http_fn),
+        )
+
+        ws_api = apigw.WebSocketApi(self, "WsApi")
+        stage = apigw.WebSocketStage(self, "WsStage", web_socket_api=ws_api, stage_name="test", auto_deploy=True)
+        endpoint = f"{ws_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{stage.stage_name}"
+        ws_fn = function("WsFunction", "ws_handler.handler")
+        ws_fn.add_environment("WS_API_ENDPOINT", endpoint)
+        ws_integration = integrations.WebSocketLambdaIntegration("Ws", ws_fn)
+        ws_api.add_route("$connect", integration=ws_integration)
+        ws_api.add_route("echo", integration=ws_integration)
+
+        bucket = s3.Bucket(self, "Bucket")
+        s3_fn = function("S3Function", "observe.handler")
+        bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(s3_fn),
+            s3.NotificationKeyFilter(prefix=prefix, suffix=".txt"),
+        )
+
+        bus = events.EventBus(self, "Bus")
+        rule_fn = function("RuleFunction", "observe.handler")
+        events.Rule(
+            self,
+            "BigOrders",
+            event_bus=bus,
+            event_pattern=events.EventPattern(
+                source=["fixture.orders"],
+                detail={"amount": events.Match.greater_than(100), "kind": events.Match.prefix("big")},
+            ),
+            targets=[targets.LambdaFunction(rule_fn)],
+        )
+        failing_fn = function(
+            "FailingFunction",
+            "failing.handler",
+            retry_attempts=1,
+            on_failure=destinations.SqsDestination(failures),
+        )
+        events.Rule(
+            self,
+            "FailEvents",
+            event_bus=bus,
+            event_pattern=events.EventPattern(source=["fixture.fail"]),
+            targets=[targets.LambdaFunction(failing_fn, retry_attempts=0)],
+        )
+
+        CfnOutput(self, "HttpUrl", value=http_api.api_endpoint)
+        CfnOutput(self, "WsUrl", value=stage.url)
+        CfnOutput(self, "BucketName", value=bucket.bucket_name)
+        CfnOutput(self, "BusName", value=bus.event_bus_name)
+        CfnOutput(self, "ObservedQueueUrl", value=observed.queue_url)
+        CfnOutput(self, "FailureQueueUrl", value=failures.queue_url)
+
+
+def build(app: App, env_name: str, context: dict[str, Any]) -> None:
+    FixtureStack(
+        app,
+        f"Fixture-{env_name}",
+        route=str(context.get("fixture_route", "/hello/{name}")),
+        prefix=str(context.get("fixture_prefix", "incoming/")),
+    )

@@ -1,0 +1,86 @@
+"""The runtime follows the stack, and leaves nothing behind: no port bound, no worker alive."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from scripts.local.synth import PROJECT_ROOT
+from tests.local.conftest import free_port_base, port_is_free, start_fixture
+
+pytestmark = pytest.mark.slow
+
+
+def _children() -> set[int]:
+    """Live (non-zombie) child processes of this test process."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            pids.add(int(entry))
+    return pids
+
+
+def test_changed_stack_changes_the_local_run_and_stop_releases_everything() -> None:
+    before = _children()
+    runtime = start_fixture(fixture_route="/greet/{who}", fixture_prefix="other/")
+    try:
+        url = str(runtime.outputs["Fixture-test"]["HttpUrl"])
+        assert requests.get(f"{url}/hello/x", timeout=10).status_code == 404
+        assert requests.get(f"{url}/greet/x", timeout=10).json()["routeKey"] == "GET /greet/{who}"
+        s3, sqs = runtime.client("s3"), runtime.client("sqs")
+        bucket, queue = (
+            runtime.outputs["Fixture-test"]["BucketName"],
+            runtime.outputs["Fixture-test"]["ObservedQueueUrl"],
+        )
+        s3.put_object(Bucket=bucket, Key="incoming/a.txt", Body=b"old prefix")
+        s3.put_object(Bucket=bucket, Key="other/b.txt", Body=b"new prefix")
+        keys: list[str] = []
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            for m in sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []):
+                keys.append(json.loads(m["Body"])["event"]["Records"][0]["s3"]["object"]["key"])
+            time.sleep(0.1)
+        assert keys == ["other/b.txt"]
+        ports = runtime.ports
+        assert not any(port_is_free(p) for p in ports)
+        assert _children() - before, "workers should be running"
+    finally:
+        runtime.stop()
+    assert all(port_is_free(p) for p in ports)
+    deadline = time.time() + 5
+    while _children() - before and time.time() < deadline:
+        time.sleep(0.1)
+    assert not _children() - before
+
+
+def test_port_in_use_is_one_clear_line_and_nonzero_exit() -> None:
+    base = free_port_base()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base))
+        taken.listen()
+        result = subprocess.run(
+            [sys.executable, "-m", "scripts.local", "--port-base", str(base)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"local runtime failed to start: port {base} is already in use (try --port-base)"
+    ]

@@ -1,0 +1,173 @@
+"""The runtime on the fixture app: each kind of wiring declared in the stack works locally."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+import requests
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from scripts.local.runtime import LocalRuntime
+
+pytestmark = pytest.mark.slow
+STACK = "Fixture-test"
+
+
+def out(rt: LocalRuntime, name: str) -> str:
+    return str(rt.outputs[STACK][name])
+
+
+def observed(rt: LocalRuntime, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+    """Messages the fixture handlers recorded, waiting until `count` arrived (or the timeout)."""
+    sqs = rt.client("sqs")
+    found: list[dict[str, Any]] = []
+    deadline = time.time() + timeout
+    while time.time() < deadline and len(found) < count:
+        for m in sqs.receive_message(
+            QueueUrl=out(rt, "ObservedQueueUrl"), MaxNumberOfMessages=10, WaitTimeSeconds=0
+        ).get("Messages", []):
+            found.append(json.loads(m["Body"]))
+            sqs.delete_message(QueueUrl=out(rt, "ObservedQueueUrl"), ReceiptHandle=m["ReceiptHandle"])
+        time.sleep(0.05)
+    return found
+
+
+def test_outputs_resolve_to_local_addresses(runtime: LocalRuntime) -> None:
+    assert out(runtime, "HttpUrl") == f"http://127.0.0.1:{runtime.port_base}"
+    assert out(runtime, "WsUrl") == f"ws://127.0.0.1:{runtime.port_base + 1}/test"
+    assert out(runtime, "ObservedQueueUrl").startswith(runtime.moto_url)
+
+
+def test_http_route_gets_a_payload_2_event(runtime: LocalRuntime) -> None:
+    response = requests.get(
+        f"{out(runtime, 'HttpUrl')}/hello/w%20orld?a=1&a=2&b=x",
+        headers={"Cookie": "c1=v1; c2=v2", "X-Multi": "one"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert response.cookies.get("seen") == "1"
+    body = response.json()
+    assert body["greeting"] == "hello"
+    assert body["routeKey"] == "GET /hello/{name}"
+    assert body["rawPath"] == "/hello/w%20orld"
+    assert body["rawQueryString"] == "a=1&a=2&b=x"
+    assert body["query"] == {"a": "1,2", "b": "x"}
+    assert body["pathParameters"] == {"name": "w orld"}
+    assert body["cookies"] == ["c1=v1", "c2=v2"]
+    assert body["headers"]["x-multi"] == "one" and "cookie" not in body["headers"]
+    assert body["stage"] == "$default"
+    assert body["function"].startswith("Fixture-test-HttpFunction")
+
+
+def test_binary_body_is_base64_and_unknown_route_is_404(runtime: LocalRuntime) -> None:
+    body = requests.post(
+        f"{out(runtime, 'HttpUrl')}/hello/x",
+        data=b"\x00\xff",
+        headers={"Content-Type": "application/octet-stream"},
+        timeout=10,
+    ).json()
+    assert body["isBase64Encoded"] is True and body["body"] == "AP8="
+    text = requests.post(f"{out(runtime, 'HttpUrl')}/hello/x", json={"a": 1}, timeout=10).json()
+    assert text["isBase64Encoded"] is False and json.loads(text["body"]) == {"a": 1}
+    assert requests.get(f"{out(runtime, 'HttpUrl')}/nothing", timeout=10).status_code == 404
+
+
+def test_websocket_route_replies_through_connections(runtime: LocalRuntime) -> None:
+    with connect(out(runtime, "WsUrl"), open_timeout=10) as ws:
+        ws.send(json.dumps({"action": "echo", "text": "hi", "gone": True}))
+        assert json.loads(ws.recv(timeout=10)) == {"echo": "hi"}
+        assert json.loads(ws.recv(timeout=10)) == {"gone": True}
+        ws.send(json.dumps({"action": "nope"}))
+        assert json.loads(ws.recv(timeout=10))["message"] == "Forbidden"
+
+
+def test_refused_connect_refuses_the_socket(runtime: LocalRuntime) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(out(runtime, "WsUrl") + "?deny=1", open_timeout=10)
+    assert refused.value.response.status_code == 403
+
+
+def test_s3_notification_honours_its_filter(runtime: LocalRuntime) -> None:
+    s3 = runtime.client("s3")
+    bucket = out(runtime, "BucketName")
+    s3.put_object(Bucket=bucket, Key="outside/a.txt", Body=b"no")
+    s3.put_object(Bucket=bucket, Key="incoming/b.png", Body=b"no")
+    s3.put_object(Bucket=bucket, Key="incoming/my file.txt", Body=b"yes")
+    records = observed(runtime, 2, timeout=5)
+    assert len(records) == 1
+    record = records[0]["event"]["Records"][0]
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == bucket
+    assert record["s3"]["object"]["key"] == "incoming/my+file.txt"  # URL-encoded, as S3 sends it
+    assert records[0]["function"].startswith("Fixture-test-S3Function")
+
+
+def test_eventbridge_rule_matches_its_pattern_only(runtime: LocalRuntime) -> None:
+    events = runtime.client("events")
+    bus = out(runtime, "BusName")
+    entries = [
+        {
+            "Source": "fixture.orders",
+            "DetailType": "order",
+            "Detail": json.dumps({"amount": 50, "kind": "big-x"}),
+            "EventBusName": bus,
+        },
+        {
+            "Source": "fixture.orders",
+            "DetailType": "order",
+            "Detail": json.dumps({"amount": 500, "kind": "small"}),
+            "EventBusName": bus,
+        },
+        {
+            "Source": "fixture.orders",
+            "DetailType": "order",
+            "Detail": json.dumps({"amount": 500, "kind": "big-one"}),
+            "EventBusName": bus,
+        },
+        {
+            "Source": "fixture.orders",
+            "DetailType": "order",
+            "Detail": json.dumps({"amount": 500, "kind": "big-one"}),
+        },  # default bus
+    ]
+    assert events.put_events(Entries=entries)["FailedEntryCount"] == 0
+    records = observed(runtime, 2, timeout=5)
+    assert len(records) == 1
+    event = records[0]["event"]
+    assert event["source"] == "fixture.orders" and event["detail"] == {"amount": 500, "kind": "big-one"}
+    assert event["detail-type"] == "order" and event["account"] == "123456789012"
+
+
+def test_async_failure_is_retried_then_lands_in_its_queue(runtime: LocalRuntime) -> None:
+    events = runtime.client("events")
+    events.put_events(
+        Entries=[
+            {
+                "Source": "fixture.fail",
+                "DetailType": "boom",
+                "Detail": json.dumps({"n": 1}),
+                "EventBusName": out(runtime, "BusName"),
+            }
+        ]
+    )
+    sqs = runtime.client("sqs")
+    deadline, messages = time.time() + 10, list[dict[str, Any]]()
+    while time.time() < deadline and not messages:
+        messages = sqs.receive_message(QueueUrl=out(runtime, "FailureQueueUrl"), WaitTimeSeconds=1).get("Messages", [])
+    assert messages, "nothing reached the on-failure destination"
+    record = json.loads(messages[0]["Body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 2  # 1 + MaximumRetryAttempts (1)
+    assert record["requestPayload"]["detail"] == {"n": 1}
+    assert record["responsePayload"]["errorMessage"] == "fixture failure"
+    attempts = observed(runtime, 3, timeout=1)
+    assert len([a for a in attempts if "attempt" in a]) == 2
+
+
+def test_function_logs_are_collected_per_function(runtime: LocalRuntime) -> None:
+    lines = [line for line in runtime.logs.lines if line.function.startswith("Fixture-test-FailingFunction")]
+    assert any("fixture failure" in line.message for line in lines)

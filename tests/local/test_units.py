@@ -1,0 +1,70 @@
+"""Pattern matching and intrinsic resolution, without servers."""
+
+from __future__ import annotations
+
+from scripts.local.assembly import Assembly, StackTemplate
+from scripts.local.intrinsics import Resolver
+from scripts.local.patterns import matches
+
+EVENT = {
+    "source": "shop",
+    "detail-type": "Order",
+    "detail": {"amount": 120, "kind": "big-order", "tags": ["a", "b"], "ip": "10.0.1.7", "meta": {"env": "dev"}},
+}
+
+
+def test_patterns() -> None:
+    assert matches({"source": ["shop"]}, EVENT)
+    assert not matches({"source": ["other"]}, EVENT)
+    assert matches({"detail": {"kind": [{"prefix": "big"}]}}, EVENT)
+    assert matches({"detail": {"kind": [{"suffix": "order"}]}}, EVENT)
+    assert not matches({"detail": {"kind": [{"anything-but": ["big-order"]}]}}, EVENT)
+    assert matches({"detail": {"kind": [{"anything-but": {"prefix": "small"}}]}}, EVENT)
+    assert matches({"detail": {"amount": [{"numeric": [">", 100, "<=", 120]}]}}, EVENT)
+    assert not matches({"detail": {"amount": [{"numeric": [">", 120]}]}}, EVENT)
+    assert matches({"detail": {"missing": [{"exists": False}], "kind": [{"exists": True}]}}, EVENT)
+    assert not matches({"detail": {"missing": [{"exists": True}]}}, EVENT)
+    assert matches({"detail": {"tags": ["b"]}}, EVENT)
+    assert matches({"detail": {"meta": {"env": ["dev"]}}}, EVENT)
+    assert not matches({"detail": {"meta": {"env": ["prod"]}}}, EVENT)
+    assert matches({"detail": {"ip": [{"cidr": "10.0.0.0/16"}]}}, EVENT)
+    assert matches({"detail-type": [{"equals-ignore-case": "order"}]}, EVENT)
+    assert matches({"$or": [{"source": ["x"]}, {"detail": {"amount": [120]}}]}, EVENT)
+    assert matches({"detail": {"amount": [120.0]}}, EVENT)
+    assert not matches({"detail": {"amount": ["120"]}}, EVENT)
+
+
+def _resolver() -> Resolver:
+    api = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {"ProtocolType": "WEBSOCKET", "Name": "ws"}}
+    producer = StackTemplate(
+        "P",
+        {
+            "Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "q1"}}, "Api": api},
+            "Outputs": {"O": {"Value": {"Fn::GetAtt": ["Q", "Arn"]}, "Export": {"Name": "QArn"}}},
+        },
+    )
+    consumer = StackTemplate("C", {"Resources": {"B": {"Type": "AWS::S3::Bucket"}}})
+    return Resolver(Assembly([producer, consumer]), "eu-west-1", "http://127.0.0.1:9")
+
+
+def test_intrinsics() -> None:
+    r = _resolver()
+    assert r.resolve({"Fn::ImportValue": "QArn"}, "C") == "arn:aws:sqs:eu-west-1:123456789012:q1"
+    assert r.resolve({"Ref": "Q"}, "P") == "http://127.0.0.1:9/123456789012/q1"
+    assert r.resolve({"Fn::Sub": "${AWS::Region}-${Q.QueueName}-${!Literal}"}, "P") == "eu-west-1-q1-${Literal}"
+    assert r.resolve({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}, "C") == "b"
+    assert r.resolve({"Fn::Join": ["-", ["x", {"Ref": "AWS::AccountId"}]]}, "C") == "x-123456789012"
+    assert r.resolve({"K": {"Ref": "AWS::NoValue"}, "L": 1}, "C") == {"L": 1}
+    bucket = r.resolve({"Ref": "B"}, "C")
+    assert bucket == bucket.lower() and bucket.startswith("c-b-")
+    api_id = r.resolve({"Ref": "Api"}, "P")
+    endpoint = {
+        "Fn::Join": [
+            "",
+            [{"Ref": "Api"}, ".execute-api.", {"Ref": "AWS::Region"}, ".", {"Ref": "AWS::URLSuffix"}, "/dev"],
+        ]
+    }
+    assert r.resolve(endpoint, "P") == f"{api_id}.execute-api.eu-west-1.amazonaws.com/dev"
+    r.api_addresses[api_id] = "127.0.0.1:8001"
+    assert r.resolve(endpoint, "P") == "http://127.0.0.1:8001/dev"
+    assert r.resolve({"Fn::GetAtt": ["Api", "ApiEndpoint"]}, "P") == "ws://127.0.0.1:8001"
