@@ -1,0 +1,413 @@
+"""Tunnel agent: expose a local HTTP app through a deployed (or local) tunnel.
+
+    python scripts/tunnel_agent.py --url wss://ID.execute-api.REGION.amazonaws.com/dev \\
+        --token TOKEN --port 3000 [--host HOST] [--host-header rewrite|VALUE] [--subdomain NAME]
+
+Prints the public URL, then one line per request (method, path, status, milliseconds). Requests
+are replayed exactly: no redirect following, no decompression, hop-by-hop headers stripped,
+X-Forwarded-For/Proto/Host added. The connection is kept alive with Ping messages inside API
+Gateway's 10-minute idle limit, re-opened with backoff when it drops, and replaced by a fresh one
+before API Gateway's 2-hour limit (requests in flight finish on the old one). Ctrl-C exits cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import os
+import random
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+if __package__ in (None, ""):  # run as `python scripts/tunnel_agent.py`: make `lambdas` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from lambdas.tunnel import protocol as p
+
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+
+
+class Fatal(Exception):
+    """A problem retrying cannot fix (bad token, taken subdomain, unreachable URL at start)."""
+
+
+@dataclass
+class AgentConfig:
+    url: str
+    token: str
+    port: int
+    host: str = "127.0.0.1"
+    scheme: str = "http"
+    host_header: str | None = None  # None: keep the public Host; "rewrite": host:port; else a value
+    subdomain: str | None = None
+    concurrency: int = 16
+    request_timeout: float = 25.0
+    ping_interval: float = 300.0  # API Gateway drops connections idle for 10 minutes
+    pong_timeout: float = 30.0
+    rotate_after: float = 110 * 60.0  # API Gateway closes every connection after 2 hours
+    drain_grace: float = 10.0
+    max_backoff: float = 30.0
+    handshake_timeout: float = 10.0
+
+
+class LocalForwarder:
+    """Replays one HttpRequest against the local app (blocking; runs in a worker thread).
+
+    http.client because it does exactly what it is told: no redirects, no decompression, the
+    request target sent as given, every response header pair (each Set-Cookie) kept."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+
+    def _host_header(self, original: str | None) -> str:
+        target = f"{self.config.host}:{self.config.port}"
+        if self.config.host_header == "rewrite" or (self.config.host_header is None and not original):
+            return target
+        return self.config.host_header or original or target
+
+    def _headers(self, request: p.HttpRequest) -> tuple[str, p.Headers]:
+        headers = p.strip_hop_by_hop(request.headers)
+        lower = {k.lower(): v for k, v in headers}
+        original_host = lower.get("host")
+        out = [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
+        if "x-forwarded-for" not in lower and request.client_ip:
+            out.append(("X-Forwarded-For", request.client_ip))
+        if "x-forwarded-proto" not in lower:
+            out.append(("X-Forwarded-Proto", "https"))
+        if "x-forwarded-host" not in lower and original_host:
+            out.append(("X-Forwarded-Host", original_host))
+        return self._host_header(original_host), out
+
+    def forward(self, request: p.HttpRequest) -> p.Message:
+        try:
+            body = request.body
+            if request.body_url:
+                with urllib.request.urlopen(request.body_url, timeout=30) as got:  # presigned S3 GET
+                    body = got.read(p.MAX_BODY_BYTES + 1)
+            response = self._call_app(request, body)
+        except (OSError, http.client.HTTPException) as exc:
+            kind = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unreachable"
+            return p.Error(code=kind, message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
+        if not p.fits_inline(response):
+            if not request.response_upload_url:
+                return p.Error("response_too_large", "no upload URL for a large body", request.request_id)
+            self._upload(request.response_upload_url, response.body)
+            response.body, response.body_in_bucket = b"", True
+        return response
+
+    def _call_app(self, request: p.HttpRequest, body: bytes) -> p.HttpResponse:
+        host_header, headers = self._headers(request)
+        cls = http.client.HTTPSConnection if self.config.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.config.host, self.config.port, timeout=self.config.request_timeout)
+        try:
+            conn.putrequest(request.method, request.target, skip_host=True, skip_accept_encoding=True)
+            conn.putheader("Host", host_header)
+            for name, value in headers:
+                conn.putheader(name, value)
+            if body or request.method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            answer = conn.getresponse()
+            data = answer.read(p.MAX_BODY_BYTES + 1)
+            if len(data) > p.MAX_BODY_BYTES:
+                return p.HttpResponse(
+                    request.request_id, 502, [("content-type", "application/json")],
+                    p.json_error("response body larger than the tunnel's 5 MiB limit"),
+                )  # fmt: skip
+            headers_out = [(k, v) for k, v in answer.getheaders() if k.lower() != "content-length"]
+            return p.HttpResponse(request.request_id, answer.status, p.strip_hop_by_hop(headers_out), data)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _upload(url: str, body: bytes) -> None:
+        put = urllib.request.Request(url, data=body, method="PUT")
+        with urllib.request.urlopen(put, timeout=60) as done:
+            done.read()
+
+
+class Session:
+    """One WebSocket connection: handshake, message loop, pings, in-flight accounting."""
+
+    def __init__(self, ws: ClientConnection, established: p.ConnectionEstablished) -> None:
+        self.ws = ws
+        self.established = established
+        self.opened_at = time.monotonic()
+        self.last_seen = time.monotonic()
+        self.inflight = 0
+        self._send_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, config: AgentConfig, subdomain: str | None) -> Session:
+        headers = {"Authorization": f"Bearer {config.token}"}
+        if subdomain:
+            headers["X-Tunnel-Subdomain"] = subdomain
+        ws = await connect(
+            config.url,
+            additional_headers=headers,
+            open_timeout=config.handshake_timeout,
+            ping_interval=None,  # API Gateway does not count control frames as activity: Ping messages do
+            compression=None,
+            max_size=p.MAX_MESSAGE_BYTES * 2,
+        )
+        try:
+            await ws.send(p.encode(p.Ready()))
+            async with asyncio.timeout(config.handshake_timeout):
+                while True:
+                    message = p.decode(await ws.recv())
+                    if isinstance(message, p.ConnectionEstablished):
+                        return cls(ws, message)
+                    if isinstance(message, p.Error):
+                        raise Fatal(f"tunnel refused the agent: {message.message}")
+        except BaseException:
+            await ws.close()
+            raise
+
+    async def send(self, message: p.Message) -> None:
+        # API Gateway takes at most 32 KB per frame: larger messages go out fragmented.
+        async with self._send_lock:
+            await self.ws.send(p.frames(p.encode(message)))
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.config = config
+        self.out, self.err = out, err
+        self.forwarder = LocalForwarder(config)
+        self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="tunnel")
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.subdomain = config.subdomain
+        self.public_url: str | None = None
+        self.stop = asyncio.Event()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.connections_opened = 0
+
+    def say(self, line: str) -> None:
+        print(line, file=self.out, flush=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def _open(self) -> Session:
+        try:
+            session = await Session.open(self.config, self.subdomain)
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in (401, 403):
+                raise Fatal(f"the tunnel rejected the token (HTTP {status}): check --token") from None
+            if status == 409:
+                raise Fatal(f"subdomain {self.subdomain!r} belongs to another token") from None
+            if status == 400:
+                raise Fatal(f"the tunnel refused the request (HTTP 400): {exc.response.body!r}") from None
+            raise
+        self.connections_opened += 1
+        self.subdomain = session.established.subdomain
+        if session.established.public_url != self.public_url:
+            self.public_url = session.established.public_url
+            target = f"{self.config.scheme}://{self.config.host}:{self.config.port}"
+            self.say(f"Forwarding {self.public_url} -> {target}")
+        self._spawn(self._receive(session))
+        self._spawn(self._keepalive(session))
+        return session
+
+    async def _connect(self, first: bool) -> Session | None:
+        """A new session, retrying with capped exponential backoff (and jitter) unless fatal."""
+        delay = 1.0
+        while not self.stop.is_set():
+            try:
+                return await self._open()
+            except Fatal:
+                raise
+            except (OSError, InvalidHandshake, TimeoutError, ConnectionClosed, p.ProtocolError) as exc:
+                if first:
+                    raise Fatal(f"cannot connect to {self.config.url}: {exc}") from None
+                self.say(f"connection failed ({exc}); retrying in {delay:.0f}s")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self.config.max_backoff)
+        return None
+
+    async def _receive(self, session: Session) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            async for raw in session.ws:
+                session.last_seen = time.monotonic()
+                try:
+                    message = p.decode(raw)
+                except p.ProtocolError as exc:
+                    self.say(f"ignored a bad message from the tunnel: {exc}")
+                    continue
+                if isinstance(message, p.HttpRequest):
+                    session.inflight += 1
+                    self._spawn(self._handle(session, message))
+                elif isinstance(message, p.Ping):
+                    await session.send(p.Pong(timestamp=message.timestamp))
+                elif isinstance(message, p.Error):
+                    self.say(f"tunnel error: {message.code}: {message.message}")
+
+    async def _keepalive(self, session: Session) -> None:
+        while session.ws.state.name == "OPEN":
+            await asyncio.sleep(self.config.ping_interval)
+            sent = time.monotonic()
+            try:
+                await session.send(p.Ping())
+            except ConnectionClosed:
+                return
+            await asyncio.sleep(self.config.pong_timeout)
+            if session.last_seen < sent:  # not even the Pong came back
+                self.say("tunnel stopped answering; reconnecting")
+                await session.close()
+                return
+
+    async def _handle(self, session: Session, request: p.HttpRequest) -> None:
+        started = time.monotonic()
+        try:
+            async with self.slots:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self.pool, self.forwarder.forward, request)
+            ms = round((time.monotonic() - started) * 1000)
+            if isinstance(result, p.HttpResponse):
+                result.processing_time_ms = ms
+                status = str(result.status)
+            else:
+                status = f"502 ({getattr(result, 'code', 'error')})"
+            self.say(f"{request.method:<7} {request.path} {status} {ms}ms")
+            with contextlib.suppress(ConnectionClosed):
+                await session.send(result)
+        finally:
+            session.inflight -= 1
+
+    async def _drain(self, session: Session) -> None:
+        """Close a replaced connection once its requests are done (new ones go to the new one)."""
+        deadline = time.monotonic() + self.config.request_timeout + self.config.drain_grace
+        await asyncio.sleep(self.config.drain_grace)
+        while session.inflight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await session.close()
+
+    async def run(self) -> None:
+        session = await self._connect(first=True)
+        while session is not None and not self.stop.is_set():
+            rotate_in = session.opened_at + self.config.rotate_after - time.monotonic()
+            stop = asyncio.ensure_future(self.stop.wait())
+            closed = asyncio.ensure_future(session.ws.wait_closed())
+            await asyncio.wait({stop, closed}, timeout=max(rotate_in, 0), return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            closed.cancel()
+            if self.stop.is_set():
+                break
+            if session.ws.state.name != "OPEN":
+                self.say("connection lost; reconnecting")
+                session = await self._connect(first=False)
+                continue
+            try:  # rotation: the fresh connection takes new requests, the old one drains
+                fresh = await self._open()
+            except Fatal:
+                raise
+            except Exception as exc:
+                self.say(f"could not open a fresh connection ({exc}); keeping the current one")
+                session.opened_at = time.monotonic() - self.config.rotate_after + 30
+                continue
+            self._spawn(self._drain(session))
+            session = fresh
+        await self.shutdown(session)
+
+    async def shutdown(self, session: Session | None) -> None:
+        if session is not None:
+            await session.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _parse(argv: list[str] | None) -> AgentConfig:
+    parser = argparse.ArgumentParser(description="Expose a local HTTP app through the tunnel.")
+    parser.add_argument("--url", required=True, help="tunnel WebSocket URL (wss://...)")
+    parser.add_argument("--token", default=os.environ.get("TUNNEL_TOKEN"), help="agent token (or TUNNEL_TOKEN)")
+    parser.add_argument("--port", type=int, required=True, help="local port to forward to")
+    parser.add_argument("--host", default="127.0.0.1", help="target host (default 127.0.0.1)")
+    parser.add_argument("--scheme", choices=("http", "https"), default="http", help="target scheme")
+    parser.add_argument(
+        "--host-header", help="'rewrite' to send HOST:PORT as Host, or a literal value (default: public host)"
+    )
+    parser.add_argument("--subdomain", help="ask for a stable subdomain (first token to claim it owns it)")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests forwarded at once")
+    # For tests and operators who need shorter cycles than API Gateway's limits.
+    parser.add_argument("--ping-interval", type=float, default=300.0, help=argparse.SUPPRESS)
+    parser.add_argument("--rotate-after", type=float, default=110 * 60.0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        parser.exit(EXIT_USAGE, f"error: --url must be a ws:// or wss:// URL, got {args.url!r}\n")
+    if not args.token:
+        parser.exit(EXIT_USAGE, "error: --token (or TUNNEL_TOKEN) is required\n")
+    if not 0 < args.port < 65536 or args.concurrency < 1:
+        parser.exit(EXIT_USAGE, "error: --port must be 1-65535 and --concurrency at least 1\n")
+    return AgentConfig(
+        url=args.url,
+        token=args.token,
+        port=args.port,
+        host=args.host,
+        scheme=args.scheme,
+        host_header=args.host_header,
+        subdomain=args.subdomain.lower() if args.subdomain else None,
+        concurrency=args.concurrency,
+        ping_interval=args.ping_interval,
+        rotate_after=args.rotate_after,
+    )
+
+
+async def run_agent(agent: Agent, install_signals: Callable[[asyncio.Event], None] | None = None) -> int:
+    if install_signals:
+        install_signals(agent.stop)
+    try:
+        await agent.run()
+    except Fatal as exc:
+        await agent.shutdown(None)
+        print(f"error: {exc}", file=agent.err, flush=True)
+        return EXIT_FATAL
+    except InvalidURI as exc:
+        await agent.shutdown(None)
+        print(f"error: bad --url: {exc}", file=agent.err, flush=True)
+        return EXIT_USAGE
+    agent.say("Tunnel closed")
+    return 0
+
+
+def _signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = _parse(argv)
+
+    async def _main() -> int:
+        return await run_agent(Agent(config), _signals)
+
+    return asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
