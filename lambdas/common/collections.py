@@ -34,6 +34,11 @@ LANGSMITH_API_KEY = "LANGSMITH_API_KEY"
 PARAMETER_NAMES = (ANTHROPIC_API_KEY, VOYAGE_API_KEY, OPENAI_API_KEY, LANGSMITH_API_KEY)
 
 
+class RetryableError(RuntimeError):
+    """A provider failure worth retrying later (throttling, 5xx, timeout, connection): handlers
+    let it propagate so Lambda retries and the on-failure queue keeps what still fails."""
+
+
 class PublishError(RuntimeError):
     """EventBridge did not accept the event (retryable: the handler lets Lambda retry)."""
 

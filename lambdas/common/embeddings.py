@@ -22,16 +22,12 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from lambdas.common.collections import VOYAGE_API_KEY, api_key, local_providers_allowed
+from lambdas.common.collections import VOYAGE_API_KEY, RetryableError, api_key, local_providers_allowed
 from lambdas.common.settings import MissingSetting, env_int
 
 LOCAL_MODEL = "local-hash-v1"
 InputType = Literal["document", "query"]
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-class RetryableError(RuntimeError):
-    """A provider failure worth retrying later (throttling, 5xx, timeout, connection)."""
 
 
 class Embedder(Protocol):

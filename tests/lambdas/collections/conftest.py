@@ -123,9 +123,14 @@ class Recorder:
 
 @pytest.fixture
 def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    from lambdas.analyzer import providers
+    from lambdas.search.handler import _presigner
+
     aws.client.cache_clear()
+    _presigner.cache_clear()
     collections.clear_cache()
     embeddings.reset()
+    providers.reset()
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=IMAGES_BUCKET)
@@ -143,7 +148,47 @@ def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     aws.client.cache_clear()
     collections.clear_cache()
     embeddings.reset()
+    providers.reset()
 
 
 def put_parameter(name: str, value: str) -> None:
+    """Write an API key; the caches are dropped as a new Lambda container would start without them."""
+    from lambdas.analyzer import providers
+
     boto3.client("ssm").put_parameter(Name=f"{PARAMETER_PREFIX}/{name}", Value=value, Type="SecureString")
+    collections.clear_cache()
+    embeddings.reset()
+    providers.reset()
+
+
+@pytest.fixture
+def fake_apis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from fake_apis import FakeApis
+
+    from lambdas.analyzer import providers
+
+    apis = FakeApis()
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", apis.url)
+    monkeypatch.setenv("VOYAGE_BASE_URL", apis.url + "/v1")
+    providers.reset()
+    embeddings.reset()
+    yield apis
+    apis.close()
+    providers.reset()
+    embeddings.reset()
+
+
+def processed_event(recorder: Recorder, key: str, body: bytes, context: Any) -> dict[str, Any]:
+    """Run the real processor on an uploaded image and return the ImageProcessed event it published."""
+    from urllib.parse import quote_plus
+
+    from lambdas.image_processor import handler as processor
+
+    processor.settings.cache_clear()
+    boto3.client("s3").put_object(Bucket=IMAGES_BUCKET, Key=key, Body=body)
+    event = load_event("s3_object_created.json")
+    event["Records"][0]["s3"]["bucket"]["name"] = IMAGES_BUCKET
+    event["Records"][0]["s3"]["object"].update(key=quote_plus(key, safe="/"), size=len(body))
+    processor.handler(event, context)
+    [published] = [e for e in recorder.events() if e["detail-type"] == "ImageProcessed"]
+    return published

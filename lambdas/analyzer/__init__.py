@@ -1,0 +1,1 @@
+"""AnalyzerLambda: ImageProcessed -> vision analysis (Anthropic, or `local` offline) -> AnalysisComplete."""

@@ -1,0 +1,83 @@
+"""EventBridge `ImageProcessed` -> analysis of the analysis copy -> `analyses` -> `AnalysisComplete`.
+
+Idempotent: an analysis already made from the same image bytes, prompt version, provider and
+model is reused (no model call) and AnalysisComplete is published again, which the embedder
+treats as a no-op when its source text is unchanged. Throttling, 5xx and timeouts raise
+(RetryableError) so Lambda retries and the on-failure queue keeps what still fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.analyzer import providers, store
+from lambdas.analyzer.schema import PROMPT_VERSION
+from lambdas.common import pg
+from lambdas.common.aws import client
+from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, publish
+from lambdas.common.settings import require_env
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context(correlation_id_path="id")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    detail = event["detail"]
+    item_id, analysis_key = detail["item_id"], detail["analysis_key"]
+    logger.append_keys(item_id=item_id, user_id=detail.get("user_id"))
+    conn = pg.connection()
+    if not store.item_exists(conn, item_id):
+        logger.warning("item no longer exists; nothing to analyze")
+        return {"status": "missing"}
+    # Read from our own derived bucket only, whatever the event says.
+    image = client("s3").get_object(Bucket=require_env("DERIVED_BUCKET"), Key=analysis_key)["Body"].read()
+    image_sha256 = hashlib.sha256(image).hexdigest()
+    analyzer = providers.analyzer()
+    version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model,
+                                     PROMPT_VERSION)
+    if version is not None:
+        logger.info("analysis unchanged; reusing", extra={"version": version})
+        metrics.add_metric(name="AnalysesSkipped", unit=MetricUnit.Count, value=1)
+        category = store.category_of(conn, item_id, version)
+    else:
+        try:
+            analysis = _analyze(analyzer, image)
+        except providers.Refused:
+            logger.warning("model refused the image; not retrying")
+            metrics.add_metric(name="AnalysesFailed_refused", unit=MetricUnit.Count, value=1)
+            return {"status": "refused"}
+        version = store.insert_analysis(conn, item_id, image_sha256, analysis)
+        category = analysis.data["category"]
+        metrics.add_metric(name="Analyses", unit=MetricUnit.Count, value=1)
+        metrics.add_metric(name="TokensUsed", unit=MetricUnit.Count,
+                           value=analysis.input_tokens + analysis.output_tokens)
+        logger.info("analysis stored", extra={"version": version, "category": category,
+                                              "provider": analysis.provider,
+                                              "input_tokens": analysis.input_tokens,
+                                              "output_tokens": analysis.output_tokens})
+    publish(ANALYZER_SOURCE, ANALYSIS_COMPLETE, {
+        "item_id": item_id, "user_id": detail.get("user_id"), "analysis_version": version,
+        "category": category, "provider": analyzer.provider, "model": analyzer.model,
+        "prompt_version": PROMPT_VERSION, "schema_version": SCHEMA_VERSION,
+    })
+    return {"status": "analyzed", "version": version}
+
+
+@tracer.capture_method
+def _analyze(analyzer: providers.Analyzer, image: bytes) -> providers.Analysis:
+    try:
+        return analyzer.analyze(image)
+    except providers.RetryableError:
+        metrics.add_metric(name="AnalysesFailed_retryable", unit=MetricUnit.Count, value=1)
+        raise
+    except providers.InvalidOutput:
+        metrics.add_metric(name="AnalysesFailed_invalid_output", unit=MetricUnit.Count, value=1)
+        raise

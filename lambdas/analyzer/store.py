@@ -1,0 +1,60 @@
+"""The analyzer's reads and writes of `analyses`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lambdas.analyzer.providers import Analysis
+
+
+def item_exists(conn: Any, item_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM items WHERE item_id = %s", (item_id,)).fetchone() is not None
+
+
+def existing_version(conn: Any, item_id: str, image_sha256: str, provider: str, model: str,
+                     prompt_version: str) -> int | None:
+    """The version already made from this exact image, prompt, provider and model, if any."""
+    row = conn.execute(
+        "SELECT version FROM analyses WHERE item_id = %s AND image_sha256 = %s AND prompt_version = %s"
+        " AND provider = %s AND model = %s",
+        (item_id, image_sha256, prompt_version, provider, model),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def category_of(conn: Any, item_id: str, version: int) -> str:
+    row = conn.execute("SELECT category FROM analyses WHERE item_id = %s AND version = %s",
+                       (item_id, version)).fetchone()
+    return str(row[0])
+
+
+def insert_analysis(conn: Any, item_id: str, image_sha256: str, analysis: Analysis) -> int:
+    """Store as the item's next version; under a racing duplicate delivery, the first one wins."""
+    data = analysis.data
+    with conn.transaction():
+        # Serializes version numbering per item without locking the whole table.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (item_id,))
+        row = conn.execute(
+            """
+            INSERT INTO analyses (item_id, version, category, subcategories, headline, summary, raw,
+                                  provider, model, prompt_version, image_sha256, input_tokens, output_tokens)
+            SELECT %(item_id)s, coalesce(max(version), 0) + 1, %(category)s, %(subcategories)s,
+                   %(headline)s, %(summary)s, %(raw)s, %(provider)s, %(model)s, %(prompt_version)s,
+                   %(sha)s, %(tin)s, %(tout)s
+            FROM analyses WHERE item_id = %(item_id)s
+            ON CONFLICT (item_id, image_sha256, prompt_version, provider, model) DO NOTHING
+            RETURNING version
+            """,
+            {"item_id": item_id, "category": data["category"], "subcategories": data["subcategories"],
+             "headline": data["headline"], "summary": data["summary"], "raw": json.dumps(data),
+             "provider": analysis.provider, "model": analysis.model,
+             "prompt_version": analysis.prompt_version, "sha": image_sha256,
+             "tin": analysis.input_tokens, "tout": analysis.output_tokens},
+        ).fetchone()
+    if row:
+        return int(row[0])
+    version = existing_version(conn, item_id, image_sha256, analysis.provider, analysis.model,
+                               analysis.prompt_version)
+    assert version is not None
+    return version

@@ -1,0 +1,1 @@
+"""EmbedderLambda: AnalysisComplete -> text from the analysis -> embedding -> `embeddings`."""

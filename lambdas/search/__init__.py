@@ -1,0 +1,1 @@
+"""SearchLambda: the collections HTTP API (semantic search, item details)."""

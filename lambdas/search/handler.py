@@ -1,0 +1,115 @@
+"""Collections HTTP API (IAM-authorized HTTP API, payload v2).
+
+GET /search?q=&user_id=&category=&limit=   semantic search over the items' analyses
+GET /items/{item_id}[?user_id=]            the item, its current analysis, a short-lived thumbnail URL
+
+The query is embedded by the same provider and model as the stored vectors
+(`input_type="query"`), and results are ranked by cosine similarity (score = 1 - distance).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.common import embeddings, pg
+from lambdas.common.collections import CATEGORIES, RetryableError
+from lambdas.common.http import HttpError, json_response, make_resolver
+from lambdas.common.settings import env_int, require_env
+from lambdas.search import queries
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+app = make_resolver(logger)
+
+MAX_QUERY_CHARS = 500
+MAX_LIMIT = 50
+
+
+def _param(name: str) -> str | None:
+    value = app.current_event.get_query_string_value(name, "")
+    value = value.strip() if value else ""
+    return value or None
+
+
+@cache
+def _presigner() -> Any:
+    # A dedicated client because presigned URLs need SigV4 explicitly (botocore still presigns
+    # with SigV2 in us-east-1 otherwise), and SigV4 is what SSE-KMS objects require.
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+
+
+def _thumbnail_url(key: str | None) -> str | None:
+    if not key:
+        return None
+    return _presigner().generate_presigned_url(
+        "get_object", Params={"Bucket": require_env("DERIVED_BUCKET"), "Key": key},
+        ExpiresIn=env_int("THUMBNAIL_URL_TTL_SECONDS", 300),
+    )
+
+
+@app.get("/search")
+@tracer.capture_method
+def search() -> Response:
+    q = _param("q")
+    if q is None or len(q) > MAX_QUERY_CHARS:
+        raise BadRequestError(f"q is required (1..{MAX_QUERY_CHARS} characters)")
+    category = _param("category")
+    if category is not None and category not in CATEGORIES:
+        raise BadRequestError(f"category must be one of: {', '.join(CATEGORIES)}")
+    raw_limit = _param("limit") or "10"
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        raise BadRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    user_id = _param("user_id")
+    embedder = embeddings.embedder()
+    try:
+        [vector] = embedder.embed([q], "query")
+    except RetryableError as exc:
+        logger.warning("embedding provider unavailable", extra={"error": str(exc)})
+        raise HttpError(503, "search is temporarily unavailable") from None
+    results = queries.search(pg.connection(), vector, embedder.model, user_id=user_id, category=category,
+                             limit=int(raw_limit))
+    metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
+    return json_response(200, {
+        "query": q, "model": embedder.model, "count": len(results),
+        "results": [{
+            "item_id": str(r["item_id"]), "score": round(float(r["score"]), 6), "user_id": r["user_id"],
+            "category": r["category"], "subcategories": r["subcategories"], "headline": r["headline"],
+            "summary": r["summary"], "thumbnail_url": _thumbnail_url(r["thumbnail_key"]),
+        } for r in results],
+    })
+
+
+@app.get("/items/<item_id>")
+@tracer.capture_method
+def get_item(item_id: str) -> Response:
+    try:
+        item_id = str(uuid.UUID(item_id))
+    except ValueError:
+        raise HttpError(404, "item not found") from None
+    found = queries.item(pg.connection(), item_id)
+    user_id = _param("user_id")
+    if found is None or (user_id is not None and found["user_id"] != user_id):
+        raise HttpError(404, "item not found")
+    found["thumbnail_url"] = _thumbnail_url(found.pop("thumbnail_key"))
+    found["thumbnail_url_expires_in"] = env_int("THUMBNAIL_URL_TTL_SECONDS", 300) if found["thumbnail_url"] else None
+    return json_response(200, found)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    logger.debug("request", extra={"path": event.get("rawPath"), "region": os.environ.get("AWS_REGION")})
+    return app.resolve(event, context)
