@@ -1,0 +1,107 @@
+"""Manage tunnel agent tokens.
+
+    python scripts/tunnel_tokens.py --env dev create [--label laptop-ana]
+    python scripts/tunnel_tokens.py --env dev list
+    python scripts/tunnel_tokens.py --env dev revoke TOKEN_ID
+
+The tokens table is found from the `Tunnel-{env}` stack's `TokensTableName` output (CloudFormation),
+or given with `--table NAME`. A token is shown once, at creation; only a hash of its secret is
+stored. Revoking deletes the token and releases the subdomains it claimed (connections already
+open keep working until they close, at most 2 hours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make `lambdas` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.common.aws import client
+from lambdas.tunnel.store import TokenStore
+from lambdas.tunnel.tokens import new_token
+
+OUTPUT_KEY = "TokensTableName"
+
+
+class TokensError(Exception):
+    """A problem worth one line to the user."""
+
+
+def stack_name(env: str) -> str:
+    return f"Tunnel-{env}"
+
+
+def resolve_table(env: str) -> str:
+    try:
+        stacks = client("cloudformation").describe_stacks(StackName=stack_name(env))["Stacks"]
+    except ClientError as exc:
+        raise TokensError(f"stack {stack_name(env)} not found ({exc.response['Error']['Message']})") from None
+    for output in stacks[0].get("Outputs", []):
+        if output["OutputKey"] == OUTPUT_KEY:
+            return str(output["OutputValue"])
+    raise TokensError(f"stack {stack_name(env)} has no {OUTPUT_KEY} output; pass --table")
+
+
+def _when(epoch: Any) -> str:
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch else "-"
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    store = TokenStore(args.table or resolve_table(args.env))
+    if args.command == "create":
+        token_id, token, secret_hash = new_token()
+        store.put(token_id, secret_hash, args.label)
+        return [
+            f"token id: {token_id}",
+            f"token:    {token}",
+            "Shown once; store it now. Use it as: python scripts/tunnel_agent.py --url WSS_URL "
+            "--token TOKEN --port 3000",
+        ]
+    if args.command == "list":
+        rows = sorted(store.list(), key=lambda t: t.get("createdAt", 0))
+        lines = [f"{'TOKEN ID':<12} {'CREATED':<20} {'LABEL':<20} SUBDOMAINS"]
+        for row in rows:
+            subs = ",".join(row.get("subdomains", [])) or "-"
+            lines.append(f"{row['sk']:<12} {_when(row.get('createdAt')):<20} {row.get('label', ''):<20} {subs}")
+        return lines
+    if not store.revoke(args.token_id):
+        raise TokensError(f"no token with id {args.token_id!r}")
+    return [f"revoked {args.token_id}"]
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Create, list and revoke tunnel agent tokens.")
+    parser.add_argument("--env", default="dev", help="environment whose Tunnel stack to use (default dev)")
+    parser.add_argument("--table", help="tokens table name (skips the CloudFormation look-up)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    create = commands.add_parser("create", help="create a token and print it once")
+    create.add_argument("--label", default="", help="who or what the token is for")
+    commands.add_parser("list", help="list token ids, labels and claimed subdomains")
+    revoke = commands.add_parser("revoke", help="delete a token and release its subdomains")
+    revoke.add_argument("token_id")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        lines = run(args)
+    except TokensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        print(f"error: AWS call failed: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
