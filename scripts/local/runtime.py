@@ -139,6 +139,8 @@ class LocalRuntime:
         self.stop()
 
     def start(self) -> LocalRuntime:
+        if self._scratch is not None:  # already started (e.g. `with LocalRuntime(...).start():`)
+            return self
         try:
             self._start()
         except BaseException:
