@@ -6,10 +6,12 @@ from aws_cdk import App, Environment, Stack
 
 from infrastructure.config import EnvConfig
 from infrastructure.stacks.qr_upload import QrUploadStack
+from infrastructure.stacks.tunnel import TunnelStack
 
 
 def build_platform(app: App, config: EnvConfig, env: Environment | None = None) -> list[Stack]:
     stacks: list[Stack] = [
         QrUploadStack(app, config.stack_name("QrUpload"), config=config, env=env),
+        TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env),
     ]
     return stacks

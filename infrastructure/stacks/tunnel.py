@@ -1,0 +1,340 @@
+"""HTTP tunnel (`Tunnel-{env}`): public HTTP requests reach an agent on a laptop over a WebSocket.
+
+HTTP API `$default` -> tunnel-forward (any method, any path, `/` included; payload format 2.0)
+WebSocket API `$connect` -> tunnel-connect, `$disconnect` -> tunnel-disconnect,
+`$default` -> tunnel-response (agent messages: responses, Ready, Ping, errors)
+
+Tunnels are reachable at `https://{http-api}/t/{subdomain}/...`, and with the environment's
+optional wildcard domain at `https://{subdomain}.{domain}/...` too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_route53 as route53
+from aws_cdk import aws_route53_targets as targets
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infrastructure.config import EnvConfig
+from infrastructure.constructs.api_logging import http_access_logs
+from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
+from infrastructure.constructs.python_function import PythonFunction
+
+SUBDOMAIN_INDEX = "subdomain-index"
+CONNECTION_INDEX = "connection-index"
+BODY_PREFIXES = ("requests/", "responses/")
+# Under the HTTP API's 30 s integration limit, with room for the forwarder's own cleanup.
+REQUEST_TIMEOUT_MS = 25_000
+
+
+class TunnelStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self._tables()
+        self._bucket()
+        self._apis()
+        self._functions()
+        self._grant()
+        self._routes()
+        self._custom_domain()
+        self._outputs()
+
+    def _table(self, construct_id: str, key: str, index: str, index_key: str, sort: str | None) -> dynamodb.TableV2:
+        table = dynamodb.TableV2(
+            self,
+            construct_id,
+            partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute="ttl",
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=index,
+                    partition_key=dynamodb.Attribute(name=index_key, type=dynamodb.AttributeType.STRING),
+                    sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.NUMBER) if sort else None,
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+                )
+            ],
+            removal_policy=self.config.removal_policy,
+        )
+        acknowledge(
+            table,
+            "AwsSolutions-DDB3",
+            f"{construct_id} holds only short-lived routing rows (TTL of minutes to 2 hours) that "
+            "agents recreate on reconnect; a point-in-time restore would bring back dead connections.",
+        )
+        return table
+
+    def _tables(self) -> None:
+        self.connections = self._table(
+            "ConnectionsTable", "connectionId", SUBDOMAIN_INDEX, "publicSubdomain", "createdAt"
+        )
+        self.pending = self._table("PendingRequestsTable", "requestId", CONNECTION_INDEX, "connectionId", None)
+        self.tokens = dynamodb.TableV2(
+            self,
+            "TokensTable",
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=self.config.deletion_protection,
+            removal_policy=self.config.removal_policy,
+        )
+
+    def _bucket(self) -> None:
+        self.bucket = s3.Bucket(
+            self,
+            "BodyBucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            removal_policy=self.config.removal_policy,
+            auto_delete_objects=False,
+            lifecycle_rules=[s3.LifecycleRule(id="ExpireBodies", expiration=Duration.days(1))],
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "Holds request/response bodies over 128 KB for the seconds a request lasts (1-day "
+            "expiry backstop); every transfer is a presigned URL the forwarder issues and logs.",
+        )
+
+    def _apis(self) -> None:
+        name = self.config.name
+        self.http_api = apigw.HttpApi(
+            self,
+            "HttpApi",
+            api_name=f"tunnel-{name}",
+            description="Tunnel: public HTTP requests for connected agents",
+            create_default_stage=False,
+        )
+        self.http_stage = apigw.HttpStage(
+            self,
+            "HttpStage",
+            http_api=self.http_api,
+            auto_deploy=True,
+            access_log_settings=http_access_logs(self, "HttpAccessLogs", self.config),
+            throttle=apigw.ThrottleSettings(rate_limit=100, burst_limit=200),
+        )
+        self.ws_api = apigw.WebSocketApi(
+            self, "WebSocketApi", api_name=f"tunnel-ws-{name}", description="Tunnel: agent connections"
+        )
+        self.ws_stage = apigw.WebSocketStage(
+            self,
+            "WebSocketStage",
+            web_socket_api=self.ws_api,
+            stage_name=name,
+            auto_deploy=True,
+            throttle=apigw.ThrottleSettings(rate_limit=100, burst_limit=200),
+        )
+        acknowledge(
+            self.ws_stage,
+            "AwsSolutions-APIG1",
+            "WebSocket access logging needs the account-wide API Gateway CloudWatch role, which this "
+            "app does not own; connect, disconnect and every agent message are logged by the handlers.",
+        )
+        self.ws_endpoint = f"{self.ws_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{name}"
+
+    def _function(
+        self, construct_id: str, short: str, description: str, env: dict[str, str], **kw: Any
+    ) -> PythonFunction:
+        return PythonFunction(
+            self,
+            construct_id,
+            config=self.config,
+            function_name=f"tunnel-{short}-{self.config.name}",
+            group="tunnel",
+            handler=f"lambdas.tunnel.{short}.handler",
+            description=description,
+            service=f"tunnel-{short}",
+            environment=env,
+            **kw,
+        )
+
+    def _functions(self) -> None:
+        domain = {"DOMAIN_NAME": self.config.tunnel_domain.domain_name} if self.config.tunnel_domain else {}
+        connections = {"CONNECTIONS_TABLE_NAME": self.connections.table_name}
+        pending = {"PENDING_REQUESTS_TABLE_NAME": self.pending.table_name}
+        ws = {"WEBSOCKET_API_ENDPOINT": self.ws_endpoint}
+        self.connect_fn = self._function(
+            "ConnectFunction",
+            "connect",
+            "Tunnel $connect: token check, subdomain claim, connection registration",
+            {
+                **connections,
+                "TOKENS_TABLE_NAME": self.tokens.table_name,
+                "PUBLIC_HTTP_URL": self.http_api.api_endpoint,
+                **domain,
+            },
+            timeout=Duration.seconds(10),
+        )
+        self.disconnect_fn = self._function(
+            "DisconnectFunction",
+            "disconnect",
+            "Tunnel $disconnect: forget the connection, fail its in-flight requests",
+            {**connections, **pending},
+            timeout=Duration.seconds(10),
+        )
+        self.forward_fn = self._function(
+            "ForwardFunction",
+            "forward",
+            "Tunnel: forward a public HTTP request to its agent and wait for the answer",
+            {
+                **connections,
+                **pending,
+                **ws,
+                **domain,
+                "BODY_BUCKET_NAME": self.bucket.bucket_name,
+                "REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
+            },
+            # Waiting for the agent is most of its time: the HTTP API cuts off at 30 s anyway.
+            timeout=Duration.seconds(29),
+            memory_mb=512,
+        )
+        self.response_fn = self._function(
+            "ResponseFunction",
+            "response",
+            "Tunnel $default: agent responses, Ready handshake, pings",
+            {**connections, **pending, **ws},
+            timeout=Duration.seconds(10),
+        )
+
+    def _grant(self) -> None:
+        connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
+        manage = iam.PolicyStatement(
+            actions=["execute-api:ManageConnections"],
+            resources=[
+                f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                f"{self.ws_api.api_id}/{self.ws_stage.stage_name}/POST/@connections/*"
+            ],
+        )
+        connections_finding = (
+            "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+            f"<{self.get_logical_id(self.ws_api.node.default_child)}>/{self.ws_stage.stage_name}/POST/@connections/*"  # type: ignore[arg-type]
+        )
+
+        def allow(fn: PythonFunction, actions: list[str], *resources: str) -> None:
+            fn.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
+
+        # $connect: read the token, claim a subdomain (a transaction: put claim + update token).
+        allow(self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn)
+        allow(self.connect_fn, ["dynamodb:PutItem"], connections_arn)
+
+        allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
+        allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{CONNECTION_INDEX}")
+        allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
+
+        allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
+        allow(self.forward_fn, ["dynamodb:DeleteItem"], connections_arn)  # stale connection after GoneException
+        allow(
+            self.forward_fn,
+            ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            pending_arn,
+        )
+        # Put/Get also sign the presigned URLs the agent uses (GET requests/*, PUT responses/*).
+        allow(
+            self.forward_fn,
+            ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+            *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in BODY_PREFIXES),
+        )
+        self.forward_fn.function.add_to_role_policy(manage)
+
+        allow(self.response_fn, ["dynamodb:UpdateItem"], pending_arn)
+        allow(self.response_fn, ["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
+        self.response_fn.function.add_to_role_policy(manage)
+
+        acknowledge_wildcards(
+            self.forward_fn.role,
+            "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own "
+            "bucket; the forwarder posts to whichever agent connection of this stack's WebSocket "
+            "stage serves the request.",
+            *(f"{ref(self.bucket)}/{prefix}*" for prefix in BODY_PREFIXES),
+            connections_finding,
+        )
+        acknowledge_wildcards(
+            self.response_fn.role,
+            "Replies (ConnectionEstablished, Pong, Error) go to the calling connection, any "
+            "connection of this stack's own WebSocket stage.",
+            connections_finding,
+        )
+
+    def _routes(self) -> None:
+        forward = integrations.HttpLambdaIntegration(
+            "ForwardIntegration",
+            self.forward_fn.function,
+            payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0,
+            timeout=Duration.seconds(29),  # the most CDK allows; the forwarder answers 504 before it
+        )
+        # `$default` rather than `ANY /{proxy+}`: it also catches `/`, so the app's root works.
+        default_route = apigw.HttpRoute(
+            self,
+            "DefaultRoute",
+            http_api=self.http_api,
+            route_key=apigw.HttpRouteKey.DEFAULT,
+            integration=forward,
+        )
+        for route, fn in (
+            ("$connect", self.connect_fn),
+            ("$disconnect", self.disconnect_fn),
+            ("$default", self.response_fn),
+        ):
+            integration = integrations.WebSocketLambdaIntegration(f"{fn.node.id}Integration", fn.function)
+            self.ws_api.add_route(route, integration=integration)
+        acknowledge(
+            default_route,
+            "AwsSolutions-APIG4",
+            "A tunnel is a public URL by design: the app behind it answers its own auth; no gateway "
+            "authorizer or CORS so the tunnelled app sees requests unchanged.",
+        )
+        acknowledge(
+            self.ws_api,
+            "AwsSolutions-APIG4",
+            "$connect is authorized in tunnel-connect by the agent token (only a hash is stored).",
+        )
+
+    def _custom_domain(self) -> None:
+        domain = self.config.tunnel_domain
+        if domain is None:
+            return
+        wildcard = apigw.DomainName(
+            self,
+            "WildcardDomain",
+            domain_name=f"*.{domain.domain_name}",
+            certificate=acm.Certificate.from_certificate_arn(self, "Certificate", domain.certificate_arn),
+        )
+        apigw.ApiMapping(self, "WildcardMapping", api=self.http_api, domain_name=wildcard, stage=self.http_stage)
+        zone = route53.HostedZone.from_hosted_zone_attributes(
+            self, "Zone", hosted_zone_id=domain.hosted_zone_id, zone_name=domain.domain_name
+        )
+        route53.ARecord(
+            self,
+            "WildcardRecord",
+            zone=zone,
+            record_name=f"*.{domain.domain_name}.",
+            target=route53.RecordTarget.from_alias(
+                targets.ApiGatewayv2DomainProperties(wildcard.regional_domain_name, wildcard.regional_hosted_zone_id)
+            ),
+        )
+
+    def _outputs(self) -> None:
+        domain = self.config.tunnel_domain
+        pattern = (
+            f"https://{{subdomain}}.{domain.domain_name}/"
+            if domain
+            else f"{self.http_api.api_endpoint}/t/{{subdomain}}/"
+        )
+        CfnOutput(self, "WebSocketUrl", value=self.ws_stage.url)
+        CfnOutput(self, "HttpApiUrl", value=self.http_api.api_endpoint)
+        CfnOutput(self, "PublicUrlPattern", value=pattern)
+        CfnOutput(self, "TokensTableName", value=self.tokens.table_name)
+        CfnOutput(self, "ConnectionsTableName", value=self.connections.table_name)
+        CfnOutput(self, "PendingRequestsTableName", value=self.pending.table_name)
+        CfnOutput(self, "BodyBucketName", value=self.bucket.bucket_name)

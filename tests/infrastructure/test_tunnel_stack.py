@@ -1,0 +1,241 @@
+"""Tunnel-{env}: routes, table keys, GSIs and TTLs, the body bucket, each function's IAM, domain."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import Validations
+from aws_cdk.assertions import Match, Template
+from cdk_nag import AwsSolutionsChecks
+
+from infrastructure.config import TunnelDomain, get_config
+from infrastructure.stacks.tunnel import TunnelStack
+from tests.infrastructure.synth import SKIP_BUNDLING, synthesize
+
+
+@pytest.fixture(scope="module", params=["dev", "prod"])
+def env_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def template(env_name: str) -> Template:
+    return synthesize(env_name).template(f"Tunnel-{env_name}")
+
+
+def _function(template: Template, name: str) -> Any:
+    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": name}})
+    assert len(found) == 1, f"expected one function named {name}"
+    return next(iter(found.values()))
+
+
+def _statements(template: Template, function_name: str) -> list[dict[str, Any]]:
+    role_id = _function(template, function_name)["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements: list[dict[str, Any]] = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return statements
+
+
+def _actions(statements: list[dict[str, Any]]) -> set[str]:
+    out: set[str] = set()
+    for statement in statements:
+        action = statement["Action"]
+        out.update([action] if isinstance(action, str) else action)
+    return out
+
+
+def _logical_id(template: Template, type_: str, props: dict[str, Any]) -> str:
+    found = template.find_resources(type_, {"Properties": props})
+    assert len(found) == 1
+    return next(iter(found))
+
+
+def _table_id(template: Template, key: str) -> str:
+    return _logical_id(
+        template,
+        "AWS::DynamoDB::GlobalTable",
+        {"KeySchema": Match.array_with([{"AttributeName": key, "KeyType": "HASH"}])},
+    )
+
+
+def test_http_api_sends_everything_to_the_forwarder(template: Template) -> None:
+    template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
+    template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": "$default"})
+    template.has_resource_properties(
+        "AWS::ApiGatewayV2::Integration", {"IntegrationType": "AWS_PROXY", "PayloadFormatVersion": "2.0"}
+    )
+    apis = template.find_resources("AWS::ApiGatewayV2::Api", {"Properties": {"ProtocolType": "HTTP"}})
+    assert "CorsConfiguration" not in next(iter(apis.values()))["Properties"]  # the app answers its own CORS
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {"StageName": "$default", "AutoDeploy": True})
+
+
+def test_websocket_routes_and_stage(template: Template, env_name: str) -> None:
+    template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "WEBSOCKET"})
+    for route in ("$connect", "$disconnect", "$default"):
+        template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": route})
+    template.has_resource_properties("AWS::ApiGatewayV2::Stage", {"StageName": env_name, "AutoDeploy": True})
+
+
+def test_connections_table_key_gsi_and_ttl(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "subdomain-index",
+                    "KeySchema": [
+                        {"AttributeName": "publicSubdomain", "KeyType": "HASH"},
+                        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+        },
+    )
+
+
+def test_pending_table_key_gsi_and_ttl(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "requestId", "KeyType": "HASH"}],
+            "TimeToLiveSpecification": {"AttributeName": "ttl", "Enabled": True},
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": "connection-index",
+                    "KeySchema": [{"AttributeName": "connectionId", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+        },
+    )
+
+
+def test_tokens_table_is_protected(template: Template, env_name: str) -> None:
+    template.has_resource_properties(
+        "AWS::DynamoDB::GlobalTable",
+        {
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Replicas": [
+                Match.object_like(
+                    {
+                        "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
+                        "DeletionProtectionEnabled": env_name == "prod",
+                    }
+                )
+            ],
+        },
+    )
+
+
+def test_body_bucket_expires_after_a_day_and_is_private(template: Template) -> None:
+    template.has_resource_properties(
+        "AWS::S3::Bucket",
+        {
+            "LifecycleConfiguration": {"Rules": [Match.object_like({"ExpirationInDays": 1, "Status": "Enabled"})]},
+            "PublicAccessBlockConfiguration": Match.object_like(
+                {"BlockPublicAcls": True, "RestrictPublicBuckets": True}
+            ),
+        },
+    )
+
+
+def test_functions_and_environment(template: Template, env_name: str) -> None:
+    for short in ("connect", "disconnect", "forward", "response"):
+        fn = _function(template, f"tunnel-{short}-{env_name}")["Properties"]
+        assert fn["Handler"] == f"lambdas.tunnel.{short}.handler"
+        assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["arm64"]
+    forward = _function(template, f"tunnel-forward-{env_name}")["Properties"]
+    variables = forward["Environment"]["Variables"]
+    assert {
+        "CONNECTIONS_TABLE_NAME",
+        "PENDING_REQUESTS_TABLE_NAME",
+        "WEBSOCKET_API_ENDPOINT",
+        "BODY_BUCKET_NAME",
+    } <= set(variables)
+    assert int(variables["REQUEST_TIMEOUT_MS"]) < 29_000 and forward["Timeout"] == 29
+    connect = _function(template, f"tunnel-connect-{env_name}")["Properties"]["Environment"]["Variables"]
+    assert {"CONNECTIONS_TABLE_NAME", "TOKENS_TABLE_NAME", "PUBLIC_HTTP_URL"} <= set(connect)
+    assert "DOMAIN_NAME" not in connect  # no custom domain configured in dev/prod
+
+
+def test_iam_is_least_privilege_per_function(template: Template, env_name: str) -> None:
+    expected = {
+        "connect": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "disconnect": {"dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem"},
+        "forward": {
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
+            "dynamodb:PutItem",
+            "dynamodb:GetItem",
+            "dynamodb:UpdateItem",
+            "s3:PutObject",
+            "s3:GetObject",
+            "s3:DeleteObject",
+            "execute-api:ManageConnections",
+        },
+        "response": {"dynamodb:UpdateItem", "execute-api:ManageConnections"},
+    }
+    for short, actions in expected.items():
+        statements = _statements(template, f"tunnel-{short}-{env_name}")
+        own = _actions(statements) - {
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "xray:PutTraceSegments",
+            "xray:PutTelemetryRecords",
+        }
+        assert own == actions, short
+        assert not any(s["Resource"] == "*" for s in statements if "xray" not in str(s["Action"]))
+
+    connections, pending = _table_id(template, "connectionId"), _table_id(template, "requestId")
+    forward = _statements(template, f"tunnel-forward-{env_name}")
+    query = next(s for s in forward if s["Action"] == "dynamodb:Query")
+    assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [connections, "Arn"]}, "/index/subdomain-index"]]}
+    disconnect = _statements(template, f"tunnel-disconnect-{env_name}")
+    query = next(s for s in disconnect if s["Action"] == "dynamodb:Query")
+    assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [pending, "Arn"]}, "/index/connection-index"]]}
+    s3 = next(s for s in forward if "s3:GetObject" in s["Action"])
+    assert [r["Fn::Join"][1][-1] for r in s3["Resource"]] == ["/requests/*", "/responses/*"]
+    # Only the response handler touches connections besides connect/disconnect/forward, and only UpdateItem.
+    response = _statements(template, f"tunnel-response-{env_name}")
+    assert {"Fn::GetAtt": [connections, "Arn"]} in [s["Resource"] for s in response]
+
+
+def test_outputs_for_the_agent_and_token_script(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    for name in ("WebSocketUrl", "HttpApiUrl", "PublicUrlPattern", "TokensTableName"):
+        assert name in outputs
+
+
+def test_custom_wildcard_domain(tmp_path: Path) -> None:
+    domain = TunnelDomain(
+        domain_name="tunnel.example.com",
+        certificate_arn="arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+        hosted_zone_id="Z0123456789ABCDEFGHIJ",
+    )
+    config = dataclasses.replace(get_config("dev"), tunnel_domain=domain)
+    app = cdk.App(context=SKIP_BUNDLING, outdir=str(tmp_path))
+    stack = TunnelStack(
+        app, "Tunnel-dev", config=config, env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    app.synth()  # cdk-nag clean with the domain too
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::ApiGatewayV2::DomainName", {"DomainName": "*.tunnel.example.com"})
+    template.resource_count_is("AWS::ApiGatewayV2::ApiMapping", 1)
+    template.has_resource_properties(
+        "AWS::Route53::RecordSet",
+        {"Name": "*.tunnel.example.com.", "Type": "A", "HostedZoneId": "Z0123456789ABCDEFGHIJ"},
+    )
+    for short in ("connect", "forward"):
+        variables = _function(template, f"tunnel-{short}-dev")["Properties"]["Environment"]["Variables"]
+        assert variables["DOMAIN_NAME"] == "tunnel.example.com"
+    assert template.to_json()["Outputs"]["PublicUrlPattern"]["Value"] == "https://{subdomain}.tunnel.example.com/"
