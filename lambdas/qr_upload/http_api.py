@@ -178,7 +178,7 @@ def session_status(session_id: str) -> Response:
 def desktop_page() -> Response:
     return pages.desktop_page(
         _api_base(),
-        _websocket_origin(config.settings().websocket_url),
+        _websocket_origin(config.settings().websocket_url if config.ws_api_endpoint() else ""),
         uploads.s3_origin(config.bucket_name()),
     )
 

@@ -13,6 +13,8 @@
   (the bucket's lifecycle rule removes the refused object). Completion is conditional on
   `status = UPLOAD_REQUESTED AND uploadKey = :key`, and the notification is claimed with
   `notifiedAt`, so a redelivered event completes nothing and notifies nobody a second time.
+  Completion does not re-check expiresAt: the form was issued while the session was live and S3
+  enforced the form's own (shorter) expiry.
   Retryable failures (throttling, 5xx) raise after all records were tried, so Lambda retries.
 """
 

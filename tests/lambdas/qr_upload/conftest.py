@@ -66,9 +66,11 @@ def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     clear_caches()
     # Powertools' handler keeps the sys.stdout of its creation; make it follow pytest's capture
     # of whichever test runs (setStream would flush the old, possibly closed, stream).
-    for handler in logging.getLogger(os.environ["POWERTOOLS_SERVICE_NAME"]).handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.stream = _CurrentStdout()
+    for module in ("lambdas.qr_upload.http_api", "lambdas.qr_upload.websocket_events"):
+        if module in sys.modules:
+            for handler in sys.modules[module].logger.handlers:
+                if isinstance(handler, logging.StreamHandler):
+                    handler.stream = _CurrentStdout()
     yield
     clear_caches()
 
