@@ -49,6 +49,15 @@ class CollectionsSettings:
     embedding_model: str = "voyage-3.5-lite"
     embedding_dimensions: int = 1024
     analysis_model: str = "claude-sonnet-4-5"
+    db_backup_retention_days: int = 1
+    processor_memory_mb: int = 1024
+    analyzer_timeout_seconds: int = 120
+    # EventBridge -> Lambda delivery retries before an event goes to the rule's dead-letter queue.
+    event_retry_attempts: int = 4
+    event_max_age_hours: int = 2
+    # Without an API key, fall back to the offline `local` providers (never in prod: a missing key
+    # there must fail loudly, not fill the database with colour words).
+    allow_local_providers: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,8 @@ PROD = EnvConfig(
         db_instance_class="t4g.small",
         db_multi_az=True,
         nat_gateways=2,
+        db_backup_retention_days=7,
+        allow_local_providers=False,
     ),
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from aws_cdk import App, Environment, Stack
 
 from infrastructure.config import EnvConfig
+from infrastructure.stacks.collections_compute import CollectionsComputeStack
+from infrastructure.stacks.collections_data import CollectionsDataStack
 from infrastructure.stacks.qr_upload import QrUploadStack
 from infrastructure.stacks.tunnel import TunnelStack
 
@@ -14,4 +16,6 @@ def build_platform(app: App, config: EnvConfig, env: Environment | None = None) 
         QrUploadStack(app, config.stack_name("QrUpload"), config=config, env=env),
         TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env),
     ]
+    data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config, env=env)
+    stacks += [data, CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env)]
     return stacks
