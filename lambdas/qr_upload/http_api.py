@@ -176,9 +176,10 @@ def session_status(session_id: str) -> Response:
 
 @app.get("/")
 def desktop_page() -> Response:
+    config.ws_api_endpoint()  # raises (a logged 500) when unset: the page is useless without the socket
     return pages.desktop_page(
         _api_base(),
-        _websocket_origin(config.settings().websocket_url if config.ws_api_endpoint() else ""),
+        _websocket_origin(config.settings().websocket_url),
         uploads.s3_origin(config.bucket_name()),
     )
 
