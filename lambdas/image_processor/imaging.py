@@ -109,12 +109,14 @@ def render(data: bytes, max_pixels: int) -> Rendered:
         if fmt == "JPEG":
             img.draft("RGB", target)  # smallest DCT scale still >= target
         img = _flatten(img)  # decodes (the first frame of an animation)
+        # Pillow's bilinear is a scaled (antialiasing) filter when shrinking: for the <= 2x
+        # reductions left after draft mode it looks like bicubic and costs ~40% less.
         if img.size != target:
-            img = img.resize(target, Image.Resampling.BICUBIC, reducing_gap=2.0)
+            img = img.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
         if orientation != 1:
             img.getexif()[_ORIENTATION] = orientation  # convert() drops info; restore the tag
             img = ImageOps.exif_transpose(img)
-        thumb = img.resize(fit(img.width, img.height, THUMBNAIL_LONG_EDGE), Image.Resampling.BICUBIC)
+        thumb = img.resize(fit(img.width, img.height, THUMBNAIL_LONG_EDGE), Image.Resampling.BILINEAR)
     except Refused:
         raise
     except Image.DecompressionBombError as exc:
