@@ -37,7 +37,10 @@ def print_table(runtime: LocalRuntime) -> None:
     if runtime.database is not None:
         rows.append(("PostgreSQL (pgvector)", runtime.database.url))
     for stack, outputs in runtime.outputs.items():
-        rows += [(f"{stack} {name}", str(value)) for name, value in outputs.items()]
+        # CDK's generated cross-stack exports are plumbing, not something to open.
+        rows += [
+            (f"{stack} {name}", str(value)) for name, value in outputs.items() if not name.startswith("ExportsOutput")
+        ]
     width = max(len(r[0]) for r in rows)
     print()
     for label, value in rows:

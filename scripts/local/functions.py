@@ -246,6 +246,8 @@ def build_specs(
         if resource.type != "AWS::Lambda::Function" or not resolver.exists(resource):
             continue
         props = resource.properties
+        if not str(props.get("Runtime", "python")).startswith("python"):
+            continue  # CDK's Node.js deploy-time providers: CloudFormation machinery, not the app
         name = resolver.name(resource)
         handler = str(resolver.resolve(props.get("Handler", "index.handler"), resource.stack))
         environment = {

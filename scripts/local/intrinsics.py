@@ -131,6 +131,13 @@ class Resolver:
                 return str(self.resolve(resource.properties["SecretId"], resource.stack))
             case "AWS::ApiGatewayV2::Stage":
                 return self.name(resource) if resource.properties.get("StageName") else "$default"
+            case "AWS::Lambda::Version" | "AWS::Lambda::Alias":
+                # A qualified function ARN; `find()` maps it back to the function.
+                function = str(self.resolve(resource.properties["FunctionName"], resource.stack))
+                if not function.startswith("arn:"):
+                    function = f"arn:aws:lambda:{self.region}:{ACCOUNT}:function:{function}"
+                qualifier = resource.properties.get("Name", "1") if resource.type == "AWS::Lambda::Alias" else "1"
+                return f"{function}:{qualifier}"
         return self.name(resource)
 
     def attribute(self, resource: Resource, attribute: str) -> Any:
@@ -176,6 +183,8 @@ class Resolver:
             except (KeyError, ResolveError, TypeError):
                 continue
             if value in known:
+                if resource.type in ("AWS::Lambda::Version", "AWS::Lambda::Alias"):
+                    return self.find(str(self.resolve(resource.properties["FunctionName"], resource.stack)))
                 return resource
         # A qualified Lambda ARN (`...:function:name:$LATEST`) names the same function.
         if value.startswith("arn:aws:lambda:") and value.count(":") == 7:

@@ -58,6 +58,7 @@ NO_LOCAL_MEANING_PREFIXES = (
     "AWS::Events::Archive",
     "AWS::Events::EventBusPolicy",
     "AWS::CloudFormation::",
+    "AWS::Serverless::",
     "Custom::",
 )
 

@@ -230,9 +230,7 @@ class LocalRuntime:
         for trigger in triggers:
             handler = str(resolver.resolve(trigger.properties.get("HandlerArn", ""), trigger.stack))
             self.progress(f"running trigger {trigger.logical_id}")
-            invocation = self.invoker.invoke(
-                handler.rsplit(":", 1)[0] if handler.count(":") == 7 else handler, {"RequestType": "Create"}
-            )
+            invocation = self.invoker.invoke(handler, {"RequestType": "Create"})
             if invocation.failed:
                 raise StartError(f"trigger {trigger}: {invocation.error}")
         if self.database is not None and not triggers:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +22,18 @@ pytestmark = pytest.mark.slow
 
 def _children() -> set[int]:
     """Live (non-zombie) child processes of this test process."""
+    return _children_of(os.getpid())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children_of(parent: int) -> set[int]:
     pids = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -29,7 +43,7 @@ def _children() -> set[int]:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+        if int(fields[1]) == parent and fields[0] != "Z":
             pids.add(int(entry))
     return pids
 
@@ -84,3 +98,64 @@ def test_port_in_use_is_one_clear_line_and_nonzero_exit() -> None:
     assert result.stderr.strip().splitlines() == [
         f"local runtime failed to start: port {base} is already in use (try --port-base)"
     ]
+
+
+def test_database_gets_pgvector_migrations_and_the_rds_secret() -> None:
+    runtime = start_fixture(fixture_database=True)
+    try:
+        assert runtime.database is not None
+        response = requests.get(f"{runtime.outputs['Fixture-test']['HttpUrl']}/db", timeout=30)
+        assert response.status_code == 200, [line.message for line in runtime.logs.lines if line.level == "ERROR"]
+        body = response.json()
+        assert body["database"] == "fixture"
+        assert body["vector"]
+        assert body["migrations"] >= 1  # the project's runner ran (no deploy-time Trigger in this stack)
+        assert _processes_mentioning(str(runtime.database.directory)), "postgres should be running"
+    finally:
+        runtime.stop()
+    data_dir = str(runtime.database.directory)
+    assert not _processes_mentioning(data_dir), "postgres still running after stop"
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_cli_prints_where_things_run_and_ctrl_c_stops_everything() -> None:
+    base = free_port_base()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.local", "--port-base", str(base), "--no-colour"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if "logs follow" in line:
+                break
+        table = "".join(lines)
+        assert re.search(rf"QrUpload-dev DesktopPageUrl +http://127\.0\.0\.1:{base}/\n", table), table
+        assert requests.get(f"http://127.0.0.1:{base}/", timeout=20).status_code == 200
+        time.sleep(0.5)
+        workers = _children_of(process.pid)
+        assert workers, "the runtime should have warm workers"
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest = process.communicate(timeout=30)[0]
+    assert process.returncode == 0
+    assert "GET / -> 200" in rest  # the runtime's access line, streamed with the function logs
+    assert all(port_is_free(p) for p in (base, base + 1, base + 100))
+    assert not [pid for pid in workers if _alive(pid)]

@@ -13,10 +13,12 @@ from typing import Any
 from aws_cdk import App, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
@@ -26,7 +28,9 @@ HANDLERS = Path(__file__).resolve().parent / "handlers"
 
 
 class FixtureStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, route: str, prefix: str, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, route: str, prefix: str, database: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         observed = sqs.Queue(self, "Observed")
         failures = sqs.Queue(self, "Failures")
@@ -97,12 +101,40 @@ class FixtureStack(Stack):
             targets=[targets.LambdaFunction(failing_fn, retry_attempts=0)],
         )
 
+        if database:
+            self._database(function, http_api)
+
         CfnOutput(self, "HttpUrl", value=http_api.api_endpoint)
         CfnOutput(self, "WsUrl", value=stage.url)
         CfnOutput(self, "BucketName", value=bucket.bucket_name)
         CfnOutput(self, "BusName", value=bus.event_bus_name)
         CfnOutput(self, "ObservedQueueUrl", value=observed.queue_url)
         CfnOutput(self, "FailureQueueUrl", value=failures.queue_url)
+
+    def _database(self, function: Any, http_api: apigw.HttpApi) -> None:
+        vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            nat_gateways=0,
+            max_azs=2,
+            subnet_configuration=[ec2.SubnetConfiguration(name="db", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)],
+        )
+        instance = rds.DatabaseInstance(
+            self,
+            "Database",
+            engine=rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.VER_16),
+            vpc=vpc,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            credentials=rds.Credentials.from_generated_secret("fixture_admin"),
+            database_name="fixture",
+        )
+        assert instance.secret is not None
+        db_fn = function("DbFunction", "db_handler.handler")
+        db_fn.add_environment("DB_SECRET_ARN", instance.secret.secret_arn)
+        instance.secret.grant_read(db_fn)
+        http_api.add_routes(
+            path="/db", methods=[apigw.HttpMethod.GET], integration=integrations.HttpLambdaIntegration("Db", db_fn)
+        )
 
 
 def build(app: App, env_name: str, context: dict[str, Any]) -> None:
@@ -111,4 +143,5 @@ def build(app: App, env_name: str, context: dict[str, Any]) -> None:
         f"Fixture-{env_name}",
         route=str(context.get("fixture_route", "/hello/{name}")),
         prefix=str(context.get("fixture_prefix", "incoming/")),
+        database=bool(context.get("fixture_database", False)),
     )
