@@ -8,11 +8,17 @@ environment is skipped with a line saying so.
 from __future__ import annotations
 
 import argparse
+import http.server
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -20,6 +26,8 @@ import requests
 from websockets.sync.client import connect
 
 from scripts.local.runtime import LocalRuntime
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _png(width: int = 64, height: int = 48) -> bytes:
@@ -66,24 +74,109 @@ def qr_upload_flow(runtime: LocalRuntime, stack: str) -> dict[str, float]:
     return {"upload_ms": (posted - started) * 1000, "notify_ms": (received - posted) * 1000}
 
 
+def _moto_env(runtime: LocalRuntime) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": runtime.moto_url,
+        "AWS_DEFAULT_REGION": runtime.region,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
 def tunnel_flow(runtime: LocalRuntime, stack: str) -> None:
-    """TUNNEL: runs when a `Tunnel-{env}` stack exists. To fill in once the tunnel agent exists:
-    register an agent over the WebSocket output, send a public HTTP request, check the reply."""
-    say(f"tunnel stack {stack} is up; outputs: {json.dumps(runtime.outputs.get(stack, {}))}")
-    say("tunnel flow: not written yet (needs the tunnel agent command)")
+    """TUNNEL: a token is created, the agent CLI connects over the WebSocket and exposes a local
+    HTTP app; a public request comes back with the app's answer."""
+    outputs = runtime.outputs[stack]
+    env = _moto_env(runtime)
+    created = subprocess.run(
+        [sys.executable, "scripts/tunnel_tokens.py", "--table", outputs["TokensTableName"], "create", "--label", "demo"],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("token:"))
+    say("agent token created")
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = f"hello from the laptop, you asked for {self.path}".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    agent = subprocess.Popen(
+        [sys.executable, "scripts/tunnel_agent.py", "--url", outputs["WebSocketUrl"], "--token", token,
+         "--port", str(app.server_address[1])],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert agent.stdout is not None
+        public = ""
+        for line in agent.stdout:
+            if line.startswith("Forwarding "):
+                public = line.split()[1]
+                break
+        if not public:
+            raise RuntimeError("the agent never printed its public URL")
+        say(f"agent connected; public URL {public}")
+        response = requests.get(f"{public.rstrip('/')}/demo?x=1", timeout=30)
+        say(f"GET {public.rstrip('/')}/demo?x=1 -> {response.status_code} {response.text!r}")
+    finally:
+        agent.send_signal(signal.SIGINT)
+        try:
+            agent.wait(10)
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.wait()
+        app.shutdown()
+        app.server_close()
+
+
+def _signed_get(url: str, region: str) -> requests.Response:
+    """An IAM-authorized route wants a SigV4-signed request (the runtime accepts any signature)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials("testing", "testing"), "execute-api", region).add_auth(request)
+    return requests.get(url, headers=dict(request.headers), timeout=15)
 
 
 def collections_flow(runtime: LocalRuntime, stack: str) -> None:
-    """COLLECTIONS: runs when `CollectionsDataStack-{env}` exists. To fill in once the handlers exist:
-    put an image in the images bucket, wait for its analysis and embedding, search for it."""
-    say(f"collections stack {stack} is up; outputs: {json.dumps(runtime.outputs.get(stack, {}))}")
-    say("collections flow: not written yet (needs the search endpoint)")
+    """COLLECTIONS: an image put in the images bucket is thumbnailed, analysed and embedded
+    (S3 notification -> processor -> EventBridge -> analyzer -> EventBridge -> embedder), then found by search."""
+    outputs = runtime.outputs[stack]
+    key = f"demo-user/{int(time.time())}.png"
+    runtime.client("s3").put_object(Bucket=outputs["ImagesBucketName"], Key=key, Body=_png(), ContentType="image/png")
+    say(f"put s3://{outputs['ImagesBucketName']}/{key}")
+    url = f"{str(outputs['SearchApiUrl']).rstrip('/')}/search?{urlencode({'q': 'a pink picture', 'user_id': 'demo-user'})}"
+    deadline, results = time.time() + 60, list[dict[str, Any]]()
+    while time.time() < deadline and not results:
+        response = _signed_get(url, runtime.region)
+        results = response.json().get("results", []) if response.ok else []
+        if not results:
+            time.sleep(0.5)
+    if not results:
+        raise RuntimeError(
+            f"search found nothing within 60 s (last answer: HTTP {response.status_code} {response.text[:200]})"
+        )
+    say(
+        f"search 'a pink picture' -> {len(results)} result(s); best: item {results[0]['item_id']} score {results[0]['score']}"
+    )
 
 
 FLOWS: list[tuple[str, str, Callable[[LocalRuntime, str], Any]]] = [
     ("QR upload", "QrUpload", qr_upload_flow),
     ("Tunnel", "Tunnel", tunnel_flow),
-    ("Collections", "CollectionsDataStack", collections_flow),
+    ("Collections", "CollectionsComputeStack", collections_flow),
 ]
 
 
@@ -94,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"starting the local runtime ({args.env}) ...", flush=True)
     failures = 0
-    with LocalRuntime(args.env, port_base=args.port_base, progress=lambda m: print(f"... {m}", flush=True)) as runtime:
+    runtime = LocalRuntime(args.env, port_base=args.port_base, progress=lambda m: print(f"... {m}", flush=True))
+    with runtime:
         for title, base, flow in FLOWS:
             stack = f"{base}-{args.env}"
             print(f"\n{title}:")

