@@ -102,10 +102,15 @@ class LocalForwarder:
         except (OSError, http.client.HTTPException) as exc:
             kind = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unreachable"
             return p.Error(code=kind, message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
+        except Exception as exc:  # a bad header value, say: answer instead of leaving the client hanging
+            return p.Error(code="agent_error", message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
         if not p.fits_inline(response):
             if not request.response_upload_url:
                 return p.Error("response_too_large", "no upload URL for a large body", request.request_id)
-            self._upload(request.response_upload_url, response.body)
+            try:
+                self._upload(request.response_upload_url, response.body)
+            except OSError as exc:
+                return p.Error("upload_failed", f"{type(exc).__name__}: {exc}", request.request_id)
             response.body, response.body_in_bucket = b"", True
         return response
 
@@ -135,8 +140,9 @@ class LocalForwarder:
 
     @staticmethod
     def _upload(url: str, body: bytes) -> None:
-        put = urllib.request.Request(url, data=body, method="PUT")
-        with urllib.request.urlopen(put, timeout=60) as done:
+        # An explicit type: urllib's default (form-urlencoded) makes some S3 emulators parse the body.
+        put = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "application/octet-stream"})
+        with urllib.request.urlopen(put, timeout=20) as done:
             done.read()
 
 
