@@ -6,9 +6,10 @@ import json
 import time
 from typing import Any
 
+import boto3
 import pytest
 import requests
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from scripts.local.runtime import LocalRuntime
@@ -79,10 +80,26 @@ def test_binary_body_is_base64_and_unknown_route_is_404(runtime: LocalRuntime) -
 def test_websocket_route_replies_through_connections(runtime: LocalRuntime) -> None:
     with connect(out(runtime, "WsUrl"), open_timeout=10) as ws:
         ws.send(json.dumps({"action": "echo", "text": "hi", "gone": True}))
-        assert json.loads(ws.recv(timeout=10)) == {"echo": "hi"}
+        reply = json.loads(ws.recv(timeout=10))
+        assert reply["echo"] == "hi"
         assert json.loads(ws.recv(timeout=10)) == {"gone": True}
         ws.send(json.dumps({"action": "nope"}))
         assert json.loads(ws.recv(timeout=10))["message"] == "Forbidden"
+        # The management API from outside: GET describes the connection, DELETE closes it.
+        management = boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=out(runtime, "WsUrl").replace("ws://", "http://"),
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        info = management.get_connection(ConnectionId=reply["connectionId"])
+        assert info["Identity"]["SourceIp"] == "127.0.0.1" and info["ConnectedAt"]
+        management.delete_connection(ConnectionId=reply["connectionId"])
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        with pytest.raises(management.exceptions.GoneException):
+            management.post_to_connection(ConnectionId=reply["connectionId"], Data=b"late")
 
 
 def test_refused_connect_refuses_the_socket(runtime: LocalRuntime) -> None:
@@ -171,3 +188,21 @@ def test_async_failure_is_retried_then_lands_in_its_queue(runtime: LocalRuntime)
 def test_function_logs_are_collected_per_function(runtime: LocalRuntime) -> None:
     lines = [line for line in runtime.logs.lines if line.function.startswith("Fixture-test-FailingFunction")]
     assert any("fixture failure" in line.message for line in lines)
+
+
+def test_sqs_event_source_mapping_delivers_batches(runtime: LocalRuntime) -> None:
+    sqs = runtime.client("sqs")
+    for n in range(3):
+        sqs.send_message(QueueUrl=out(runtime, "JobsQueueUrl"), MessageBody=json.dumps({"job": n}))
+    records = [r for m in observed(runtime, 3, timeout=10) for r in m["event"]["Records"]]
+    assert sorted(json.loads(r["body"])["job"] for r in records) == [0, 1, 2]
+    assert all(
+        r["eventSource"] == "aws:sqs"
+        and r["eventSourceARN"].endswith(":" + out(runtime, "JobsQueueUrl").rsplit("/", 1)[1])
+        for r in records
+    )
+    time.sleep(1)
+    attributes = sqs.get_queue_attributes(QueueUrl=out(runtime, "JobsQueueUrl"), AttributeNames=["All"])["Attributes"]
+    assert (
+        attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+    )

@@ -75,6 +75,11 @@ class FixtureStack(Stack):
             s3.NotificationKeyFilter(prefix=prefix, suffix=".txt"),
         )
 
+        jobs = sqs.Queue(self, "Jobs", visibility_timeout=Duration.seconds(30))
+        jobs_fn = function("JobsFunction", "observe.handler")
+        jobs_fn.add_event_source_mapping("JobsSource", event_source_arn=jobs.queue_arn, batch_size=5)
+        jobs.grant_consume_messages(jobs_fn)
+
         bus = events.EventBus(self, "Bus")
         rule_fn = function("RuleFunction", "observe.handler")
         events.Rule(
@@ -110,6 +115,7 @@ class FixtureStack(Stack):
         CfnOutput(self, "BusName", value=bus.event_bus_name)
         CfnOutput(self, "ObservedQueueUrl", value=observed.queue_url)
         CfnOutput(self, "FailureQueueUrl", value=failures.queue_url)
+        CfnOutput(self, "JobsQueueUrl", value=jobs.queue_url)
 
     def _database(self, function: Any, http_api: apigw.HttpApi) -> None:
         vpc = ec2.Vpc(

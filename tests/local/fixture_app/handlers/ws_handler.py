@@ -14,7 +14,8 @@ def handler(event, context):
     endpoint = os.environ["WS_API_ENDPOINT"]
     api = boto3.client("apigatewaymanagementapi", endpoint_url=endpoint)
     message = json.loads(event["body"])
-    api.post_to_connection(ConnectionId=ctx["connectionId"], Data=json.dumps({"echo": message["text"]}).encode())
+    reply = {"echo": message["text"], "connectionId": ctx["connectionId"]}
+    api.post_to_connection(ConnectionId=ctx["connectionId"], Data=json.dumps(reply).encode())
     if message.get("gone"):  # post to a connection that does not exist: GoneException
         try:
             api.post_to_connection(ConnectionId="nobody", Data=b"x")
