@@ -52,6 +52,7 @@ def _claim(token_id: str, requested: str | None) -> str:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)
+    metrics.add_metric(name="ConnectAttempts", unit=MetricUnit.Count, value=1)
 
     parsed = parse_token(_token(event) or "")
     token = settings.tokens().get(parsed[0]) if parsed else None

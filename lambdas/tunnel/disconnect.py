@@ -35,6 +35,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(connection_id=connection_id)
     old = settings.connections().delete(connection_id)
     failed = fail_requests_of(connection_id, "agent disconnected")
+    metrics.add_metric(name="AgentDisconnects", unit=MetricUnit.Count, value=1)
     if failed:
         metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=failed)
     logger.info(

@@ -205,7 +205,6 @@ def forward(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if not p.fits_inline(request):
         request.body_url = settings.bodies().put_request_body(request_id, body, expires=60)
         request.body = b""
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="RequestBytes", unit=MetricUnit.Bytes, value=len(body))
 
     try:
@@ -253,6 +252,7 @@ def _domain() -> str:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
     try:
         result = forward(event, context)
     except Exception:

@@ -57,6 +57,7 @@ def _on_ready(connection_id: str) -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)
+    metrics.add_metric(name="AgentMessages", unit=MetricUnit.Count, value=1)
     try:
         message = p.decode(event.get("body") or "")
     except p.ProtocolError as exc:
