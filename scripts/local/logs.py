@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,10 +62,16 @@ class LogStream:
     def __init__(self, out: TextIO | None = None, colour: bool = True) -> None:
         self.out = out
         self.colour = colour
-        self.lines: list[LogLine] = []
+        self._lines: deque[LogLine] = deque(maxlen=20_000)  # bounded: `make local` may run for days
         self._colours: dict[str, int] = {}
         self._lock = threading.Lock()
         self.listeners: list[Callable[[LogLine], None]] = []
+
+    @property
+    def lines(self) -> list[LogLine]:
+        """A snapshot (safe to iterate while functions keep logging)."""
+        with self._lock:
+            return list(self._lines)
 
     def __call__(self, function: str, raw: str) -> None:
         if not raw.strip():
@@ -73,7 +80,7 @@ class LogStream:
 
     def add(self, line: LogLine) -> None:
         with self._lock:
-            self.lines.append(line)
+            self._lines.append(line)
             if self.out is not None:
                 self.out.write(self.render(line) + "\n")
                 self.out.flush()

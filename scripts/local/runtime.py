@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ class LocalRuntime:
         self.retry_delay = retry_delay
         self.progress = progress or (lambda _message: None)
         self.logs = LogStream(log_out, colour=colour)
-        self.timeline: list[tuple[float, str, dict[str, Any]]] = []
+        # Bounded: `make local` may run for days.
+        self._timeline: deque[tuple[float, str, dict[str, Any]]] = deque(maxlen=20_000)
         self.moto_url = f"http://127.0.0.1:{port_base + MOTO_OFFSET}"
         self.apis: list[Api] = []
         self.outputs: dict[str, dict[str, Any]] = {}
@@ -109,6 +111,11 @@ class LocalRuntime:
         return [a.port for a in self.apis] + [self.port_base + MOTO_OFFSET]
 
     @property
+    def timeline(self) -> list[tuple[float, str, dict[str, Any]]]:
+        """What happened, in order (S3 notifications, invocations, @connections posts): a snapshot."""
+        return list(self._timeline)
+
+    @property
     def invoker(self) -> Invoker:
         assert self._invoker is not None, "start() first"
         return self._invoker
@@ -126,7 +133,7 @@ class LocalRuntime:
         raise KeyError(name)
 
     def trace(self, kind: str, info: dict[str, Any]) -> None:
-        self.timeline.append((time.time(), kind, info))
+        self._timeline.append((time.time(), kind, info))
         if kind in _RUNTIME_EVENTS:
             self.logs.add(LogLine(time.time(), "runtime", "INFO", "", _describe(kind, info), json.dumps(info)))
 
