@@ -156,8 +156,8 @@ def _finished_response(request_id: str, item: dict[str, Any], response: p.HttpRe
             return _error(502, "tunnel response body missing or larger than 5 MiB")
         response.body = body
     if (len(response.body) + 2) // 3 * 4 > _LAMBDA_RESPONSE_LIMIT:
-        # Lambda returns at most 6 MB of JSON: binary bodies above ~4.4 MB cannot pass the gateway.
-        return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.4 MB)")
+        # Lambda returns at most 6 MB of JSON: binary bodies above ~4.7 MB cannot pass the gateway.
+        return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.7 MB)")
     metrics.add_metric(name="ResponseBytes", unit=MetricUnit.Bytes, value=len(response.body))
     return to_gateway_response(response)
 

@@ -141,6 +141,14 @@ def test_binary_and_large_bodies_use_presigned_urls_both_ways(tunnel, app, agent
     assert app.stored["/__s3/resp"] == bytes(reversed(big))
 
 
+def test_app_response_over_5_mib_becomes_a_502(tunnel, app, agent) -> None:
+    app.stored["/__s3/huge"] = b"z" * (p.MAX_BODY_BYTES + 1)
+    req = request("r1", "/big", method="PUT", body_url=f"{app.url}/__s3/huge", response_upload_url=f"{app.url}/__s3/r")
+    response = tunnel.request(req)
+    assert isinstance(response, p.HttpResponse) and response.status == 502
+    assert b"5 MiB" in response.body
+
+
 def test_medium_response_is_sent_inline_in_fragments(tunnel, app, agent) -> None:
     # 16 KB of binary is ~22 KB of base64 but the reply (echo of 60 KB) needs several 32 KB frames.
     body = BINARY * 3 + b"x" * 40_000

@@ -210,3 +210,22 @@ def test_newest_ready_connection_wins(context, gateway) -> None:
     assert forward.handler(event("http_api"), context)["statusCode"] == 200
     assert [cid for cid, data in gateway.posts if b"HttpRequest" in data] == ["new"]
     assert agent.requests
+
+
+def test_response_too_large_for_lambda_is_json_502(context, gateway) -> None:
+    _ready(context)
+    huge = b"\x00" * 4_800_000  # under the tunnel's 5 MiB, over what 6 MB of base64 JSON can carry
+    _agent(gateway, context, lambda req: p.HttpResponse(req.request_id, 200, [], huge))
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 502 and "too large" in json.loads(result["body"])["error"]
+
+
+def test_response_claimed_in_bucket_but_missing_is_502(context, gateway) -> None:
+    _ready(context)
+
+    def lie(req: p.HttpRequest) -> p.HttpResponse:
+        return p.HttpResponse(req.request_id, 200, [], b"", body_in_bucket=True)
+
+    _agent(gateway, context, lie)
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 502 and "missing" in json.loads(result["body"])["error"]
