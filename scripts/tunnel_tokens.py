@@ -49,6 +49,18 @@ def resolve_table(env: str) -> str:
     raise TokensError(f"stack {stack_name(env)} has no {OUTPUT_KEY} output; pass --table")
 
 
+def create_token(table: str, label: str = "", ddb: Any = None) -> str:
+    """Create a token and return it (the only time it exists in clear). `ddb` lets a caller such
+    as the local runtime's `make local` use its own DynamoDB client."""
+    token_id, token, secret_hash = new_token()
+    TokenStore(table, ddb).put(token_id, secret_hash, label)
+    return token
+
+
+def agent_command(ws_url: str, token: str, port: int = 3000) -> str:
+    return f"python scripts/tunnel_agent.py --url {ws_url} --token {token} --port {port}"
+
+
 def _when(epoch: Any) -> str:
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch else "-"
 
@@ -56,10 +68,9 @@ def _when(epoch: Any) -> str:
 def run(args: argparse.Namespace) -> list[str]:
     store = TokenStore(args.table or resolve_table(args.env))
     if args.command == "create":
-        token_id, token, secret_hash = new_token()
-        store.put(token_id, secret_hash, args.label)
+        token = create_token(store.table, args.label)
         return [
-            f"token id: {token_id}",
+            f"token id: {token.split('.')[0]}",
             f"token:    {token}",
             "Shown once; store it now. Use it as: python scripts/tunnel_agent.py --url WSS_URL "
             "--token TOKEN --port 3000",

@@ -65,9 +65,14 @@ class TokenRevoked(Exception):
 @dataclass(frozen=True)
 class TokenStore:
     table: str
+    # Operator tools may pass their own client (e.g. the local runtime's moto); handlers do not.
+    ddb: Any = None
+
+    def _ddb(self) -> Any:
+        return self.ddb or client("dynamodb")
 
     def put(self, token_id: str, secret_hash: str, label: str) -> None:
-        client("dynamodb").put_item(
+        self._ddb().put_item(
             TableName=self.table,
             Item={
                 "pk": _s(TOKEN_PK),
@@ -81,7 +86,7 @@ class TokenStore:
 
     def get(self, token_id: str) -> dict[str, Any] | None:
         item = (
-            client("dynamodb")
+            self._ddb()
             .get_item(TableName=self.table, Key={"pk": _s(TOKEN_PK), "sk": _s(token_id)}, ConsistentRead=True)
             .get("Item")
         )
@@ -96,7 +101,7 @@ class TokenStore:
             "ProjectionExpression": "sk, label, createdAt, subdomains",
         }
         while True:
-            page = client("dynamodb").query(**kwargs)
+            page = self._ddb().query(**kwargs)
             items.extend(plain(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
@@ -104,7 +109,7 @@ class TokenStore:
 
     def revoke(self, token_id: str) -> bool:
         """Delete the token and release its subdomains; False if there was no such token."""
-        ddb = client("dynamodb")
+        ddb = self._ddb()
         try:
             old = ddb.delete_item(
                 TableName=self.table,
@@ -129,7 +134,7 @@ class TokenStore:
         """Claim `subdomain` for the token: the first token wins and keeps it across connections.
 
         One transaction, so a token revoked meanwhile cannot end up owning a name."""
-        ddb = client("dynamodb")
+        ddb = self._ddb()
         try:
             ddb.transact_write_items(
                 TransactItems=[

@@ -79,3 +79,16 @@ def test_missing_stack_fails_with_one_line(capsys) -> None:
     assert tunnel_tokens.main(["--env", "prod", "list"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: stack Tunnel-prod not found") and err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("moto")
+def test_create_token_with_a_given_client_gives_a_ready_agent_command() -> None:
+    import boto3
+
+    token = tunnel_tokens.create_token(TOKENS, "local", ddb=boto3.client("dynamodb"))
+    parsed = parse_token(token)
+    assert parsed
+    stored = TokenStore(TOKENS).get(parsed[0])
+    assert stored and secret_matches(parsed[1], stored["secretHash"])
+    command = tunnel_tokens.agent_command("ws://127.0.0.1:8004/dev", token)
+    assert command == f"python scripts/tunnel_agent.py --url ws://127.0.0.1:8004/dev --token {token} --port 3000"
