@@ -9,12 +9,13 @@ treats as a no-op when its source text is unchanged. Throttling, 5xx and timeout
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.analyzer import providers, store
+from lambdas.analyzer import providers, store, tracing
 from lambdas.analyzer.schema import PROMPT_VERSION
 from lambdas.common import pg
 from lambdas.common.aws import client
@@ -49,7 +50,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         category = store.category_of(conn, item_id, version)
     else:
         try:
-            analysis = _analyze(analyzer, image)
+            analysis = _analyze(analyzer, image, {"item_id": item_id, "image_sha256": image_sha256})
         except providers.Refused:
             logger.warning("model refused the image; not retrying")
             metrics.add_metric(name="AnalysesFailed_refused", unit=MetricUnit.Count, value=1)
@@ -72,12 +73,23 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @tracer.capture_method
-def _analyze(analyzer: providers.Analyzer, image: bytes) -> providers.Analysis:
+def _analyze(analyzer: providers.Analyzer, image: bytes, about: dict[str, str]) -> providers.Analysis:
+    inputs = {**about, "provider": analyzer.provider, "model": analyzer.model, "prompt_version": PROMPT_VERSION}
+    start = datetime.now(UTC)
     try:
-        return analyzer.analyze(image)
-    except providers.RetryableError:
-        metrics.add_metric(name="AnalysesFailed_retryable", unit=MetricUnit.Count, value=1)
+        analysis = analyzer.analyze(image)
+    except Exception as exc:
+        reasons: dict[type[Exception], str] = {providers.RetryableError: "retryable",
+                                                providers.InvalidOutput: "invalid_output"}
+        reason = reasons.get(type(exc))
+        if reason:
+            metrics.add_metric(name=f"AnalysesFailed_{reason}", unit=MetricUnit.Count, value=1)
+        if analyzer.provider != "local":
+            tracing.record_run(inputs=inputs, outputs=None, error=f"{type(exc).__name__}: {exc}", start=start,
+                               end=datetime.now(UTC))
         raise
-    except providers.InvalidOutput:
-        metrics.add_metric(name="AnalysesFailed_invalid_output", unit=MetricUnit.Count, value=1)
-        raise
+    if analyzer.provider != "local":
+        usage = {"input_tokens": analysis.input_tokens, "output_tokens": analysis.output_tokens}
+        tracing.record_run(inputs=inputs, outputs={"analysis": analysis.data, "usage": usage}, error=None,
+                           start=start, end=datetime.now(UTC))
+    return analysis

@@ -165,15 +165,18 @@ def put_parameter(name: str, value: str) -> None:
 def fake_apis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from fake_apis import FakeApis
 
-    from lambdas.analyzer import providers
+    from lambdas.analyzer import providers, tracing
 
     apis = FakeApis()
     monkeypatch.setenv("ANTHROPIC_BASE_URL", apis.url)
     monkeypatch.setenv("VOYAGE_BASE_URL", apis.url + "/v1")
+    monkeypatch.setenv("LANGSMITH_ENDPOINT", apis.url)
+    tracing.reset()
     providers.reset()
     embeddings.reset()
     yield apis
     apis.close()
+    tracing.reset()
     providers.reset()
     embeddings.reset()
 

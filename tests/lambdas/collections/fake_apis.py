@@ -27,12 +27,21 @@ class FakeApis:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"null")
+                raw_body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    body = json.loads(raw_body or b"null")
+                except ValueError:  # compressed or multipart bodies are recorded as bytes
+                    body = raw_body
                 fake.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 queue = fake.queued[self.path]
                 if not queue:
-                    status, payload = 599, {"error": f"nothing queued for {self.path}"}
+                    # Unexpected calls fail loudly (599), except GETs such as SDK capability probes.
+                    status = 404 if self.command == "GET" else 599
+                    payload = {"error": f"nothing queued for {self.command} {self.path}"}
                     headers: dict[str, str] = {}
                 else:
                     item = queue.popleft()
@@ -64,6 +73,7 @@ class FakeApis:
 
 MESSAGES = "/v1/messages"
 EMBEDDINGS = "/v1/embeddings"
+LANGSMITH_RUNS = "/runs"
 
 
 def tool_use(tool_input: dict[str, Any], *, stop_reason: str = "tool_use", name: str = "record_image_analysis",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from collections_images import jpeg
 from conftest import processed_event, put_parameter
-from fake_apis import MESSAGES, VALID_ANALYSIS, anthropic_error, tool_use
+from fake_apis import LANGSMITH_RUNS, MESSAGES, VALID_ANALYSIS, anthropic_error, tool_use
 
 from lambdas.analyzer import handler as analyzer
 from lambdas.analyzer.providers import InvalidOutput
@@ -130,9 +130,36 @@ def test_changed_image_gets_a_new_version(aws_env, db, context) -> None:
     assert [(r[0], r[2]) for r in rows(db)] == [(1, "local"), (2, "local")]
 
 
+def test_langsmith_run_recorded_only_with_its_key(aws_env, db, context, fake_apis, with_key) -> None:
+    first = processed_event(aws_env, "u1/a.jpg", jpeg(), context)
+    fake_apis.queue(MESSAGES, tool_use(VALID_ANALYSIS))
+    analyzer.handler(first, context)
+    assert [p for p, _, _ in fake_apis.requests] == [MESSAGES]  # no key: nothing traced
+
+    put_parameter("LANGSMITH_API_KEY", "lsv2-test-key")
+    second = processed_event(aws_env, "u1/b.jpg", jpeg(color=(10, 10, 200)), context)
+    fake_apis.queue(MESSAGES, tool_use(VALID_ANALYSIS, input_tokens=900, output_tokens=100))
+    fake_apis.queue(LANGSMITH_RUNS, (200, {}, {}))
+    analyzer.handler(second, context)
+    [(_, headers, run)] = [r for r in fake_apis.requests if r[0] == LANGSMITH_RUNS]
+    assert headers["x-api-key"] == "lsv2-test-key" and run["run_type"] == "llm"
+    assert run["inputs"]["item_id"] == second["detail"]["item_id"] and run["inputs"]["prompt_version"] == PROMPT_VERSION
+    assert run["outputs"]["usage"] == {"input_tokens": 900, "output_tokens": 100}
+    assert "data" not in json.dumps(run["inputs"])  # never the image
+
+
+def test_tracing_failure_never_fails_the_analysis(aws_env, db, context, fake_apis, with_key) -> None:
+    put_parameter("LANGSMITH_API_KEY", "lsv2-test-key")
+    event = processed_event(aws_env, "u1/a.jpg", jpeg(), context)
+    fake_apis.queue(MESSAGES, tool_use(VALID_ANALYSIS))
+    fake_apis.queue(LANGSMITH_RUNS, *[(400, {"detail": "bad"}, {})] * 3)
+    assert analyzer.handler(event, context)["status"] == "analyzed"
+    assert len(rows(db)) == 1
+
+
 def test_import_does_not_load_sdks() -> None:
     code = ("import sys, lambdas.analyzer.handler, lambdas.embedder.handler, lambdas.search.handler; "
-            "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg') if m in sys.modules)))")
+            "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg','langsmith') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True, env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": ""})
     assert json.loads(out.stdout) == []
