@@ -10,7 +10,13 @@ from typing import Any, Protocol
 
 from lambdas.analyzer import local
 from lambdas.analyzer.schema import PROMPT_VERSION, SYSTEM_PROMPT, TOOL, TOOL_NAME, USER_PROMPT, validate_analysis
-from lambdas.common.collections import ANTHROPIC_API_KEY, RetryableError, api_key, local_providers_allowed
+from lambdas.common.collections import (
+    ANTHROPIC_API_KEY,
+    OPENAI_API_KEY,
+    RetryableError,
+    api_key,
+    local_providers_allowed,
+)
 from lambdas.common.settings import MissingSetting, env_int
 
 
@@ -120,12 +126,18 @@ _analyzer: Analyzer | None = None
 
 
 def analyzer() -> Analyzer:
-    """The configured provider, built once per container."""
+    """The configured provider, built once per container: Anthropic if its key exists, else OpenAI
+    if its key exists, else (where allowed) the offline local provider."""
     global _analyzer
     if _analyzer is None:
         key = api_key(ANTHROPIC_API_KEY)
+        openai_key = None if key else api_key(OPENAI_API_KEY)
         if key:
             _analyzer = AnthropicAnalyzer(key, os.environ.get("ANALYSIS_MODEL", "claude-sonnet-4-5"))
+        elif openai_key:
+            from lambdas.analyzer.openai_provider import OpenAIAnalyzer
+
+            _analyzer = OpenAIAnalyzer(openai_key, os.environ.get("OPENAI_ANALYSIS_MODEL", "gpt-4.1"))
         elif local_providers_allowed():
             _analyzer = LocalAnalyzer()
         else:

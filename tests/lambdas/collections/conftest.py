@@ -171,6 +171,7 @@ def fake_apis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("ANTHROPIC_BASE_URL", apis.url)
     monkeypatch.setenv("VOYAGE_BASE_URL", apis.url + "/v1")
     monkeypatch.setenv("LANGSMITH_ENDPOINT", apis.url)
+    monkeypatch.setenv("OPENAI_BASE_URL", apis.url + "/v1")
     tracing.reset()
     providers.reset()
     embeddings.reset()

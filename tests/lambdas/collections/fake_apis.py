@@ -74,6 +74,7 @@ class FakeApis:
 MESSAGES = "/v1/messages"
 EMBEDDINGS = "/v1/embeddings"
 LANGSMITH_RUNS = "/runs"
+CHAT_COMPLETIONS = "/v1/chat/completions"
 
 
 def tool_use(tool_input: dict[str, Any], *, stop_reason: str = "tool_use", name: str = "record_image_analysis",
@@ -106,3 +107,16 @@ VALID_ANALYSIS = {
                       "setting": "kitchen", "text": "", "mood": "cheerful"},
     "media_metadata": {"media_type": "photo", "orientation": "landscape", "quality": "high"},
 }
+
+
+def openai_call(arguments: str, *, finish_reason: str = "stop", prompt_tokens: int = 1200,
+                completion_tokens: int = 180) -> tuple[int, Any, dict[str, str]]:
+    return 200, {
+        "id": "chatcmpl-AbC123", "object": "chat.completion", "created": 1795460400, "model": "gpt-4.1",
+        "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None, "message": {
+            "role": "assistant", "content": None, "refusal": None,
+            "tool_calls": [{"id": "call_Xy12", "type": "function",
+                            "function": {"name": "record_image_analysis", "arguments": arguments}}]}}],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                  "total_tokens": prompt_tokens + completion_tokens},
+    }, {}

@@ -159,7 +159,7 @@ def test_tracing_failure_never_fails_the_analysis(aws_env, db, context, fake_api
 
 def test_import_does_not_load_sdks() -> None:
     code = ("import sys, lambdas.analyzer.handler, lambdas.embedder.handler, lambdas.search.handler; "
-            "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg','langsmith') if m in sys.modules)))")
+            "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg','langsmith','openai') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
                          check=True, env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": ""})
     assert json.loads(out.stdout) == []
