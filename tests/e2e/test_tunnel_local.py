@@ -200,9 +200,13 @@ def test_killed_agent_mid_request_is_502_within_a_second(runtime, app) -> None:
         result["response"] = call(f"{url}/slow", headers={"X-Delay": "10"})
         result["at"] = time.monotonic()
 
+    seen = len(app.received)
     thread = threading.Thread(target=slow_request)
     thread.start()
-    time.sleep(0.8)  # the request is now waiting in the forwarder, the app is sleeping
+    deadline = time.monotonic() + 10
+    while len(app.received) == seen:  # the app is sleeping on it: the forwarder is waiting
+        assert time.monotonic() < deadline, "the slow request never reached the app"
+        time.sleep(0.01)
     killed_at = time.monotonic()
     victim.proc.kill()
     victim.proc.wait()
