@@ -61,11 +61,22 @@ def hints(runtime: LocalRuntime) -> list[str]:
     found = [f"AWS SDK/CLI against the local services: {env}"]
     for stack, outputs in runtime.outputs.items():
         if "TokensTableName" in outputs and "WebSocketUrl" in outputs:  # a tunnel stack: how to attach an agent
-            found.append(
-                f"tunnel agent ({stack}): {env} python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
-                f"    python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
-            )
+            found.append(f"tunnel agent ({stack}): " + _agent_command(runtime, outputs, env))
     return found
+
+
+def _agent_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> str:
+    """A ready command with a fresh token (the tunnel's own helpers), or how to get one."""
+    try:
+        from scripts.tunnel_tokens import agent_command, create_token
+
+        token = create_token(outputs["TokensTableName"], "make local", runtime.client("dynamodb"))
+        return agent_command(outputs["WebSocketUrl"], token)
+    except Exception:  # the helper changed or is missing: fall back to the two commands
+        return (
+            f"{env} python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
+            f"    python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
