@@ -9,11 +9,11 @@ import sys
 # jsii's Node.js support banner would bury the one-line errors below; it is informational only.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
-from aws_cdk import App, Environment, Validations  # noqa: E402
-from cdk_nag import AwsSolutionsChecks  # noqa: E402
+from aws_cdk import App, Environment, Validations
+from cdk_nag import AwsSolutionsChecks
 
-from infrastructure.config import UnknownEnvironment, get_config  # noqa: E402
-from infrastructure.platform import build_platform  # noqa: E402
+from infrastructure.config import UnknownEnvironment, get_config
+from infrastructure.platform import build_platform
 
 
 def main() -> None:

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 # Nothing may reach real AWS: fake credentials, and a region for SDK clients.
 os.environ["AWS_ACCESS_KEY_ID"] = "testing"
-os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"  # noqa: S105
-os.environ["AWS_SESSION_TOKEN"] = "testing"  # noqa: S105
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ["AWS_SESSION_TOKEN"] = "testing"
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_container_clients() -> None:
+    """Each test starts like a fresh Lambda container: clients cached by `lambdas.common` in an
+    earlier test (another region, another endpoint) must not leak into this one."""
+    from lambdas.common import aws, s3
+
+    aws.client.cache_clear()
+    aws.resource.cache_clear()
+    s3.presign_client.cache_clear()

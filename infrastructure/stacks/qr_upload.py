@@ -20,7 +20,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.api_logging import http_access_logs
-from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards, ref
+from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
 
 UPLOAD_PREFIX = "session-uploads/"

@@ -61,7 +61,7 @@ def functions(outdir: Path) -> list[dict[str, Any]]:
                 continue
             asset_path = resource.get("Metadata", {}).get("aws:asset:path")
             role_id = props["Role"]["Fn::GetAtt"][0]
-            services = set()
+            services: set[str] = set()
             for other in resources.values():
                 if other["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in other["Properties"]["Roles"]:
                     for statement in other["Properties"]["PolicyDocument"]["Statement"]:
