@@ -49,6 +49,8 @@ class CollectionsSettings:
     embedding_model: str = "voyage-3.5-lite"
     embedding_dimensions: int = 1024
     analysis_model: str = "claude-sonnet-4-5"
+    # Used only when the OPENAI_API_KEY parameter exists and ANTHROPIC_API_KEY does not.
+    openai_analysis_model: str = "gpt-4.1"
     db_backup_retention_days: int = 1
     processor_memory_mb: int = 1024
     analyzer_timeout_seconds: int = 120

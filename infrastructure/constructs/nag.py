@@ -15,11 +15,12 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
-def ref(construct: IConstruct, attribute: str = "Arn") -> str:
-    """How cdk-nag writes a reference to `construct`'s attribute in a finding: `<LogicalId.Attr>`."""
+def ref(construct: IConstruct, attribute: str | None = "Arn") -> str:
+    """How cdk-nag writes a reference in a finding: `<LogicalId.Attr>` (GetAtt) or `<LogicalId>` (Ref)."""
     element = construct if isinstance(construct, CfnElement) else construct.node.default_child
     assert isinstance(element, CfnElement), f"{construct.node.path} has no CloudFormation resource"
-    return f"<{Stack.of(element).get_logical_id(element)}.{attribute}>"
+    logical_id = Stack.of(element).get_logical_id(element)
+    return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"
 
 
 def acknowledge_wildcards(construct: IConstruct, reason: str, *resources: str) -> None:

@@ -68,6 +68,7 @@ class CollectionsComputeStack(Stack):
             "EMBEDDING_MODEL": settings.embedding_model,
             "EMBEDDING_DIMENSIONS": str(settings.embedding_dimensions),
             "ANALYSIS_MODEL": settings.analysis_model,
+            "OPENAI_ANALYSIS_MODEL": settings.openai_analysis_model,
         }
         self.processor = self._function(
             "ImageProcessorLambda", "image_processor", "Collections: thumbnail + analysis copy of each upload",

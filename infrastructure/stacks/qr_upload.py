@@ -19,7 +19,7 @@ from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
 from infrastructure.config import EnvConfig
-from infrastructure.constructs.api_logging import http_access_logs
+from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
 
@@ -51,12 +51,14 @@ class QrUploadStack(Stack):
             removal_policy=config.removal_policy,
         )
 
-        self.http_api = apigw.HttpApi(
+        self.http = HttpEndpoint(
             self,
-            "HttpApi",
+            "Http",
+            config=config,
             api_name=f"qr-upload-{config.name}",
             description="QR-upload handoff: sessions, upload URLs and pages",
-            create_default_stage=False,
+            rate_limit=50,
+            burst_limit=100,
         )
         # The bucket's name and ARNs are computed, not referenced: the bucket's CORS names the HTTP
         # API's origin (the phone page posts from there), so the functions behind that API must not
@@ -74,7 +76,7 @@ class QrUploadStack(Stack):
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST],
-                    allowed_origins=[*config.cors_origins, self.http_api.api_endpoint],
+                    allowed_origins=[*config.cors_origins, self.http.url],
                     allowed_headers=["content-type"],
                     max_age=3000,
                 )
@@ -90,37 +92,21 @@ class QrUploadStack(Stack):
             "http function issues and logs per session; server access logs would add nothing.",
         )
 
-        self.http_stage = apigw.HttpStage(
+        self.ws = WebSocketEndpoint(
             self,
-            "HttpStage",
-            http_api=self.http_api,
-            auto_deploy=True,
-            access_log_settings=http_access_logs(self, "HttpAccessLogs", config),
-            throttle=apigw.ThrottleSettings(rate_limit=50, burst_limit=100),
+            "WebSocket",
+            config=config,
+            api_name=f"qr-upload-ws-{config.name}",
+            description="Desktop notifications",
+            rate_limit=20,
+            burst_limit=50,
+            logged_by="every $connect/$disconnect is logged by the event function",
         )
-        self.ws_api = apigw.WebSocketApi(
-            self, "WebSocketApi", api_name=f"qr-upload-ws-{config.name}", description="Desktop notifications"
-        )
-        self.ws_stage = apigw.WebSocketStage(
-            self,
-            "WebSocketStage",
-            web_socket_api=self.ws_api,
-            stage_name=config.name,
-            auto_deploy=True,
-            throttle=apigw.ThrottleSettings(rate_limit=20, burst_limit=50),
-        )
-        acknowledge(
-            self.ws_stage,
-            "AwsSolutions-APIG1",
-            "WebSocket access logging needs the account-wide API Gateway CloudWatch role, which "
-            "this app does not own; every $connect/$disconnect is logged by the event function.",
-        )
-        ws_endpoint = f"{self.ws_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{self.ws_stage.stage_name}"
 
         shared_env = {
             "SESSIONS_TABLE_NAME": self.table.table_name,
             "UPLOAD_BUCKET_NAME": self.bucket_name,
-            "WS_API_ENDPOINT": ws_endpoint,
+            "WS_API_ENDPOINT": self.ws.management_endpoint,
             "MAX_UPLOAD_BYTES": str(qr.max_upload_bytes),
             "SESSION_TTL_SECONDS": str(qr.session_ttl_seconds),
             "UPLOAD_URL_TTL_SECONDS": str(qr.upload_url_ttl_seconds),
@@ -160,21 +146,15 @@ class QrUploadStack(Stack):
         )
         self._acknowledge_cdk_internals()
 
-        CfnOutput(self, "HttpApiUrl", value=self.http_api.api_endpoint)
-        CfnOutput(self, "DesktopPageUrl", value=f"{self.http_api.api_endpoint}/")
-        CfnOutput(self, "WebSocketUrl", value=self.ws_stage.url)
+        CfnOutput(self, "HttpApiUrl", value=self.http.url)
+        CfnOutput(self, "DesktopPageUrl", value=f"{self.http.url}/")
+        CfnOutput(self, "WebSocketUrl", value=self.ws.url)
         CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
         CfnOutput(self, "SessionsTableName", value=self.table.table_name)
 
     def _grant(self) -> None:
         uploads = self.uploads_arn
         table_arn = self.table.table_arn
-        # Pseudo-parameter references, not literals, so the ARN (and its nag acknowledgement below)
-        # reads the same whether or not the stack's account and region are known at synth time.
-        connections = (
-            f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-            f"{self.ws_api.api_id}/{self.ws_stage.stage_name}/POST/@connections/*"
-        )
         http_fn = self.http_function.function
         http_fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -193,8 +173,8 @@ class QrUploadStack(Stack):
         )
         # GetObject also authorizes the HEAD that re-checks size and type.
         event_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads]))
-        event_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["execute-api:ManageConnections"], resources=[connections])
+        self.ws.grant_manage_connections(
+            self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
         )
 
         uploads_finding = (
@@ -207,10 +187,8 @@ class QrUploadStack(Stack):
         )
         acknowledge_wildcards(
             self.event_function.role,
-            "The function HEADs whichever upload arrived (session-uploads/ only) and posts to any "
-            "connection of this stack's own WebSocket stage.",
+            "The function HEADs whichever upload arrived, always under session-uploads/.",
             uploads_finding,
-            f"arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:<{self.get_logical_id(self.ws_api.node.default_child)}>/{self.ws_stage.stage_name}/POST/@connections/*",  # type: ignore[arg-type]
         )
 
     def _routes(self) -> None:
@@ -222,18 +200,18 @@ class QrUploadStack(Stack):
             (apigw.HttpMethod.GET, "/"),
             (apigw.HttpMethod.GET, "/upload"),
         ):
-            self.http_api.add_routes(path=path, methods=[method], integration=http)
+            self.http.api.add_routes(path=path, methods=[method], integration=http)
         ws = integrations.WebSocketLambdaIntegration("WebSocketIntegration", self.event_function.function)
-        self.ws_api.add_route("$connect", integration=ws)
-        self.ws_api.add_route("$disconnect", integration=ws)
+        self.ws.api.add_route("$connect", integration=ws)
+        self.ws.api.add_route("$disconnect", integration=ws)
         acknowledge(
-            self.http_api,
+            self.http.api,
             "AwsSolutions-APIG4",
             "Public by design: a session is an anonymous capability; status needs the "
             "desktop token and uploads need a presigned POST scoped to one key.",
         )
         acknowledge(
-            self.ws_api,
+            self.ws.api,
             "AwsSolutions-APIG4",
             "$connect is authorized in the handler by the session's desktop token (only its hash is stored).",
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -24,7 +24,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infrastructure.config import EnvConfig
-from infrastructure.constructs.api_logging import http_access_logs
+from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
 
@@ -109,39 +109,28 @@ class TunnelStack(Stack):
 
     def _apis(self) -> None:
         name = self.config.name
-        self.http_api = apigw.HttpApi(
+        self.http = HttpEndpoint(
             self,
-            "HttpApi",
+            "Http",
+            config=self.config,
             api_name=f"tunnel-{name}",
             description="Tunnel: public HTTP requests for connected agents",
-            create_default_stage=False,
+            rate_limit=100,
+            burst_limit=200,
         )
-        self.http_stage = apigw.HttpStage(
+        self.http_api, self.http_stage = self.http.api, self.http.stage
+        self.ws = WebSocketEndpoint(
             self,
-            "HttpStage",
-            http_api=self.http_api,
-            auto_deploy=True,
-            access_log_settings=http_access_logs(self, "HttpAccessLogs", self.config),
-            throttle=apigw.ThrottleSettings(rate_limit=100, burst_limit=200),
+            "WebSocket",
+            config=self.config,
+            api_name=f"tunnel-ws-{name}",
+            description="Tunnel: agent connections",
+            rate_limit=100,
+            burst_limit=200,
+            logged_by="connect, disconnect and every agent message are logged by the handlers",
         )
-        self.ws_api = apigw.WebSocketApi(
-            self, "WebSocketApi", api_name=f"tunnel-ws-{name}", description="Tunnel: agent connections"
-        )
-        self.ws_stage = apigw.WebSocketStage(
-            self,
-            "WebSocketStage",
-            web_socket_api=self.ws_api,
-            stage_name=name,
-            auto_deploy=True,
-            throttle=apigw.ThrottleSettings(rate_limit=100, burst_limit=200),
-        )
-        acknowledge(
-            self.ws_stage,
-            "AwsSolutions-APIG1",
-            "WebSocket access logging needs the account-wide API Gateway CloudWatch role, which this "
-            "app does not own; connect, disconnect and every agent message are logged by the handlers.",
-        )
-        self.ws_endpoint = f"{self.ws_api.api_id}.execute-api.{Aws.REGION}.{Aws.URL_SUFFIX}/{name}"
+        self.ws_api, self.ws_stage = self.ws.api, self.ws.stage
+        self.ws_endpoint = self.ws.management_endpoint
 
     def _function(
         self, construct_id: str, short: str, description: str, env: dict[str, str], **kw: Any
@@ -209,17 +198,6 @@ class TunnelStack(Stack):
 
     def _grant(self) -> None:
         connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
-        manage = iam.PolicyStatement(
-            actions=["execute-api:ManageConnections"],
-            resources=[
-                f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-                f"{self.ws_api.api_id}/{self.ws_stage.stage_name}/POST/@connections/*"
-            ],
-        )
-        connections_finding = (
-            "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-            f"<{self.get_logical_id(self.ws_api.node.default_child)}>/{self.ws_stage.stage_name}/POST/@connections/*"  # type: ignore[arg-type]
-        )
 
         def allow(fn: PythonFunction, actions: list[str], *resources: str) -> None:
             fn.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
@@ -245,25 +223,20 @@ class TunnelStack(Stack):
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
             *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in BODY_PREFIXES),
         )
-        self.forward_fn.function.add_to_role_policy(manage)
+        self.ws.grant_manage_connections(
+            self.forward_fn, "The forwarder posts each request to whichever agent connection serves its tunnel."
+        )
 
         allow(self.response_fn, ["dynamodb:UpdateItem"], pending_arn)
         allow(self.response_fn, ["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
-        self.response_fn.function.add_to_role_policy(manage)
+        self.ws.grant_manage_connections(
+            self.response_fn, "Replies (ConnectionEstablished, Pong, Error) go to the calling agent connection."
+        )
 
         acknowledge_wildcards(
             self.forward_fn.role,
-            "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own "
-            "bucket; the forwarder posts to whichever agent connection of this stack's WebSocket "
-            "stage serves the request.",
+            "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own bucket.",
             *(f"{ref(self.bucket)}/{prefix}*" for prefix in BODY_PREFIXES),
-            connections_finding,
-        )
-        acknowledge_wildcards(
-            self.response_fn.role,
-            "Replies (ConnectionEstablished, Pong, Error) go to the calling connection, any "
-            "connection of this stack's own WebSocket stage.",
-            connections_finding,
         )
 
     def _routes(self) -> None:
