@@ -46,11 +46,14 @@ WHERE i.item_id = %s
 
 
 def configure_hnsw(conn: Any) -> None:
-    """Transaction-local HNSW settings; call inside `conn.transaction()`."""
+    """Transaction-local HNSW settings; call inside `conn.transaction()`.
+
+    ef_search 400: on 100,000 synthetic 1024-d vectors (scripts/bench/bench_collections.py) it
+    gave recall@10 0.945 where 100 gave 0.69, at about the same median latency on this machine."""
     conn.execute(
         "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
         " set_config('hnsw.max_scan_tuples', %s, true)",
-        (str(env_int("HNSW_EF_SEARCH", 100)), str(env_int("HNSW_MAX_SCAN_TUPLES", 40_000))),
+        (str(env_int("HNSW_EF_SEARCH", 400)), str(env_int("HNSW_MAX_SCAN_TUPLES", 40_000))),
     )
 
 
