@@ -149,9 +149,14 @@ class LocalForwarder:
 class Session:
     """One WebSocket connection: handshake, message loop, pings, in-flight accounting."""
 
-    def __init__(self, ws: ClientConnection, established: p.ConnectionEstablished) -> None:
+    def __init__(
+        self, ws: ClientConnection, established: p.ConnectionEstablished, early: list[p.HttpRequest] | None = None
+    ) -> None:
         self.ws = ws
         self.established = established
+        # Requests that arrived before ConnectionEstablished: the response handler makes the
+        # connection routable before it posts the handshake reply, so a forwarder can win the race.
+        self.early = early or []
         self.opened_at = time.monotonic()
         self.last_seen = time.monotonic()
         self.inflight = 0
@@ -172,11 +177,15 @@ class Session:
         )
         try:
             await ws.send(p.encode(p.Ready()))
+            early: list[p.HttpRequest] = []
             async with asyncio.timeout(config.handshake_timeout):
                 while True:
                     message = p.decode(await ws.recv())
                     if isinstance(message, p.ConnectionEstablished):
-                        return cls(ws, message)
+                        return cls(ws, message, early)
+                    if isinstance(message, p.HttpRequest):
+                        early.append(message)
+                        continue
                     if isinstance(message, p.Error):
                         raise Fatal(f"tunnel refused the agent: {message.message}")
         except BaseException:
@@ -254,6 +263,10 @@ class Agent:
         return None
 
     async def _receive(self, session: Session) -> None:
+        for request in session.early:
+            session.inflight += 1
+            self._spawn(self._handle(session, request))
+        session.early = []
         with contextlib.suppress(ConnectionClosed):
             async for raw in session.ws:
                 session.last_seen = time.monotonic()

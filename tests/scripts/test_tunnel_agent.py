@@ -169,6 +169,17 @@ def test_unreachable_app_is_reported_as_error(tunnel, app) -> None:
         assert running.stop() == 0
 
 
+def test_request_arriving_before_the_handshake_reply_is_served(tunnel, app) -> None:
+    tunnel.before_established.append(request("early"))
+    running = AgentThread(AgentConfig(url=f"ws://127.0.0.1:{tunnel.port}", token=GOOD_TOKEN, port=app.port))
+    try:
+        until(lambda: any(getattr(m, "request_id", None) == "early" for _, m in tunnel.received))
+        (response,) = [m for _, m in tunnel.received if getattr(m, "request_id", None) == "early"]
+        assert isinstance(response, p.HttpResponse) and response.status == 201
+    finally:
+        assert running.stop() == 0
+
+
 @pytest.mark.parametrize("agent", [{"concurrency": 2}], indirect=True)
 def test_concurrency_cap(tunnel, app, agent) -> None:
     async def burst():

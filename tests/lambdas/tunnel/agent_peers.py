@@ -108,6 +108,8 @@ class FakeTunnel:
         self.connections: list[ServerConnection] = []
         self.subdomains_asked: list[str | None] = []
         self.received: list[tuple[int, p.Message]] = []
+        # Sent after the agent's Ready but before ConnectionEstablished, as a forwarder can on AWS.
+        self.before_established: list[p.HttpRequest] = []
         self.waiters: dict[str, asyncio.Future[tuple[int, p.Message]]] = {}
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -136,6 +138,8 @@ class FakeTunnel:
         ready = p.decode(await ws.recv())
         assert isinstance(ready, p.Ready)
         sub = asked or "k3v9x2m7q1wz"
+        for early in self.before_established:
+            await ws.send(p.encode(early))
         await ws.send(p.encode(p.ConnectionEstablished(f"conn-{index}", sub, f"https://{sub}.tunnel.test")))
         async for raw in ws:
             message = p.decode(raw)
