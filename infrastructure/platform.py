@@ -17,5 +17,8 @@ def build_platform(app: App, config: EnvConfig, env: Environment | None = None) 
         TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env),
     ]
     data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config, env=env)
-    stacks += [data, CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env)]
+    stacks += [
+        data,
+        CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env),
+    ]
     return stacks

@@ -45,8 +45,13 @@ def put(prefix: str, names: Sequence[str], prompt: Callable[[str], str], interac
             value = prompt(f"{name} ({need}; empty to skip): ").strip()
         if not value:
             continue
-        ssm.put_parameter(Name=parameter_name(prefix, name), Value=value, Type="SecureString", Overwrite=True,
-                          Description=f"collections {name} (scripts/put_parameters.py)")
+        ssm.put_parameter(
+            Name=parameter_name(prefix, name),
+            Value=value,
+            Type="SecureString",
+            Overwrite=True,
+            Description=f"collections {name} (scripts/put_parameters.py)",
+        )
         written.append(name)
     return written
 
@@ -58,8 +63,13 @@ def main(argv: Sequence[str] | None = None, prompt: Callable[[str], str] = getpa
     parser.add_argument("--env", required=True)
     parser.add_argument("--check", action="store_true", help="list which parameters are set")
     parser.add_argument("--no-prompt", action="store_true", help="only use environment variables")
-    parser.add_argument("names", nargs="*", choices=[[], *PARAMETER_NAMES], metavar="NAME",
-                        help=f"subset of {', '.join(PARAMETER_NAMES)}")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        choices=[[], *PARAMETER_NAMES],
+        metavar="NAME",
+        help=f"subset of {', '.join(PARAMETER_NAMES)}",
+    )
     args = parser.parse_args(argv)
     try:
         prefix = get_config(args.env).parameter_prefix

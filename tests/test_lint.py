@@ -19,6 +19,11 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ruff_format_is_applied() -> None:
+    result = _run(str(BIN / "ruff"), "format", "--check", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_mypy_is_clean() -> None:
     result = _run(str(BIN / "mypy"), "app.py", "infrastructure", "lambdas", "scripts")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr

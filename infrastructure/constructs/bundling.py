@@ -24,7 +24,9 @@ from aws_cdk import BundlingOptions, DockerImage, ILocalBundling
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 
-PLATFORM = "manylinux2014_aarch64"
+# Lambda's python3.12 runtime is Amazon Linux 2023 (glibc 2.34): wheels for either tag run there,
+# and some packages (Pillow, pillow-heif, psycopg-binary) publish only manylinux_2_28 ones.
+PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 PYTHON_VERSION = "3.12"
 # Bump when the bundling procedure itself changes, so every asset is rebuilt once.
 BUNDLING_VERSION = "1"
@@ -54,7 +56,7 @@ def requirement_files(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> list[Path]
 
 
 def asset_hash(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> str:
-    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORM}|{PYTHON_VERSION}|{group}".encode())
+    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORMS}|{PYTHON_VERSION}|{group}".encode())
     for path in _source_files(group, lambdas_dir):
         digest.update(str(path.relative_to(lambdas_dir)).encode())
         digest.update(b"\0")
@@ -82,8 +84,7 @@ def install_requirements(function_name: str, group: str, target: Path, lambdas_d
         "--quiet",
         "--disable-pip-version-check",
         "--no-compile",
-        "--platform",
-        PLATFORM,
+        *(arg for tag in PLATFORMS for arg in ("--platform", tag)),
         "--implementation",
         "cp",
         "--python-version",
@@ -100,7 +101,7 @@ def install_requirements(function_name: str, group: str, target: Path, lambdas_d
         package = _missing_package(output)
         if package:
             raise BundlingError(
-                f"bundling {function_name}: no {PLATFORM} wheel for CPython {PYTHON_VERSION} "
+                f"bundling {function_name}: no aarch64 wheel ({' or '.join(PLATFORMS)}) for CPython {PYTHON_VERSION} "
                 f"of package {package!r} (from {', '.join(str(r.relative_to(lambdas_dir.parent)) for r in requirements)})"
             )
         raise BundlingError(f"bundling {function_name}: pip failed: {output.strip().splitlines()[-1:]}")

@@ -39,8 +39,9 @@ ANALYSIS_COPIES = "analysis/"
 
 
 class CollectionsComputeStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, data: CollectionsDataStack,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvConfig, data: CollectionsDataStack, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         # Server access logs delivered under a bucket policy, not the legacy log-delivery ACL.
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
@@ -51,9 +52,11 @@ class CollectionsComputeStack(Stack):
         self.parameter_prefix = f"{config.parameter_prefix}/collections"
 
         self.access_logs = self._bucket("AccessLogsBucket", None)
-        acknowledge(self.access_logs, "AwsSolutions-S1",
-                    "This is the server-access-log bucket of the two collections buckets; logging it "
-                    "into itself would loop.")
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the server-access-log bucket of the two collections buckets; logging it into itself would loop.",
+        )
         self.images = self._bucket("ImagesBucket", "images/")
         self.derived = self._bucket("DerivedBucket", "derived/")
         self.bus = events.EventBus(self, "EventBus", event_bus_name=prefix)
@@ -71,35 +74,66 @@ class CollectionsComputeStack(Stack):
             "OPENAI_ANALYSIS_MODEL": settings.openai_analysis_model,
         }
         self.processor = self._function(
-            "ImageProcessorLambda", "image_processor", "Collections: thumbnail + analysis copy of each upload",
-            common_env, asynchronous=True, memory_mb=settings.processor_memory_mb, timeout=Duration.seconds(60))
+            "ImageProcessorLambda",
+            "image_processor",
+            "Collections: thumbnail + analysis copy of each upload",
+            common_env,
+            asynchronous=True,
+            memory_mb=settings.processor_memory_mb,
+            timeout=Duration.seconds(60),
+        )
         assert self.processor.failure_queue is not None
         self.processor.function.add_environment("FAILURE_QUEUE_URL", self.processor.failure_queue.queue_url)
         self.analyzer = self._function(
-            "AnalyzerLambda", "analyzer", "Collections: vision analysis of each processed image", common_env,
-            asynchronous=True, memory_mb=512, timeout=Duration.seconds(settings.analyzer_timeout_seconds),
-            reserved_concurrency=settings.analyzer_reserved_concurrency)
+            "AnalyzerLambda",
+            "analyzer",
+            "Collections: vision analysis of each processed image",
+            common_env,
+            asynchronous=True,
+            memory_mb=512,
+            timeout=Duration.seconds(settings.analyzer_timeout_seconds),
+            reserved_concurrency=settings.analyzer_reserved_concurrency,
+        )
         self.embedder = self._function(
-            "EmbedderLambda", "embedder", "Collections: text embedding of each analysis", common_env,
-            asynchronous=True, memory_mb=512, timeout=Duration.seconds(60),
-            reserved_concurrency=settings.embedder_reserved_concurrency)
+            "EmbedderLambda",
+            "embedder",
+            "Collections: text embedding of each analysis",
+            common_env,
+            asynchronous=True,
+            memory_mb=512,
+            timeout=Duration.seconds(60),
+            reserved_concurrency=settings.embedder_reserved_concurrency,
+        )
         self.search = self._function(
-            "SearchLambda", "search", "Collections: semantic search and item API", common_env,
-            memory_mb=512, timeout=Duration.seconds(15))
+            "SearchLambda",
+            "search",
+            "Collections: semantic search and item API",
+            common_env,
+            memory_mb=512,
+            timeout=Duration.seconds(15),
+        )
         self.migrate = self._function(
-            "MigrateLambda", "migrations", "Collections: applies database migrations at deploy time",
+            "MigrateLambda",
+            "migrations",
+            "Collections: applies database migrations at deploy time",
             {"DB_SECRET_ARN": data.secret.secret_arn, "DB_NAME": DB_NAME, "DB_STATEMENT_TIMEOUT_MS": "600000"},
-            timeout=Duration.minutes(10), handler="lambdas.migrations.handler.handler")
+            timeout=Duration.minutes(10),
+            handler="lambdas.migrations.handler.handler",
+        )
 
-        self.images.add_event_notification(s3.EventType.OBJECT_CREATED,
-                                           s3n.LambdaDestination(self.processor.function))
+        self.images.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.processor.function))
         self.rule_dlqs: dict[str, sqs.Queue] = {}
         self._rule("ImageProcessedRule", PROCESSOR_SOURCE, "ImageProcessed", self.analyzer)
         self._rule("AnalysisCompleteRule", ANALYZER_SOURCE, "AnalysisComplete", self.embedder)
         self._grant()
         self._api()
-        self.trigger = triggers.Trigger(self, "MigrateTrigger", handler=self.migrate.function,
-                                        execute_on_handler_change=True, timeout=Duration.minutes(10))
+        self.trigger = triggers.Trigger(
+            self,
+            "MigrateTrigger",
+            handler=self.migrate.function,
+            execute_on_handler_change=True,
+            timeout=Duration.minutes(10),
+        )
         # Nothing event-driven runs before the schema is there.
         for fn in (self.processor, self.analyzer, self.embedder, self.search):
             fn.function.node.add_dependency(self.trigger)
@@ -112,7 +146,8 @@ class CollectionsComputeStack(Stack):
 
     def _bucket(self, construct_id: str, log_prefix: str | None) -> s3.Bucket:
         return s3.Bucket(
-            self, construct_id,
+            self,
+            construct_id,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
@@ -124,10 +159,19 @@ class CollectionsComputeStack(Stack):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))] if log_prefix is None else None,
         )
 
-    def _function(self, name: str, group: str, description: str, env: dict[str, str], *,
-                  handler: str | None = None, **options: Any) -> PythonFunction:
+    def _function(
+        self,
+        name: str,
+        group: str,
+        description: str,
+        env: dict[str, str],
+        *,
+        handler: str | None = None,
+        **options: Any,
+    ) -> PythonFunction:
         return PythonFunction(
-            self, name,
+            self,
+            name,
             config=self.config,
             function_name=f"collections-{self.config.name}-{name}",
             group=group,
@@ -143,27 +187,36 @@ class CollectionsComputeStack(Stack):
 
     def _rule(self, name: str, source: str, detail_type: str, target: PythonFunction) -> None:
         settings = self.config.collections
-        dlq = sqs.Queue(self, f"{name}DeadLetterQueue", queue_name=f"collections-{self.config.name}-{name}-dlq",
-                        encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
-                        retention_period=Duration.days(14))
+        dlq = sqs.Queue(
+            self,
+            f"{name}DeadLetterQueue",
+            queue_name=f"collections-{self.config.name}-{name}-dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
         acknowledge(dlq, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of the {name} target.")
         events.Rule(
-            self, name,
+            self,
+            name,
             rule_name=f"collections-{self.config.name}-{name}",
             event_bus=self.bus,
             event_pattern=events.EventPattern(source=[source], detail_type=[detail_type]),
-            targets=[targets.LambdaFunction(
-                target.function,
-                retry_attempts=settings.event_retry_attempts,
-                max_event_age=Duration.hours(settings.event_max_age_hours),
-                dead_letter_queue=dlq,
-            )],
+            targets=[
+                targets.LambdaFunction(
+                    target.function,
+                    retry_attempts=settings.event_retry_attempts,
+                    max_event_age=Duration.hours(settings.event_max_age_hours),
+                    dead_letter_queue=dlq,
+                )
+            ],
         )
         self.rule_dlqs[name] = dlq
 
     def _parameter_arns(self, *names: str) -> list[str]:
-        return [f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{self.parameter_prefix}/{n}"
-                for n in names]
+        return [
+            f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter{self.parameter_prefix}/{n}" for n in names
+        ]
 
     def _grant(self) -> None:
         for fn in (self.processor, self.analyzer, self.embedder, self.search, self.migrate):
@@ -171,46 +224,75 @@ class CollectionsComputeStack(Stack):
         for fn in (self.processor, self.analyzer):
             self.bus.grant_put_events_to(fn.role)
         processor, analyzer = self.processor.function, self.analyzer.function
-        processor.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject"], resources=[self.images.arn_for_objects("*")]))
-        processor.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject"], resources=[self.derived.arn_for_objects(f"{THUMBNAILS}*"),
-                                                 self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*")]))
+        processor.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.images.arn_for_objects("*")])
+        )
+        processor.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[
+                    self.derived.arn_for_objects(f"{THUMBNAILS}*"),
+                    self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*"),
+                ],
+            )
+        )
         assert self.processor.failure_queue is not None
         self.processor.failure_queue.grant_send_messages(self.processor.role)
-        analyzer.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*")]))
-        self.search.function.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{THUMBNAILS}*")]))
+        analyzer.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*")]
+            )
+        )
+        self.search.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{THUMBNAILS}*")])
+        )
         # Exactly the named SecureStrings (scripts/put_parameters.py writes them); the default
         # aws/ssm key's policy already lets SSM decrypt for principals of this account.
-        analyzer.add_to_role_policy(iam.PolicyStatement(
-            actions=["ssm:GetParameter"],
-            resources=self._parameter_arns("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY")))
+        analyzer.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ssm:GetParameter"],
+                resources=self._parameter_arns("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY"),
+            )
+        )
         for fn in (self.embedder, self.search):
-            fn.function.add_to_role_policy(iam.PolicyStatement(
-                actions=["ssm:GetParameter"], resources=self._parameter_arns("VOYAGE_API_KEY")))
+            fn.function.add_to_role_policy(
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=self._parameter_arns("VOYAGE_API_KEY"))
+            )
 
         images, derived = ref(self.images), ref(self.derived)
-        acknowledge_wildcards(self.processor.role, "The processor reads whichever upload arrived (any "
-                              "{user_id}/{filename}) and writes only thumbnails/ and analysis/ of the derived bucket.",
-                              f"{images}/*", f"{derived}/{THUMBNAILS}*",
-                              f"{derived}/{ANALYSIS_COPIES}*")
-        acknowledge_wildcards(self.analyzer.role, "The analyzer reads the analysis copy of whichever item "
-                              "its event names, all under analysis/.", f"{derived}/{ANALYSIS_COPIES}*")
-        acknowledge_wildcards(self.search.role, "Search presigns thumbnail URLs for any item it returns, "
-                              "all under thumbnails/.", f"{derived}/{THUMBNAILS}*")
+        acknowledge_wildcards(
+            self.processor.role,
+            "The processor reads whichever upload arrived (any "
+            "{user_id}/{filename}) and writes only thumbnails/ and analysis/ of the derived bucket.",
+            f"{images}/*",
+            f"{derived}/{THUMBNAILS}*",
+            f"{derived}/{ANALYSIS_COPIES}*",
+        )
+        acknowledge_wildcards(
+            self.analyzer.role,
+            "The analyzer reads the analysis copy of whichever item its event names, all under analysis/.",
+            f"{derived}/{ANALYSIS_COPIES}*",
+        )
+        acknowledge_wildcards(
+            self.search.role,
+            "Search presigns thumbnail URLs for any item it returns, all under thumbnails/.",
+            f"{derived}/{THUMBNAILS}*",
+        )
 
     def _api(self) -> None:
         self.http_api = apigw.HttpApi(
-            self, "SearchApi",
+            self,
+            "SearchApi",
             api_name=f"collections-{self.config.name}",
             description="Collections search (IAM-authorized)",
             default_authorizer=authorizers.HttpIamAuthorizer(),
             create_default_stage=False,
         )
         apigw.HttpStage(
-            self, "SearchApiStage", http_api=self.http_api, auto_deploy=True,
+            self,
+            "SearchApiStage",
+            http_api=self.http_api,
+            auto_deploy=True,
             access_log_settings=http_access_logs(self, "SearchApiAccessLogs", self.config),
             throttle=apigw.ThrottleSettings(rate_limit=20, burst_limit=40),
         )
@@ -221,7 +303,13 @@ class CollectionsComputeStack(Stack):
     def _acknowledge_cdk_internals(self) -> None:
         for child in self.node.children:
             if child.node.id.startswith("BucketNotificationsHandler"):
-                acknowledge_managed_policy(child, "service-role/AWSLambdaBasicExecutionRole",
-                                           "CDK's bucket-notification custom resource handler; deploy time only.")
-                acknowledge_wildcards(child, "CDK's bucket-notification handler needs "
-                                      "s3:PutBucketNotification on the bucket it configures.", "*")
+                acknowledge_managed_policy(
+                    child,
+                    "service-role/AWSLambdaBasicExecutionRole",
+                    "CDK's bucket-notification custom resource handler; deploy time only.",
+                )
+                acknowledge_wildcards(
+                    child,
+                    "CDK's bucket-notification handler needs s3:PutBucketNotification on the bucket it configures.",
+                    "*",
+                )

@@ -35,8 +35,9 @@ class CollectionsDataStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         settings = config.collections
 
-        flow_logs = logs.LogGroup(self, "FlowLogs", retention=config.log_retention,
-                                  removal_policy=config.removal_policy)
+        flow_logs = logs.LogGroup(
+            self, "FlowLogs", retention=config.log_retention, removal_policy=config.removal_policy
+        )
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -44,25 +45,31 @@ class CollectionsDataStack(Stack):
             nat_gateways=settings.nat_gateways,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-                ec2.SubnetConfiguration(name="Functions", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
-                                        cidr_mask=22),
-                ec2.SubnetConfiguration(name="Database", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED,
-                                        cidr_mask=24),
+                ec2.SubnetConfiguration(name="Functions", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
+                ec2.SubnetConfiguration(name="Database", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24),
             ],
-            flow_logs={"All": ec2.FlowLogOptions(
-                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
-                traffic_type=ec2.FlowLogTrafficType.REJECT,
-            )},
+            flow_logs={
+                "All": ec2.FlowLogOptions(
+                    destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs),
+                    traffic_type=ec2.FlowLogTrafficType.REJECT,
+                )
+            },
         )
         # Image bytes to and from S3 stay off the NAT gateway (and its per-GB charge).
         self.vpc.add_gateway_endpoint("S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3)
 
         self.functions_security_group = ec2.SecurityGroup(
-            self, "FunctionsSecurityGroup", vpc=self.vpc, allow_all_outbound=True,
+            self,
+            "FunctionsSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=True,
             description="Collections functions: outbound to PostgreSQL, AWS APIs and model providers",
         )
         self.database_security_group = ec2.SecurityGroup(
-            self, "DatabaseSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "DatabaseSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="Collections PostgreSQL: reachable only from the collections functions",
         )
         self.database_security_group.add_ingress_rule(
@@ -72,8 +79,13 @@ class CollectionsDataStack(Stack):
         identifier = f"collections-{config.name}"
         # Created here (not by `cloudwatch_logs_retention`, which adds a custom-resource Lambda)
         # so the exported PostgreSQL log gets the environment's retention.
-        database_logs = logs.LogGroup(self, "DatabaseLogs", log_group_name=f"/aws/rds/instance/{identifier}/postgresql",
-                                      retention=config.log_retention, removal_policy=config.removal_policy)
+        database_logs = logs.LogGroup(
+            self,
+            "DatabaseLogs",
+            log_group_name=f"/aws/rds/instance/{identifier}/postgresql",
+            retention=config.log_retention,
+            removal_policy=config.removal_policy,
+        )
         self.database = rds.DatabaseInstance(
             self,
             "Database",
@@ -111,17 +123,29 @@ class CollectionsDataStack(Stack):
         self._acknowledge(config)
 
     def _acknowledge(self, config: EnvConfig) -> None:
-        acknowledge(self.database, "AwsSolutions-RDS11",
-                    "The default port is fine here: the instance is in isolated subnets and its security "
-                    "group admits only the collections functions; a non-standard port adds no protection.")
-        acknowledge(self.database, "AwsSolutions-RDS6",
-                    "Functions authenticate with the RDS-generated, rotated Secrets Manager secret; IAM "
-                    "database auth tokens would add a signing call per connection for no extra isolation.")
+        acknowledge(
+            self.database,
+            "AwsSolutions-RDS11",
+            "The default port is fine here: the instance is in isolated subnets and its security "
+            "group admits only the collections functions; a non-standard port adds no protection.",
+        )
+        acknowledge(
+            self.database,
+            "AwsSolutions-RDS6",
+            "Functions authenticate with the RDS-generated, rotated Secrets Manager secret; IAM "
+            "database auth tokens would add a signing call per connection for no extra isolation.",
+        )
         if not config.collections.db_multi_az:
-            acknowledge(self.database, "AwsSolutions-RDS3",
-                        f"{config.name} is a development environment: single-AZ keeps its cost down; "
-                        "production runs Multi-AZ (config.collections.db_multi_az).")
+            acknowledge(
+                self.database,
+                "AwsSolutions-RDS3",
+                f"{config.name} is a development environment: single-AZ keeps its cost down; "
+                "production runs Multi-AZ (config.collections.db_multi_az).",
+            )
         if not config.deletion_protection:
-            acknowledge(self.database, "AwsSolutions-RDS10",
-                        f"{config.name} is torn down and recreated freely; production has deletion "
-                        "protection and a snapshot on delete.")
+            acknowledge(
+                self.database,
+                "AwsSolutions-RDS10",
+                f"{config.name} is torn down and recreated freely; production has deletion "
+                "protection and a snapshot on delete.",
+            )

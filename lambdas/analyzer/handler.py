@@ -42,8 +42,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     image = client("s3").get_object(Bucket=require_env("DERIVED_BUCKET"), Key=analysis_key)["Body"].read()
     image_sha256 = hashlib.sha256(image).hexdigest()
     analyzer = providers.analyzer()
-    version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model,
-                                     PROMPT_VERSION)
+    version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
     if version is not None:
         logger.info("analysis unchanged; reusing", extra={"version": version})
         metrics.add_metric(name="AnalysesSkipped", unit=MetricUnit.Count, value=1)
@@ -58,17 +57,33 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         version = store.insert_analysis(conn, item_id, image_sha256, analysis)
         category = analysis.data["category"]
         metrics.add_metric(name="Analyses", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="TokensUsed", unit=MetricUnit.Count,
-                           value=analysis.input_tokens + analysis.output_tokens)
-        logger.info("analysis stored", extra={"version": version, "category": category,
-                                              "provider": analysis.provider,
-                                              "input_tokens": analysis.input_tokens,
-                                              "output_tokens": analysis.output_tokens})
-    publish(ANALYZER_SOURCE, ANALYSIS_COMPLETE, {
-        "item_id": item_id, "user_id": detail.get("user_id"), "analysis_version": version,
-        "category": category, "provider": analyzer.provider, "model": analyzer.model,
-        "prompt_version": PROMPT_VERSION, "schema_version": SCHEMA_VERSION,
-    })
+        metrics.add_metric(
+            name="TokensUsed", unit=MetricUnit.Count, value=analysis.input_tokens + analysis.output_tokens
+        )
+        logger.info(
+            "analysis stored",
+            extra={
+                "version": version,
+                "category": category,
+                "provider": analysis.provider,
+                "input_tokens": analysis.input_tokens,
+                "output_tokens": analysis.output_tokens,
+            },
+        )
+    publish(
+        ANALYZER_SOURCE,
+        ANALYSIS_COMPLETE,
+        {
+            "item_id": item_id,
+            "user_id": detail.get("user_id"),
+            "analysis_version": version,
+            "category": category,
+            "provider": analyzer.provider,
+            "model": analyzer.model,
+            "prompt_version": PROMPT_VERSION,
+            "schema_version": SCHEMA_VERSION,
+        },
+    )
     return {"status": "analyzed", "version": version}
 
 
@@ -79,17 +94,25 @@ def _analyze(analyzer: providers.Analyzer, image: bytes, about: dict[str, str]) 
     try:
         analysis = analyzer.analyze(image)
     except Exception as exc:
-        reasons: dict[type[Exception], str] = {providers.RetryableError: "retryable",
-                                                providers.InvalidOutput: "invalid_output"}
+        reasons: dict[type[Exception], str] = {
+            providers.RetryableError: "retryable",
+            providers.InvalidOutput: "invalid_output",
+        }
         reason = reasons.get(type(exc))
         if reason:
             metrics.add_metric(name=f"AnalysesFailed_{reason}", unit=MetricUnit.Count, value=1)
         if analyzer.provider != "local":
-            tracing.record_run(inputs=inputs, outputs=None, error=f"{type(exc).__name__}: {exc}", start=start,
-                               end=datetime.now(UTC))
+            tracing.record_run(
+                inputs=inputs, outputs=None, error=f"{type(exc).__name__}: {exc}", start=start, end=datetime.now(UTC)
+            )
         raise
     if analyzer.provider != "local":
         usage = {"input_tokens": analysis.input_tokens, "output_tokens": analysis.output_tokens}
-        tracing.record_run(inputs=inputs, outputs={"analysis": analysis.data, "usage": usage}, error=None,
-                           start=start, end=datetime.now(UTC))
+        tracing.record_run(
+            inputs=inputs,
+            outputs={"analysis": analysis.data, "usage": usage},
+            error=None,
+            start=start,
+            end=datetime.now(UTC),
+        )
     return analysis

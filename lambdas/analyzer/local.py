@@ -23,8 +23,17 @@ def colour_name(r: int, g: int, b: int) -> str:
     if s < 0.15:
         return "white" if v > 0.85 else "grey"
     hue = h * 360
-    for limit, name in ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (195, "teal"),
-                        (255, "blue"), (290, "purple"), (345, "pink"), (360, "red")):
+    for limit, name in (
+        (15, "red"),
+        (40, "orange"),
+        (70, "yellow"),
+        (165, "green"),
+        (195, "teal"),
+        (255, "blue"),
+        (290, "purple"),
+        (345, "pink"),
+        (360, "red"),
+    ):
         if hue < limit:
             if name in ("orange", "red") and v < 0.55:
                 return "brown"

@@ -24,10 +24,15 @@ from lambdas.common.collections import RetryableError
 from lambdas.common.settings import env_int
 
 _RETRYABLE_STATUS = {408, 409, 429}
-FUNCTION = {"type": "function", "function": {
-    "name": TOOL_NAME, "description": "Record the structured analysis of the image.",
-    "parameters": INPUT_SCHEMA, "strict": True,
-}}
+FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": TOOL_NAME,
+        "description": "Record the structured analysis of the image.",
+        "parameters": INPUT_SCHEMA,
+        "strict": True,
+    },
+}
 
 
 class OpenAIAnalyzer:
@@ -37,8 +42,7 @@ class OpenAIAnalyzer:
         import openai
 
         # max_retries=0 for the same reason as the Anthropic client: Lambda retries, not sleeps.
-        self._client = openai.OpenAI(api_key=key, max_retries=0,
-                                     timeout=float(env_int("OPENAI_TIMEOUT_SECONDS", 60)))
+        self._client = openai.OpenAI(api_key=key, max_retries=0, timeout=float(env_int("OPENAI_TIMEOUT_SECONDS", 60)))
         self.model = model
         self.max_tokens = env_int("OPENAI_MAX_TOKENS", 2048)
 
@@ -46,7 +50,9 @@ class OpenAIAnalyzer:
         import openai
 
         request: dict[str, Any] = {
-            "model": self.model, "messages": messages, "tools": [FUNCTION],
+            "model": self.model,
+            "messages": messages,
+            "tools": [FUNCTION],
             "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
             "max_completion_tokens": self.max_tokens,
         }
@@ -66,8 +72,13 @@ class OpenAIAnalyzer:
         data_url = "data:image/jpeg;base64," + base64.b64encode(image_jpeg).decode()
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": SYSTEM_PROMPT},
-            {"role": "user", "content": [{"type": "text", "text": USER_PROMPT},
-                                         {"type": "image_url", "image_url": {"url": data_url}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": USER_PROMPT},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            },
         ]
         tokens_in = tokens_out = 0
         problems: list[str] = []
@@ -81,8 +92,9 @@ class OpenAIAnalyzer:
             if choice.finish_reason == "content_filter" or getattr(message, "refusal", None):
                 raise Refused("model refused to analyze the image")
             # A forced function call finishes with "stop" (or "tool_calls"); "length" is truncated.
-            problems = [] if choice.finish_reason in ("stop", "tool_calls") else [
-                f"finish_reason is {choice.finish_reason}"]
+            problems = (
+                [] if choice.finish_reason in ("stop", "tool_calls") else [f"finish_reason is {choice.finish_reason}"]
+            )
             call = next((c for c in message.tool_calls or [] if c.function.name == TOOL_NAME), None)
             value: Any = None
             if call is None:
@@ -97,6 +109,9 @@ class OpenAIAnalyzer:
             if not problems:
                 return Analysis(value, self.provider, self.model, PROMPT_VERSION, tokens_in, tokens_out)
             if call is not None:
-                messages = [*messages[:2], message.model_dump(exclude_none=True),
-                            {"role": "tool", "tool_call_id": call.id, "content": "Invalid: " + "; ".join(problems)}]
+                messages = [
+                    *messages[:2],
+                    message.model_dump(exclude_none=True),
+                    {"role": "tool", "tool_call_id": call.id, "content": "Invalid: " + "; ".join(problems)},
+                ]
         raise InvalidOutput("; ".join(problems))

@@ -80,8 +80,12 @@ class AnthropicAnalyzer:
 
         try:
             request: dict[str, Any] = {
-                "model": self.model, "max_tokens": self.max_tokens, "system": SYSTEM_PROMPT,
-                "tools": [TOOL], "tool_choice": {"type": "tool", "name": TOOL_NAME}, "messages": messages,
+                "model": self.model,
+                "max_tokens": self.max_tokens,
+                "system": SYSTEM_PROMPT,
+                "tools": [TOOL],
+                "tool_choice": {"type": "tool", "name": TOOL_NAME},
+                "messages": messages,
             }
             return self._client.messages.create(**request)
         except anthropic.APIStatusError as exc:
@@ -95,11 +99,22 @@ class AnthropicAnalyzer:
             raise RetryableError(f"anthropic: {type(exc).__name__}") from exc
 
     def analyze(self, image_jpeg: bytes) -> Analysis:
-        messages: list[dict[str, Any]] = [{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg",
-                                         "data": base64.b64encode(image_jpeg).decode()}},
-            {"type": "text", "text": USER_PROMPT},
-        ]}]
+        messages: list[dict[str, Any]] = [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {
+                            "type": "base64",
+                            "media_type": "image/jpeg",
+                            "data": base64.b64encode(image_jpeg).decode(),
+                        },
+                    },
+                    {"type": "text", "text": USER_PROMPT},
+                ],
+            }
+        ]
         tokens_in = tokens_out = 0
         problems: list[str] = []
         for _attempt in range(2):  # one retry on invalid output
@@ -115,10 +130,21 @@ class AnthropicAnalyzer:
                 return Analysis(block.input, self.provider, self.model, PROMPT_VERSION, tokens_in, tokens_out)
             if block is not None and reply.stop_reason == "tool_use":
                 # Tell the model what was wrong; it answers with a corrected tool call.
-                messages = [*messages[:1],
-                            {"role": "assistant", "content": [b.model_dump() for b in reply.content]},
-                            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id,
-                                                          "is_error": True, "content": "; ".join(problems)}]}]
+                messages = [
+                    *messages[:1],
+                    {"role": "assistant", "content": [b.model_dump() for b in reply.content]},
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "tool_result",
+                                "tool_use_id": block.id,
+                                "is_error": True,
+                                "content": "; ".join(problems),
+                            }
+                        ],
+                    },
+                ]
         raise InvalidOutput("; ".join(problems))
 
 

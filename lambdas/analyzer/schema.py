@@ -33,28 +33,33 @@ def _strings(description: str) -> dict[str, Any]:
 
 
 def _object(properties: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": list(properties),
-            "additionalProperties": False}
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 
-INPUT_SCHEMA = _object({
-    "category": {"type": "string", "enum": list(CATEGORIES)},
-    "subcategories": _strings("up to 5 short lower-case refinements of the category"),
-    "headline": {"type": "string", "description": "at most 12 words"},
-    "summary": {"type": "string", "description": "two or three sentences"},
-    "image_details": _object({
-        "objects": _strings("main visible objects or subjects"),
-        "colors": _strings("dominant colour names"),
-        "setting": {"type": "string", "description": "where the scene is, or empty"},
-        "text": {"type": "string", "description": "legible text in the image, or empty"},
-        "mood": {"type": "string", "description": "one or two words"},
-    }),
-    "media_metadata": _object({
-        "media_type": {"type": "string", "enum": list(MEDIA_TYPES)},
-        "orientation": {"type": "string", "enum": list(ORIENTATIONS)},
-        "quality": {"type": "string", "enum": list(QUALITIES)},
-    }),
-})
+INPUT_SCHEMA = _object(
+    {
+        "category": {"type": "string", "enum": list(CATEGORIES)},
+        "subcategories": _strings("up to 5 short lower-case refinements of the category"),
+        "headline": {"type": "string", "description": "at most 12 words"},
+        "summary": {"type": "string", "description": "two or three sentences"},
+        "image_details": _object(
+            {
+                "objects": _strings("main visible objects or subjects"),
+                "colors": _strings("dominant colour names"),
+                "setting": {"type": "string", "description": "where the scene is, or empty"},
+                "text": {"type": "string", "description": "legible text in the image, or empty"},
+                "mood": {"type": "string", "description": "one or two words"},
+            }
+        ),
+        "media_metadata": _object(
+            {
+                "media_type": {"type": "string", "enum": list(MEDIA_TYPES)},
+                "orientation": {"type": "string", "enum": list(ORIENTATIONS)},
+                "quality": {"type": "string", "enum": list(QUALITIES)},
+            }
+        ),
+    }
+)
 
 TOOL: dict[str, Any] = {
     "name": TOOL_NAME,

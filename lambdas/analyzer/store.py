@@ -12,8 +12,9 @@ def item_exists(conn: Any, item_id: str) -> bool:
     return conn.execute("SELECT 1 FROM items WHERE item_id = %s", (item_id,)).fetchone() is not None
 
 
-def existing_version(conn: Any, item_id: str, image_sha256: str, provider: str, model: str,
-                     prompt_version: str) -> int | None:
+def existing_version(
+    conn: Any, item_id: str, image_sha256: str, provider: str, model: str, prompt_version: str
+) -> int | None:
     """The version already made from this exact image, prompt, provider and model, if any."""
     row = conn.execute(
         "SELECT version FROM analyses WHERE item_id = %s AND image_sha256 = %s AND prompt_version = %s"
@@ -24,8 +25,9 @@ def existing_version(conn: Any, item_id: str, image_sha256: str, provider: str, 
 
 
 def category_of(conn: Any, item_id: str, version: int) -> str:
-    row = conn.execute("SELECT category FROM analyses WHERE item_id = %s AND version = %s",
-                       (item_id, version)).fetchone()
+    row = conn.execute(
+        "SELECT category FROM analyses WHERE item_id = %s AND version = %s", (item_id, version)
+    ).fetchone()
     return str(row[0])
 
 
@@ -46,15 +48,23 @@ def insert_analysis(conn: Any, item_id: str, image_sha256: str, analysis: Analys
             ON CONFLICT (item_id, image_sha256, prompt_version, provider, model) DO NOTHING
             RETURNING version
             """,
-            {"item_id": item_id, "category": data["category"], "subcategories": data["subcategories"],
-             "headline": data["headline"], "summary": data["summary"], "raw": json.dumps(data),
-             "provider": analysis.provider, "model": analysis.model,
-             "prompt_version": analysis.prompt_version, "sha": image_sha256,
-             "tin": analysis.input_tokens, "tout": analysis.output_tokens},
+            {
+                "item_id": item_id,
+                "category": data["category"],
+                "subcategories": data["subcategories"],
+                "headline": data["headline"],
+                "summary": data["summary"],
+                "raw": json.dumps(data),
+                "provider": analysis.provider,
+                "model": analysis.model,
+                "prompt_version": analysis.prompt_version,
+                "sha": image_sha256,
+                "tin": analysis.input_tokens,
+                "tout": analysis.output_tokens,
+            },
         ).fetchone()
     if row:
         return int(row[0])
-    version = existing_version(conn, item_id, image_sha256, analysis.provider, analysis.model,
-                               analysis.prompt_version)
+    version = existing_version(conn, item_id, image_sha256, analysis.provider, analysis.model, analysis.prompt_version)
     assert version is not None
     return version

@@ -27,21 +27,32 @@ def _langsmith(key: str) -> Any:
     if _client is None:
         from langsmith import Client
 
-        _client = Client(api_url=os.environ.get("LANGSMITH_ENDPOINT") or None, api_key=key,
-                         auto_batch_tracing=False, timeout_ms=(2_000, 5_000))
+        _client = Client(
+            api_url=os.environ.get("LANGSMITH_ENDPOINT") or None,
+            api_key=key,
+            auto_batch_tracing=False,
+            timeout_ms=(2_000, 5_000),
+        )
     return _client
 
 
-def record_run(*, inputs: dict[str, Any], outputs: dict[str, Any] | None, error: str | None,
-               start: datetime, end: datetime) -> bool:
+def record_run(
+    *, inputs: dict[str, Any], outputs: dict[str, Any] | None, error: str | None, start: datetime, end: datetime
+) -> bool:
     """Send one run if tracing is configured; True if it was sent."""
     key = api_key(LANGSMITH_API_KEY)
     if not key:
         return False
     try:
         _langsmith(key).create_run(
-            name="collections.analyze_image", run_type="llm", inputs=inputs, outputs=outputs, error=error,
-            start_time=start, end_time=end, project_name=os.environ.get("LANGSMITH_PROJECT", "collections"),
+            name="collections.analyze_image",
+            run_type="llm",
+            inputs=inputs,
+            outputs=outputs,
+            error=error,
+            start_time=start,
+            end_time=end,
+            project_name=os.environ.get("LANGSMITH_PROJECT", "collections"),
         )
     except Exception as exc:  # tracing is best effort by design
         logger.warning("LangSmith trace not sent", extra={"error": f"{type(exc).__name__}: {exc}"})

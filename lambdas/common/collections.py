@@ -22,8 +22,21 @@ ANALYSIS_COMPLETE = "AnalysisComplete"
 
 # The fixed category list the analysis tool schema enforces and search filters accept.
 CATEGORIES = (
-    "food", "travel", "home", "fashion", "beauty", "jewelry", "art", "nature", "pets",
-    "people", "technology", "vehicles", "documents", "screenshots", "other",
+    "food",
+    "travel",
+    "home",
+    "fashion",
+    "beauty",
+    "jewelry",
+    "art",
+    "nature",
+    "pets",
+    "people",
+    "technology",
+    "vehicles",
+    "documents",
+    "screenshots",
+    "other",
 )
 
 # SSM SecureString names under `{parameter_prefix}/collections/`; scripts/put_parameters.py writes them.
@@ -45,12 +58,14 @@ class PublishError(RuntimeError):
 
 def publish(source: str, detail_type: str, detail: dict[str, Any]) -> None:
     response = client("events").put_events(
-        Entries=[{
-            "EventBusName": require_env("EVENT_BUS_NAME"),
-            "Source": source,
-            "DetailType": detail_type,
-            "Detail": json.dumps(detail, separators=(",", ":")),
-        }]
+        Entries=[
+            {
+                "EventBusName": require_env("EVENT_BUS_NAME"),
+                "Source": source,
+                "DetailType": detail_type,
+                "Detail": json.dumps(detail, separators=(",", ":")),
+            }
+        ]
     )
     if response.get("FailedEntryCount"):
         entry = response["Entries"][0]

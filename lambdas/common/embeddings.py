@@ -88,8 +88,14 @@ class VoyageEmbedder:
             result: Any = self._client.embed(
                 texts, model=self.model, input_type=input_type, output_dimension=self.dimensions
             )
-        except (error.RateLimitError, error.ServiceUnavailableError, error.ServerError,
-                error.Timeout, error.APIConnectionError, error.TryAgain) as exc:
+        except (
+            error.RateLimitError,
+            error.ServiceUnavailableError,
+            error.ServerError,
+            error.Timeout,
+            error.APIConnectionError,
+            error.TryAgain,
+        ) as exc:
             raise RetryableError(f"voyage: {type(exc).__name__}: {exc}") from exc
         except error.APIError as exc:
             # APIError is also the SDK's catch-all for unexpected 4xx, which retrying cannot fix.

@@ -32,8 +32,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if analysis is None:
         logger.warning("no analysis for item; nothing to embed")
         return {"status": "missing"}
-    text = document_text(analysis["category"], analysis["subcategories"], analysis["headline"],
-                         analysis["summary"], analysis["raw"])
+    text = document_text(
+        analysis["category"], analysis["subcategories"], analysis["headline"], analysis["summary"], analysis["raw"]
+    )
     digest = text_sha256(text)
     embedder = embeddings.embedder()
     if store.stored_hash(conn, item_id, embedder.model) == digest:
@@ -46,10 +47,23 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         metrics.add_metric(name="EmbeddingsFailed_retryable", unit=MetricUnit.Count, value=1)
         raise
     written = store.upsert_embedding(
-        conn, item_id=item_id, model=embedder.model, vector=vector, source_sha256=digest,
-        analysis_version=analysis["version"], user_id=analysis["user_id"], category=analysis["category"],
+        conn,
+        item_id=item_id,
+        model=embedder.model,
+        vector=vector,
+        source_sha256=digest,
+        analysis_version=analysis["version"],
+        user_id=analysis["user_id"],
+        category=analysis["category"],
     )
     metrics.add_metric(name="Embeddings", unit=MetricUnit.Count, value=1)
-    logger.info("embedding stored", extra={"model": embedder.model, "dimensions": len(vector),
-                                           "analysis_version": analysis["version"], "written": written})
+    logger.info(
+        "embedding stored",
+        extra={
+            "model": embedder.model,
+            "dimensions": len(vector),
+            "analysis_version": analysis["version"],
+            "written": written,
+        },
+    )
     return {"status": "embedded", "model": embedder.model}

@@ -19,13 +19,23 @@ def latest_analysis(conn: Any, item_id: str) -> dict[str, Any] | None:
 
 
 def stored_hash(conn: Any, item_id: str, model: str) -> str | None:
-    row = conn.execute("SELECT source_sha256 FROM embeddings WHERE item_id = %s AND model = %s",
-                       (item_id, model)).fetchone()
+    row = conn.execute(
+        "SELECT source_sha256 FROM embeddings WHERE item_id = %s AND model = %s", (item_id, model)
+    ).fetchone()
     return row[0] if row else None
 
 
-def upsert_embedding(conn: Any, *, item_id: str, model: str, vector: list[float], source_sha256: str,
-                     analysis_version: int, user_id: str, category: str) -> bool:
+def upsert_embedding(
+    conn: Any,
+    *,
+    item_id: str,
+    model: str,
+    vector: list[float],
+    source_sha256: str,
+    analysis_version: int,
+    user_id: str,
+    category: str,
+) -> bool:
     """Insert or replace; a late event for an older analysis never overwrites a newer vector."""
     from pgvector import Vector
 

@@ -11,8 +11,7 @@ import hashlib
 from typing import Any
 
 
-def document_text(category: str, subcategories: list[str], headline: str, summary: str,
-                  raw: dict[str, Any]) -> str:
+def document_text(category: str, subcategories: list[str], headline: str, summary: str, raw: dict[str, Any]) -> str:
     details = raw.get("image_details") or {}
     media = raw.get("media_metadata") or {}
     lines = [

@@ -71,8 +71,14 @@ def _report_failure(bucket: str, key: str, item_id: str | None, reason: str, det
     _count("ImagesFailed", reason)
     url = settings().failure_queue_url
     if url:
-        body = {"source": PROCESSOR_SOURCE, "item_id": item_id, "bucket": bucket, "key": key,
-                "reason": reason, "detail": detail}
+        body = {
+            "source": PROCESSOR_SOURCE,
+            "item_id": item_id,
+            "bucket": bucket,
+            "key": key,
+            "reason": reason,
+            "detail": detail,
+        }
         client("sqs").send_message(QueueUrl=url, MessageBody=json.dumps(body))
 
 
@@ -92,8 +98,16 @@ def process(record: dict[str, Any]) -> None:
     conn = pg.connection()
 
     def refuse(exc: Refused, **fields: Any) -> None:
-        upsert_item(conn, item_id=item_id, user_id=user_id, bucket=bucket, original_key=key,
-                    status="failed", failure_reason=f"{exc.reason}: {exc.detail}", **fields)
+        upsert_item(
+            conn,
+            item_id=item_id,
+            user_id=user_id,
+            bucket=bucket,
+            original_key=key,
+            status="failed",
+            failure_reason=f"{exc.reason}: {exc.detail}",
+            **fields,
+        )
         _report_failure(bucket, key, item_id, exc.reason, exc.detail)
 
     size = s3_info["object"].get("size")
@@ -109,8 +123,11 @@ def process(record: dict[str, Any]) -> None:
         return None
     etag = obj["ETag"].strip('"')
     if obj["ContentLength"] > cfg.max_bytes:
-        return refuse(Refused("too_large", f"{obj['ContentLength']} bytes > {cfg.max_bytes}"),
-                      size_bytes=obj["ContentLength"], etag=etag)
+        return refuse(
+            Refused("too_large", f"{obj['ContentLength']} bytes > {cfg.max_bytes}"),
+            size_bytes=obj["ContentLength"],
+            etag=etag,
+        )
     data = obj["Body"].read()
     if not data:
         return refuse(Refused("empty", "zero-byte object"), size_bytes=0, etag=etag)
@@ -122,24 +139,36 @@ def process(record: dict[str, Any]) -> None:
     thumbnail_key = f"thumbnails/{item_id}.jpg"
     analysis_key = f"analysis/{item_id}.jpg"
     for out_key, body in ((thumbnail_key, rendered.thumbnail), (analysis_key, rendered.analysis)):
-        s3.put_object(Bucket=cfg.derived_bucket, Key=out_key, Body=body, ContentType="image/jpeg",
-                      Metadata={"item-id": item_id})
+        s3.put_object(
+            Bucket=cfg.derived_bucket, Key=out_key, Body=body, ContentType="image/jpeg", Metadata={"item-id": item_id}
+        )
     fields = {
-        "item_id": item_id, "user_id": user_id, "bucket": bucket, "original_key": key,
-        "thumbnail_key": thumbnail_key, "analysis_key": analysis_key,
-        "content_type": rendered.content_type, "width": rendered.width, "height": rendered.height,
+        "item_id": item_id,
+        "user_id": user_id,
+        "bucket": bucket,
+        "original_key": key,
+        "thumbnail_key": thumbnail_key,
+        "analysis_key": analysis_key,
+        "content_type": rendered.content_type,
+        "width": rendered.width,
+        "height": rendered.height,
         "etag": etag,
     }
     upsert_item(conn, status="processed", size_bytes=len(data), **fields)
-    publish(PROCESSOR_SOURCE, IMAGE_PROCESSED,
-            {**fields, "derived_bucket": cfg.derived_bucket, "schema_version": SCHEMA_VERSION})
-    logger.info("image processed", extra={"width": rendered.width, "height": rendered.height,
-                                          "content_type": rendered.content_type})
+    publish(
+        PROCESSOR_SOURCE,
+        IMAGE_PROCESSED,
+        {**fields, "derived_bucket": cfg.derived_bucket, "schema_version": SCHEMA_VERSION},
+    )
+    logger.info(
+        "image processed",
+        extra={"width": rendered.width, "height": rendered.height, "content_type": rendered.content_type},
+    )
     _count("ImagesProcessed")
     return None
 
 
-@logger.inject_lambda_context(correlation_id_path="Records[0].responseElements.\"x-amz-request-id\"")
+@logger.inject_lambda_context(correlation_id_path='Records[0].responseElements."x-amz-request-id"')
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: Any) -> None:

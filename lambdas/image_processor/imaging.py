@@ -18,7 +18,11 @@ ANALYSIS_MAX_PIXELS = 1_150_000
 JPEG_QUALITY = 85
 
 CONTENT_TYPES = {
-    "JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "WEBP": "image/webp", "HEIF": "image/heic",
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+    "HEIF": "image/heic",
 }
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _ORIENTATION = 0x0112

@@ -29,8 +29,14 @@ def item_id_for(bucket: str, key: str) -> str:
 
 def upsert_item(conn: Any, **fields: Any) -> None:
     row = {
-        "failure_reason": None, "content_type": None, "width": None, "height": None,
-        "size_bytes": None, "etag": None, "thumbnail_key": None, "analysis_key": None,
+        "failure_reason": None,
+        "content_type": None,
+        "width": None,
+        "height": None,
+        "size_bytes": None,
+        "etag": None,
+        "thumbnail_key": None,
+        "analysis_key": None,
         **fields,
     }
     conn.execute(_UPSERT, row)

@@ -59,14 +59,14 @@ def apply_migrations(conn: Any, directory: Path = SQL_DIR) -> list[str]:
             " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
             " applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0]: (row[1], row[2]) for row in conn.execute(
-            "SELECT version, name, checksum FROM schema_migrations").fetchall()}
+        done = {
+            row[0]: (row[1], row[2])
+            for row in conn.execute("SELECT version, name, checksum FROM schema_migrations").fetchall()
+        }
         for migration in migrations:
             if migration.version in done:
                 if done[migration.version][1] != migration.checksum:
-                    raise MigrationError(
-                        f"{migration.name} changed after it was applied; add a new migration instead"
-                    )
+                    raise MigrationError(f"{migration.name} changed after it was applied; add a new migration instead")
                 continue
             with conn.transaction():
                 conn.execute(migration.sql)

@@ -54,7 +54,8 @@ def _thumbnail_url(key: str | None) -> str | None:
     if not key:
         return None
     return _presigner().generate_presigned_url(
-        "get_object", Params={"Bucket": require_env("DERIVED_BUCKET"), "Key": key},
+        "get_object",
+        Params={"Bucket": require_env("DERIVED_BUCKET"), "Key": key},
         ExpiresIn=env_int("THUMBNAIL_URL_TTL_SECONDS", 300),
     )
 
@@ -78,17 +79,31 @@ def search() -> Response:
     except RetryableError as exc:
         logger.warning("embedding provider unavailable", extra={"error": str(exc)})
         raise HttpError(503, "search is temporarily unavailable") from None
-    results = queries.search(pg.connection(), vector, embedder.model, user_id=user_id, category=category,
-                             limit=int(raw_limit))
+    results = queries.search(
+        pg.connection(), vector, embedder.model, user_id=user_id, category=category, limit=int(raw_limit)
+    )
     metrics.add_metric(name="Searches", unit=MetricUnit.Count, value=1)
-    return json_response(200, {
-        "query": q, "model": embedder.model, "count": len(results),
-        "results": [{
-            "item_id": str(r["item_id"]), "score": round(float(r["score"]), 6), "user_id": r["user_id"],
-            "category": r["category"], "subcategories": r["subcategories"], "headline": r["headline"],
-            "summary": r["summary"], "thumbnail_url": _thumbnail_url(r["thumbnail_key"]),
-        } for r in results],
-    })
+    return json_response(
+        200,
+        {
+            "query": q,
+            "model": embedder.model,
+            "count": len(results),
+            "results": [
+                {
+                    "item_id": str(r["item_id"]),
+                    "score": round(float(r["score"]), 6),
+                    "user_id": r["user_id"],
+                    "category": r["category"],
+                    "subcategories": r["subcategories"],
+                    "headline": r["headline"],
+                    "summary": r["summary"],
+                    "thumbnail_url": _thumbnail_url(r["thumbnail_key"]),
+                }
+                for r in results
+            ],
+        },
+    )
 
 
 @app.get("/items/<item_id>")

@@ -57,14 +57,16 @@ def configure_hnsw(conn: Any) -> None:
     )
 
 
-def search(conn: Any, vector: list[float], model: str, *, user_id: str | None, category: str | None,
-           limit: int) -> list[dict[str, Any]]:
+def search(
+    conn: Any, vector: list[float], model: str, *, user_id: str | None, category: str | None, limit: int
+) -> list[dict[str, Any]]:
     from pgvector import Vector
 
     with conn.transaction():
         configure_hnsw(conn)
-        rows = conn.execute(_SEARCH, {"q": Vector(vector), "model": model, "user_id": user_id,
-                                      "category": category, "limit": limit}).fetchall()
+        rows = conn.execute(
+            _SEARCH, {"q": Vector(vector), "model": model, "user_id": user_id, "category": category, "limit": limit}
+        ).fetchall()
     keys = ("item_id", "score", "user_id", "thumbnail_key", "category", "subcategories", "headline", "summary")
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -73,17 +75,56 @@ def item(conn: Any, item_id: str) -> dict[str, Any] | None:
     row = conn.execute(_ITEM, (item_id,)).fetchone()
     if row is None:
         return None
-    (item_id_, user_id, status, failure_reason, content_type, width, height, original_key, thumbnail_key,
-     created_at, updated_at, version, category, subcategories, headline, summary, raw, provider, model,
-     prompt_version, analyzed_at) = row
-    analysis = None if version is None else {
-        "version": version, "category": category, "subcategories": subcategories, "headline": headline,
-        "summary": summary, "details": raw, "provider": provider, "model": model,
-        "prompt_version": prompt_version, "created_at": analyzed_at.isoformat(),
-    }
+    (
+        item_id_,
+        user_id,
+        status,
+        failure_reason,
+        content_type,
+        width,
+        height,
+        original_key,
+        thumbnail_key,
+        created_at,
+        updated_at,
+        version,
+        category,
+        subcategories,
+        headline,
+        summary,
+        raw,
+        provider,
+        model,
+        prompt_version,
+        analyzed_at,
+    ) = row
+    analysis = (
+        None
+        if version is None
+        else {
+            "version": version,
+            "category": category,
+            "subcategories": subcategories,
+            "headline": headline,
+            "summary": summary,
+            "details": raw,
+            "provider": provider,
+            "model": model,
+            "prompt_version": prompt_version,
+            "created_at": analyzed_at.isoformat(),
+        }
+    )
     return {
-        "item_id": str(item_id_), "user_id": user_id, "status": status, "failure_reason": failure_reason,
-        "content_type": content_type, "width": width, "height": height, "original_key": original_key,
-        "thumbnail_key": thumbnail_key, "created_at": created_at.isoformat(),
-        "updated_at": updated_at.isoformat(), "analysis": analysis,
+        "item_id": str(item_id_),
+        "user_id": user_id,
+        "status": status,
+        "failure_reason": failure_reason,
+        "content_type": content_type,
+        "width": width,
+        "height": height,
+        "original_key": original_key,
+        "thumbnail_key": thumbnail_key,
+        "created_at": created_at.isoformat(),
+        "updated_at": updated_at.isoformat(),
+        "analysis": analysis,
     }

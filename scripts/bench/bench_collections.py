@@ -33,8 +33,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {
-    "POWERTOOLS_SERVICE_NAME": "collections-bench", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
-    "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "ERROR", "AWS_DEFAULT_REGION": "eu-west-1",
+    "POWERTOOLS_SERVICE_NAME": "collections-bench",
+    "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "AWS_DEFAULT_REGION": "eu-west-1",
 }
 
 
@@ -147,15 +150,18 @@ def bench_search(n: int, n_queries: int) -> list[str]:
         apply_migrations(conn)
         register_vector(conn)
         [index_def] = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_hnsw_cosine_idx'").fetchone() or [""]
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_hnsw_cosine_idx'"
+        ).fetchone() or [""]
         conn.execute("DROP INDEX embeddings_hnsw_cosine_idx")  # bulk load first, build once
         load_start = time.perf_counter()
         with conn.transaction(), conn.cursor() as cur:
             with cur.copy("COPY items (item_id, user_id, bucket, original_key, status) FROM STDIN") as cp:
                 for i in ids:
                     cp.write_row((i, "bench", "b", str(i), "processed"))
-            with cur.copy("COPY embeddings (item_id, model, dimensions, embedding, source_sha256, analysis_version,"
-                          " user_id, category) FROM STDIN WITH (FORMAT BINARY)") as cp:
+            with cur.copy(
+                "COPY embeddings (item_id, model, dimensions, embedding, source_sha256, analysis_version,"
+                " user_id, category) FROM STDIN WITH (FORMAT BINARY)"
+            ) as cp:
                 cp.set_types(["uuid", "text", "int4", "vector", "text", "int4", "text", "text"])
                 for i, v, f in zip(ids, vectors, filtered, strict=True):
                     cp.write_row((i, "m", dims, v, "s", 1, "bench", "food" if f else "other"))
@@ -181,11 +187,13 @@ def bench_search(n: int, n_queries: int) -> list[str]:
         all_recall, all_ms, all_short = run(np.ones(n, bool), None)
         f_recall, f_ms, f_short = run(filtered, "food")
         ef = os.environ.get("HNSW_EF_SEARCH", "400")
+
         def exact_scan() -> None:
             with conn.transaction():
                 conn.execute("SET LOCAL enable_indexscan = off")
-                conn.execute("SELECT item_id FROM embeddings ORDER BY embedding <=> %s LIMIT 10",
-                             (Vector(qs[0].tolist()),)).fetchall()
+                conn.execute(
+                    "SELECT item_id FROM embeddings ORDER BY embedding <=> %s LIMIT 10", (Vector(qs[0].tolist()),)
+                ).fetchall()
 
         exact_ms = median_seconds(exact_scan, 3)
         conn.close()
@@ -205,34 +213,53 @@ def bench_search(n: int, n_queries: int) -> list[str]:
 
 def cold_import(module: str, after: str = "", runs: int = 5) -> tuple[float, list[str]]:
     code = (
-        "import sys, time, json; t = time.perf_counter(); import " + module + "; " + (after or "pass") +
-        "; print(json.dumps([time.perf_counter() - t, sorted(m for m in ('anthropic', 'voyageai', 'PIL', "
+        "import sys, time, json; t = time.perf_counter(); import "
+        + module
+        + "; "
+        + (after or "pass")
+        + "; print(json.dumps([time.perf_counter() - t, sorted(m for m in ('anthropic', 'voyageai', 'PIL', "
         "'psycopg', 'numpy') if m in sys.modules)]))"
     )
     import json
 
     results = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
-                             env={**os.environ, **ENV, "PYTHONDONTWRITEBYTECODE": "1"})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, **ENV, "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         results.append(json.loads(out.stdout))
     return statistics.median(r[0] for r in results), results[-1][1]
 
 
 def bench_imports() -> list[str]:
-    floor, _ = cold_import("boto3, aws_lambda_powertools.logging, aws_lambda_powertools.metrics, "
-                           "aws_lambda_powertools.tracing")
-    lines = ["| cold import (fresh interpreter) | median ms | heavy modules loaded |", "|---|---|---|",
-             f"| floor: boto3 + Powertools | {floor * 1000:.0f} | |"]
-    for module in ("lambdas.image_processor.handler", "lambdas.analyzer.handler", "lambdas.embedder.handler",
-                   "lambdas.search.handler", "lambdas.migrations.handler"):
+    floor, _ = cold_import(
+        "boto3, aws_lambda_powertools.logging, aws_lambda_powertools.metrics, aws_lambda_powertools.tracing"
+    )
+    lines = [
+        "| cold import (fresh interpreter) | median ms | heavy modules loaded |",
+        "|---|---|---|",
+        f"| floor: boto3 + Powertools | {floor * 1000:.0f} | |",
+    ]
+    for module in (
+        "lambdas.image_processor.handler",
+        "lambdas.analyzer.handler",
+        "lambdas.embedder.handler",
+        "lambdas.search.handler",
+        "lambdas.migrations.handler",
+    ):
         seconds, loaded = cold_import(module)
         lines.append(f"| {module} | {seconds * 1000:.0f} | {', '.join(loaded) or '-'} |")
     seconds, loaded = cold_import(
         "lambdas.analyzer.providers",
         "import os; os.environ.update(COLLECTIONS_PARAMETER_PREFIX='/x'); "
         "lambdas.analyzer.providers._analyzer = lambdas.analyzer.providers.LocalAnalyzer(); "
-        "lambdas.analyzer.providers.analyzer()")
+        "lambdas.analyzer.providers.analyzer()",
+    )
     lines.append(f"| analyzer with the local provider selected | {seconds * 1000:.0f} | {', '.join(loaded) or '-'} |")
     return lines
 

@@ -136,16 +136,19 @@ def test_duplicate_notification_adds_no_rows(runtime: LocalRuntime, db: Any, upl
     before = db.execute("SELECT updated_at FROM items WHERE item_id = %s", (item_id,)).fetchone()[0]
     s3 = runtime.client("s3")
     s3.put_object(Bucket=runtime.output("ImagesBucketName"), Key=f"{USER}/red square.JPG", Body=image(COLOURS["red"]))
-    wait_for(lambda: db.execute("SELECT updated_at FROM items WHERE item_id = %s", (item_id,)).fetchone()[0] > before,
-             what="the processor to run again")
+    wait_for(
+        lambda: db.execute("SELECT updated_at FROM items WHERE item_id = %s", (item_id,)).fetchone()[0] > before,
+        what="the processor to run again",
+    )
     time.sleep(3)  # let the analyzer and embedder see the redelivered events
     assert (count(db, "items"), count(db, "analyses"), count(db, "embeddings")) == (3, 3, 3)
 
 
 def test_corrupt_image_ends_in_the_failure_queue_with_its_reason(runtime: LocalRuntime, db: Any, uploaded) -> None:
     s3, sqs = runtime.client("s3"), runtime.client("sqs")
-    s3.put_object(Bucket=runtime.output("ImagesBucketName"), Key=f"{USER}/broken.jpg",
-                  Body=b"\xff\xd8\xff\xe0" + b"\x00" * 512)
+    s3.put_object(
+        Bucket=runtime.output("ImagesBucketName"), Key=f"{USER}/broken.jpg", Body=b"\xff\xd8\xff\xe0" + b"\x00" * 512
+    )
     queue = sqs.get_queue_url(QueueName="collections-dev-ImageProcessorLambda-failures")["QueueUrl"]
 
     def failure() -> Any:
@@ -156,4 +159,5 @@ def test_corrupt_image_ends_in_the_failure_queue_with_its_reason(runtime: LocalR
     body = wait_for(failure, timeout=60, what="the failure message")
     assert body["reason"] == "corrupt" and body["source"] == "collections.imageprocessor"
     assert db.execute("SELECT status FROM items WHERE original_key = %s", (f"{USER}/broken.jpg",)).fetchone() == (
-        "failed",)
+        "failed",
+    )

@@ -16,7 +16,7 @@ from cdk_nag import AwsSolutionsChecks
 from infrastructure.config import get_config
 from infrastructure.platform import build_platform
 
-SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+SKIP_BUNDLING: dict[str, list[str]] = {"aws:cdk:bundling-stacks": []}
 
 
 @dataclass

@@ -57,60 +57,79 @@ def _bucket_id(template: Template, prefix: str) -> str:
 
 # --- data stack -------------------------------------------------------------------------------
 
+
 def test_database_settings_per_environment(data: Template, env_name: str) -> None:
     prod = env_name == "prod"
-    data.has_resource("AWS::RDS::DBInstance", {
-        "Properties": Match.object_like({
-            "Engine": "postgres",
-            "EngineVersion": Match.string_like_regexp(r"^1[6-9]"),
-            "StorageEncrypted": True,
-            "PubliclyAccessible": False,
-            "DeletionProtection": prod,
-            "MultiAZ": prod,
-            "DBInstanceClass": "db.t4g.small" if prod else "db.t4g.micro",
-            "MasterUsername": Match.any_value(),
-        }),
-        "DeletionPolicy": "Snapshot" if prod else "Delete",
-    })
+    data.has_resource(
+        "AWS::RDS::DBInstance",
+        {
+            "Properties": Match.object_like(
+                {
+                    "Engine": "postgres",
+                    "EngineVersion": Match.string_like_regexp(r"^1[6-9]"),
+                    "StorageEncrypted": True,
+                    "PubliclyAccessible": False,
+                    "DeletionProtection": prod,
+                    "MultiAZ": prod,
+                    "DBInstanceClass": "db.t4g.small" if prod else "db.t4g.micro",
+                    "MasterUsername": Match.any_value(),
+                }
+            ),
+            "DeletionPolicy": "Snapshot" if prod else "Delete",
+        },
+    )
     # Credentials are the secret RDS/CDK generates, rotated.
     data.resource_count_is("AWS::SecretsManager::Secret", 1)
     data.resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
 
 
 def test_database_reachable_only_from_the_functions_security_group(data: Template) -> None:
-    functions_sg = next(k for k, v in data.find_resources("AWS::EC2::SecurityGroup").items()
-                        if "Collections functions" in v["Properties"]["GroupDescription"])
+    functions_sg = next(
+        k
+        for k, v in data.find_resources("AWS::EC2::SecurityGroup").items()
+        if "Collections functions" in v["Properties"]["GroupDescription"]
+    )
     ingress = [r["Properties"] for r in data.find_resources("AWS::EC2::SecurityGroupIngress").values()]
     # Ours, plus the identical one the rotation (placed in the functions' group) adds.
-    assert ingress and all(p["SourceSecurityGroupId"] == {"Fn::GetAtt": [functions_sg, "GroupId"]}
-                           and p["IpProtocol"] == "tcp" for p in ingress)
+    assert ingress and all(
+        p["SourceSecurityGroupId"] == {"Fn::GetAtt": [functions_sg, "GroupId"]} and p["IpProtocol"] == "tcp"
+        for p in ingress
+    )
     assert any((p["FromPort"], p["ToPort"]) == (5432, 5432) for p in ingress)
-    db_sg = next(v for v in data.find_resources("AWS::EC2::SecurityGroup").values()
-                 if "PostgreSQL" in v["Properties"]["GroupDescription"])
+    db_sg = next(
+        v
+        for v in data.find_resources("AWS::EC2::SecurityGroup").values()
+        if "PostgreSQL" in v["Properties"]["GroupDescription"]
+    )
     assert "SecurityGroupIngress" not in db_sg["Properties"]
 
 
 def test_subnets_and_nat_per_environment(data: Template, env_name: str) -> None:
     data.resource_count_is("AWS::EC2::NatGateway", 2 if env_name == "prod" else 1)
     subnets = data.find_resources("AWS::EC2::Subnet")
-    kinds = {tag["Value"] for s in subnets.values() for tag in s["Properties"]["Tags"]
-             if tag["Key"] == "aws-cdk:subnet-type"}
+    kinds = {
+        tag["Value"] for s in subnets.values() for tag in s["Properties"]["Tags"] if tag["Key"] == "aws-cdk:subnet-type"
+    }
     assert kinds == {"Public", "Private", "Isolated"}
     [db_subnets] = data.find_resources("AWS::RDS::DBSubnetGroup").values()
-    isolated = {k for k, s in subnets.items() if {"Key": "aws-cdk:subnet-type", "Value": "Isolated"}
-                in s["Properties"]["Tags"]}
+    isolated = {
+        k for k, s in subnets.items() if {"Key": "aws-cdk:subnet-type", "Value": "Isolated"} in s["Properties"]["Tags"]
+    }
     assert {r["Ref"] for r in db_subnets["Properties"]["SubnetIds"]} == isolated
     data.resource_count_is("AWS::EC2::FlowLog", 1)
 
 
 # --- compute stack ----------------------------------------------------------------------------
 
+
 def test_function_names_handlers_and_vpc(compute: Template, env_name: str) -> None:
-    for name, handler in (("ImageProcessorLambda", "lambdas.image_processor.handler.handler"),
-                          ("AnalyzerLambda", "lambdas.analyzer.handler.handler"),
-                          ("EmbedderLambda", "lambdas.embedder.handler.handler"),
-                          ("SearchLambda", "lambdas.search.handler.handler"),
-                          ("MigrateLambda", "lambdas.migrations.handler.handler")):
+    for name, handler in (
+        ("ImageProcessorLambda", "lambdas.image_processor.handler.handler"),
+        ("AnalyzerLambda", "lambdas.analyzer.handler.handler"),
+        ("EmbedderLambda", "lambdas.embedder.handler.handler"),
+        ("SearchLambda", "lambdas.search.handler.handler"),
+        ("MigrateLambda", "lambdas.migrations.handler.handler"),
+    ):
         _, fn = _function(compute, f"collections-{env_name}-{name}")
         props = fn["Properties"]
         assert props["Handler"] == handler
@@ -145,8 +164,10 @@ def test_outputs_can_never_retrigger_the_processor(compute: Template, env_name: 
     statements = _statements(compute, f"collections-{env_name}-ImageProcessorLambda")
     images, derived = _bucket_id(compute, "ImagesBucket"), _bucket_id(compute, "DerivedBucket")
     writes = _resources_for(statements, "s3:PutObject")
-    assert writes == [{"Fn::Join": ["", [{"Fn::GetAtt": [derived, "Arn"]}, "/thumbnails/*"]]},
-                      {"Fn::Join": ["", [{"Fn::GetAtt": [derived, "Arn"]}, "/analysis/*"]]}]
+    assert writes == [
+        {"Fn::Join": ["", [{"Fn::GetAtt": [derived, "Arn"]}, "/thumbnails/*"]]},
+        {"Fn::Join": ["", [{"Fn::GetAtt": [derived, "Arn"]}, "/analysis/*"]]},
+    ]
     assert not any(images in str(r) for r in writes)
     # Only the images bucket has a notification.
     [notifications] = compute.find_resources("Custom::S3BucketNotifications").values()
@@ -157,23 +178,34 @@ def test_buckets_are_private_encrypted_and_tls_only(compute: Template) -> None:
     for bucket in compute.find_resources("AWS::S3::Bucket").values():
         props = bucket["Properties"]
         assert props["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
         assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     for policy in compute.find_resources("AWS::S3::BucketPolicy").values():
-        assert any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Effect"] == "Deny"
-                   for s in policy["Properties"]["PolicyDocument"]["Statement"])
+        assert any(
+            s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Effect"] == "Deny"
+            for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        )
 
 
-@pytest.mark.parametrize(("rule", "source", "detail_type", "target"), [
-    ("ImageProcessedRule", "collections.imageprocessor", "ImageProcessed", "AnalyzerLambda"),
-    ("AnalysisCompleteRule", "collections.analyzer", "AnalysisComplete", "EmbedderLambda"),
-])
-def test_rules_target_with_retries_and_dead_letter_queues(compute: Template, env_name: str, rule: str,
-                                                          source: str, detail_type: str, target: str) -> None:
+@pytest.mark.parametrize(
+    ("rule", "source", "detail_type", "target"),
+    [
+        ("ImageProcessedRule", "collections.imageprocessor", "ImageProcessed", "AnalyzerLambda"),
+        ("AnalysisCompleteRule", "collections.analyzer", "AnalysisComplete", "EmbedderLambda"),
+    ],
+)
+def test_rules_target_with_retries_and_dead_letter_queues(
+    compute: Template, env_name: str, rule: str, source: str, detail_type: str, target: str
+) -> None:
     target_id, _ = _function(compute, f"collections-{env_name}-{target}")
     [bus_id] = compute.find_resources("AWS::Events::EventBus", {"Properties": {"Name": f"collections-{env_name}"}})
-    [(_, found)] = compute.find_resources("AWS::Events::Rule", {
-        "Properties": {"Name": f"collections-{env_name}-{rule}"}}).items()
+    [(_, found)] = compute.find_resources(
+        "AWS::Events::Rule", {"Properties": {"Name": f"collections-{env_name}-{rule}"}}
+    ).items()
     props = found["Properties"]
     assert props["EventBusName"] == {"Ref": bus_id}
     assert props["EventPattern"] == {"source": [source], "detail-type": [detail_type]}
@@ -184,20 +216,26 @@ def test_rules_target_with_retries_and_dead_letter_queues(compute: Template, env
     dlq = compute.find_resources("AWS::SQS::Queue")[dlq_id]["Properties"]
     assert dlq["QueueName"] == f"collections-{env_name}-{rule}-dlq" and dlq["SqsManagedSseEnabled"] is True
     # The function itself also has an on-failure destination for failed invocations.
-    compute.has_resource_properties("AWS::Lambda::EventInvokeConfig", {
-        "FunctionName": {"Ref": target_id},
-        "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
-    })
+    compute.has_resource_properties(
+        "AWS::Lambda::EventInvokeConfig",
+        {
+            "FunctionName": {"Ref": target_id},
+            "DestinationConfig": {"OnFailure": {"Destination": Match.any_value()}},
+        },
+    )
 
 
 def test_api_keys_readable_by_exactly_the_named_parameters(compute: Template, env_name: str) -> None:
     def parameters(function: str) -> list[str]:
-        return sorted(r["Fn::Join"][1][-1] for r in
-                      _resources_for(_statements(compute, f"collections-{env_name}-{function}"), "ssm:GetParameter"))
+        return sorted(
+            r["Fn::Join"][1][-1]
+            for r in _resources_for(_statements(compute, f"collections-{env_name}-{function}"), "ssm:GetParameter")
+        )
 
     prefix = f":parameter/platform/{env_name}/collections/"
     assert parameters("AnalyzerLambda") == sorted(
-        prefix + n for n in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY"))
+        prefix + n for n in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY")
+    )
     assert parameters("EmbedderLambda") == [prefix + "VOYAGE_API_KEY"]
     assert parameters("SearchLambda") == [prefix + "VOYAGE_API_KEY"]
     assert parameters("ImageProcessorLambda") == [] and parameters("MigrateLambda") == []
@@ -208,9 +246,12 @@ def test_every_function_reads_the_database_secret_and_nothing_broader(compute: T
         statements = _statements(compute, f"collections-{env_name}-{name}")
         secrets = _resources_for(statements, "secretsmanager:GetSecretValue")
         assert len(secrets) == 1 and "Fn::ImportValue" in str(secrets[0])
-        assert all(r != "*" for s in statements for r in (s["Resource"] if isinstance(s["Resource"], list)
-                                                          else [s["Resource"]])
-                   if not str(s["Action"]).startswith("['xray") and "xray" not in str(s["Action"]))
+        assert all(
+            r != "*"
+            for s in statements
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+            if not str(s["Action"]).startswith("['xray") and "xray" not in str(s["Action"])
+        )
 
 
 def test_search_api_uses_iam_authorization(compute: Template, env_name: str) -> None:
@@ -223,7 +264,10 @@ def test_migrations_run_by_a_trigger_before_the_functions(compute: Template, env
     migrate_id, _ = _function(compute, f"collections-{env_name}-MigrateLambda")
     [(trigger_id, trigger)] = compute.find_resources("Custom::Trigger").items()
     # The trigger invokes the current version, so a code change re-runs the migrations.
-    assert trigger["Properties"]["HandlerArn"]["Ref"].startswith(migrate_id.replace("Function", "FunctionCurrentVersion")[:-8])
-    processor = compute.find_resources("AWS::Lambda::Function")[_function(
-        compute, f"collections-{env_name}-ImageProcessorLambda")[0]]
+    assert trigger["Properties"]["HandlerArn"]["Ref"].startswith(
+        migrate_id.replace("Function", "FunctionCurrentVersion")[:-8]
+    )
+    processor = compute.find_resources("AWS::Lambda::Function")[
+        _function(compute, f"collections-{env_name}-ImageProcessorLambda")[0]
+    ]
     assert trigger_id in processor.get("DependsOn", [])

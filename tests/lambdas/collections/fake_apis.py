@@ -77,15 +77,28 @@ LANGSMITH_RUNS = "/runs"
 CHAT_COMPLETIONS = "/v1/chat/completions"
 
 
-def tool_use(tool_input: dict[str, Any], *, stop_reason: str = "tool_use", name: str = "record_image_analysis",
-             input_tokens: int = 1500, output_tokens: int = 250) -> tuple[int, Any, dict[str, str]]:
-    return 200, {
-        "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-        "model": "claude-sonnet-4-5", "stop_sequence": None, "stop_reason": stop_reason,
-        "content": [{"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": name,
-                     "input": tool_input}],
-        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
-    }, {"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"}
+def tool_use(
+    tool_input: dict[str, Any],
+    *,
+    stop_reason: str = "tool_use",
+    name: str = "record_image_analysis",
+    input_tokens: int = 1500,
+    output_tokens: int = 250,
+) -> tuple[int, Any, dict[str, str]]:
+    return (
+        200,
+        {
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-sonnet-4-5",
+            "stop_sequence": None,
+            "stop_reason": stop_reason,
+            "content": [{"type": "tool_use", "id": "toolu_01A09q90qw90lq917835lq9", "name": name, "input": tool_input}],
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+        },
+        {"request-id": "req_011CSHoEeqs5C35K2UUqR7Fy"},
+    )
 
 
 def anthropic_error(status: int, kind: str, headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, str]]:
@@ -93,8 +106,16 @@ def anthropic_error(status: int, kind: str, headers: dict[str, str] | None = Non
 
 
 def voyage_embeddings(vectors: list[list[float]], tokens: int = 12) -> tuple[int, Any, dict[str, str]]:
-    return 200, {"object": "list", "model": "voyage-3.5-lite", "usage": {"total_tokens": tokens},
-                 "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)]}, {}
+    return (
+        200,
+        {
+            "object": "list",
+            "model": "voyage-3.5-lite",
+            "usage": {"total_tokens": tokens},
+            "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+        },
+        {},
+    )
 
 
 VALID_ANALYSIS = {
@@ -102,21 +123,52 @@ VALID_ANALYSIS = {
     "subcategories": ["dessert", "baking"],
     "headline": "Strawberry tart on a marble counter",
     "summary": "A homemade strawberry tart with glazed berries sits on a white marble counter. "
-               "Soft daylight comes from the left.",
-    "image_details": {"objects": ["tart", "strawberries", "counter"], "colors": ["red", "white"],
-                      "setting": "kitchen", "text": "", "mood": "cheerful"},
+    "Soft daylight comes from the left.",
+    "image_details": {
+        "objects": ["tart", "strawberries", "counter"],
+        "colors": ["red", "white"],
+        "setting": "kitchen",
+        "text": "",
+        "mood": "cheerful",
+    },
     "media_metadata": {"media_type": "photo", "orientation": "landscape", "quality": "high"},
 }
 
 
-def openai_call(arguments: str, *, finish_reason: str = "stop", prompt_tokens: int = 1200,
-                completion_tokens: int = 180) -> tuple[int, Any, dict[str, str]]:
-    return 200, {
-        "id": "chatcmpl-AbC123", "object": "chat.completion", "created": 1795460400, "model": "gpt-4.1",
-        "choices": [{"index": 0, "finish_reason": finish_reason, "logprobs": None, "message": {
-            "role": "assistant", "content": None, "refusal": None,
-            "tool_calls": [{"id": "call_Xy12", "type": "function",
-                            "function": {"name": "record_image_analysis", "arguments": arguments}}]}}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
-    }, {}
+def openai_call(
+    arguments: str, *, finish_reason: str = "stop", prompt_tokens: int = 1200, completion_tokens: int = 180
+) -> tuple[int, Any, dict[str, str]]:
+    return (
+        200,
+        {
+            "id": "chatcmpl-AbC123",
+            "object": "chat.completion",
+            "created": 1795460400,
+            "model": "gpt-4.1",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish_reason,
+                    "logprobs": None,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "refusal": None,
+                        "tool_calls": [
+                            {
+                                "id": "call_Xy12",
+                                "type": "function",
+                                "function": {"name": "record_image_analysis", "arguments": arguments},
+                            }
+                        ],
+                    },
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        },
+        {},
+    )

@@ -21,7 +21,8 @@ from lambdas.common.collections import RetryableError
 def rows(db: Any) -> list[tuple[Any, ...]]:
     return db.execute(
         "SELECT version, category, provider, model, prompt_version, input_tokens, output_tokens, raw"
-        " FROM analyses ORDER BY version").fetchall()
+        " FROM analyses ORDER BY version"
+    ).fetchall()
 
 
 @pytest.fixture
@@ -33,8 +34,13 @@ def test_local_provider_without_key(aws_env, db, context) -> None:
     event = processed_event(aws_env, "u1/red.jpg", jpeg(color=(220, 20, 20)), context)
     assert analyzer.handler(event, context)["status"] == "analyzed"
     [(version, category, provider, model, prompt_version, tin, tout, raw)] = rows(db)
-    assert (version, category, provider, model, prompt_version) == (1, "other", "local", "local-pixels-v1",
-                                                                    PROMPT_VERSION)
+    assert (version, category, provider, model, prompt_version) == (
+        1,
+        "other",
+        "local",
+        "local-pixels-v1",
+        PROMPT_VERSION,
+    )
     assert (tin, tout) == (0, 0) and "red" in raw["image_details"]["colors"] and "blue" in raw["subcategories"]
     assert validate_analysis(raw) == []
     [done] = aws_env.events()
@@ -64,8 +70,11 @@ def test_anthropic_forced_strict_tool_call(aws_env, db, context, fake_apis, with
 
 def test_invalid_output_then_valid_retry(aws_env, db, context, fake_apis, with_key) -> None:
     event = processed_event(aws_env, "u1/tart.jpg", jpeg(), context)
-    fake_apis.queue(MESSAGES, tool_use({**VALID_ANALYSIS, "category": "spaceships"}, input_tokens=10, output_tokens=5),
-                    tool_use(VALID_ANALYSIS, input_tokens=20, output_tokens=7))
+    fake_apis.queue(
+        MESSAGES,
+        tool_use({**VALID_ANALYSIS, "category": "spaceships"}, input_tokens=10, output_tokens=5),
+        tool_use(VALID_ANALYSIS, input_tokens=20, output_tokens=7),
+    )
     analyzer.handler(event, context)
     [(_, category, _, _, _, tin, tout, _)] = rows(db)
     assert (category, tin, tout) == ("food", 30, 12)  # usage of both calls is recorded
@@ -77,21 +86,24 @@ def test_invalid_output_then_valid_retry(aws_env, db, context, fake_apis, with_k
 
 def test_truncated_reply_is_retried_then_fails(aws_env, db, context, fake_apis, with_key) -> None:
     event = processed_event(aws_env, "u1/tart.jpg", jpeg(), context)
-    fake_apis.queue(MESSAGES, tool_use(VALID_ANALYSIS, stop_reason="max_tokens"),
-                    tool_use({"category": "food"}))
+    fake_apis.queue(MESSAGES, tool_use(VALID_ANALYSIS, stop_reason="max_tokens"), tool_use({"category": "food"}))
     with pytest.raises(InvalidOutput, match="missing"):
         analyzer.handler(event, context)
     assert rows(db) == [] and aws_env.events() == []
     assert len(fake_apis.requests) == 2
 
 
-@pytest.mark.parametrize(("status", "kind", "headers", "message"), [
-    (429, "rate_limit_error", {"retry-after": "17"}, "429 (retry-after 17s)"),
-    (500, "api_error", {}, "500"),
-    (529, "overloaded_error", {}, "529"),
-])
-def test_retryable_errors_raise_without_sdk_retries(aws_env, db, context, fake_apis, with_key,
-                                                    status, kind, headers, message) -> None:
+@pytest.mark.parametrize(
+    ("status", "kind", "headers", "message"),
+    [
+        (429, "rate_limit_error", {"retry-after": "17"}, "429 (retry-after 17s)"),
+        (500, "api_error", {}, "500"),
+        (529, "overloaded_error", {}, "529"),
+    ],
+)
+def test_retryable_errors_raise_without_sdk_retries(
+    aws_env, db, context, fake_apis, with_key, status, kind, headers, message
+) -> None:
     event = processed_event(aws_env, "u1/tart.jpg", jpeg(), context)
     fake_apis.queue(MESSAGES, anthropic_error(status, kind, headers))
     with pytest.raises(RetryableError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -158,8 +170,15 @@ def test_tracing_failure_never_fails_the_analysis(aws_env, db, context, fake_api
 
 
 def test_import_does_not_load_sdks() -> None:
-    code = ("import sys, lambdas.analyzer.handler, lambdas.embedder.handler, lambdas.search.handler; "
-            "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg','langsmith','openai') if m in sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True,
-                         check=True, env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": ""})
+    code = (
+        "import sys, lambdas.analyzer.handler, lambdas.embedder.handler, lambdas.search.handler; "
+        "print(json.dumps(sorted(m for m in ('anthropic','voyageai','PIL','psycopg','langsmith','openai') if m in sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", "import json; " + code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"POWERTOOLS_TRACE_DISABLED": "true", "PATH": ""},
+    )
     assert json.loads(out.stdout) == []

@@ -18,16 +18,18 @@ from lambdas.embedder.store import latest_analysis, upsert_embedding
 from lambdas.embedder.text import document_text, text_sha256
 
 
-def analysis_complete(aws_env: Any, context: Any, key: str = "u1/photo.jpg",
-                      color: tuple[int, int, int] = (230, 120, 10)) -> dict[str, Any]:
+def analysis_complete(
+    aws_env: Any, context: Any, key: str = "u1/photo.jpg", color: tuple[int, int, int] = (230, 120, 10)
+) -> dict[str, Any]:
     analyzer.handler(processed_event(aws_env, key, jpeg(color=color), context), context)
     [event] = [e for e in aws_env.events() if e["detail-type"] == "AnalysisComplete"]
     return event
 
 
 def stored(db: Any) -> list[tuple[Any, ...]]:
-    return db.execute("SELECT model, dimensions, embedding, source_sha256, analysis_version, user_id, category"
-                      " FROM embeddings").fetchall()
+    return db.execute(
+        "SELECT model, dimensions, embedding, source_sha256, analysis_version, user_id, category FROM embeddings"
+    ).fetchall()
 
 
 def test_local_provider_stores_a_normalized_hashed_vector(aws_env, db, context) -> None:
@@ -94,7 +96,15 @@ def test_older_analysis_never_overwrites_newer(aws_env, db, context) -> None:
     embedder.handler(event, context)
     item_id = event["detail"]["item_id"]
     db.execute("UPDATE embeddings SET analysis_version = 3 WHERE item_id = %s", (item_id,))
-    wrote = upsert_embedding(db, item_id=item_id, model="local-hash-v1", vector=[1.0] + [0.0] * 1023,
-                             source_sha256="x", analysis_version=2, user_id="u1", category="other")
+    wrote = upsert_embedding(
+        db,
+        item_id=item_id,
+        model="local-hash-v1",
+        vector=[1.0] + [0.0] * 1023,
+        source_sha256="x",
+        analysis_version=2,
+        user_id="u1",
+        category="other",
+    )
     assert wrote is False
     assert stored(db)[0][4] == 3

@@ -42,8 +42,11 @@ def test_forced_strict_function_call(aws_env, db, context, fake_apis, openai_key
 
 def test_invalid_arguments_then_valid_retry(aws_env, db, context, fake_apis, openai_key) -> None:
     event = processed_event(aws_env, "u1/tart.jpg", jpeg(), context)
-    fake_apis.queue(CHAT_COMPLETIONS, openai_call('{"category": "food"', prompt_tokens=10, completion_tokens=1),
-                    openai_call(json.dumps(VALID_ANALYSIS), prompt_tokens=20, completion_tokens=2))
+    fake_apis.queue(
+        CHAT_COMPLETIONS,
+        openai_call('{"category": "food"', prompt_tokens=10, completion_tokens=1),
+        openai_call(json.dumps(VALID_ANALYSIS), prompt_tokens=20, completion_tokens=2),
+    )
     analyzer.handler(event, context)
     assert stored(db) == [("openai", "gpt-4.1", "food", 30, 3)]
     retry = fake_apis.bodies(CHAT_COMPLETIONS)[1]["messages"]
@@ -61,8 +64,9 @@ def test_truncated_reply_counts_as_invalid(aws_env, db, context, fake_apis, open
 
 def test_throttling_is_retryable(aws_env, db, context, fake_apis, openai_key) -> None:
     event = processed_event(aws_env, "u1/tart.jpg", jpeg(), context)
-    fake_apis.queue(CHAT_COMPLETIONS, (429, {"error": {"message": "slow down", "type": "rate_limit"}},
-                                       {"retry-after": "5"}))
+    fake_apis.queue(
+        CHAT_COMPLETIONS, (429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"retry-after": "5"})
+    )
     with pytest.raises(RetryableError, match=r"openai 429 \(retry-after 5s\)"):
         analyzer.handler(event, context)
     assert stored(db) == []

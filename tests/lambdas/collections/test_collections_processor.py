@@ -39,8 +39,9 @@ def derived(key: str) -> Any:
 
 def item_row(db: Any, key: str) -> tuple[Any, ...]:
     return db.execute(
-        "SELECT status, failure_reason, content_type, width, height, thumbnail_key FROM items"
-        " WHERE item_id = %s", (item_id_for(IMAGES_BUCKET, key),)).fetchone()
+        "SELECT status, failure_reason, content_type, width, height, thumbnail_key FROM items WHERE item_id = %s",
+        (item_id_for(IMAGES_BUCKET, key),),
+    ).fetchone()
 
 
 def test_jpeg_with_exif_orientation_6_is_rotated_and_published(aws_env, db, context) -> None:
@@ -57,8 +58,19 @@ def test_jpeg_with_exif_orientation_6_is_rotated_and_published(aws_env, db, cont
     [event] = aws_env.events()
     assert event["source"] == "collections.imageprocessor" and event["detail-type"] == "ImageProcessed"
     detail = event["detail"]
-    assert set(detail) >= {"item_id", "user_id", "bucket", "original_key", "thumbnail_key", "analysis_key",
-                           "content_type", "width", "height", "etag", "schema_version"}
+    assert set(detail) >= {
+        "item_id",
+        "user_id",
+        "bucket",
+        "original_key",
+        "thumbnail_key",
+        "analysis_key",
+        "content_type",
+        "width",
+        "height",
+        "etag",
+        "schema_version",
+    }
     assert (detail["item_id"], detail["user_id"], detail["original_key"]) == (item_id, "user-1", key)
     assert (detail["width"], detail["height"], detail["schema_version"]) == (800, 1200, 1)
 
@@ -86,24 +98,30 @@ def test_png_alpha_is_flattened_on_white(aws_env, db, context) -> None:
     assert item_row(db, key)[2] == "image/png"
 
 
-@pytest.mark.parametrize(("fmt", "content_type", "key"), [
-    ("WEBP", "image/webp", "user-2/a.webp"),
-    ("GIF", "image/gif", "user-2/b.GIF"),
-    ("HEIF", "image/heic", "user-2/c.HEIC"),
-    ("PNG", "image/png", "user-2/named-like-a.jpg"),  # the bytes decide, not the name
-])
+@pytest.mark.parametrize(
+    ("fmt", "content_type", "key"),
+    [
+        ("WEBP", "image/webp", "user-2/a.webp"),
+        ("GIF", "image/gif", "user-2/b.GIF"),
+        ("HEIF", "image/heic", "user-2/c.HEIC"),
+        ("PNG", "image/png", "user-2/named-like-a.jpg"),  # the bytes decide, not the name
+    ],
+)
 def test_formats_detected_from_bytes(aws_env, db, context, fmt: str, content_type: str, key: str) -> None:
     processor.handler(upload(key, encode(fmt)), context)
     status, reason, ctype, width, height, _ = item_row(db, key)
     assert (status, reason, ctype, width, height) == ("processed", None, content_type, 640, 480)
 
 
-@pytest.mark.parametrize(("body", "reason"), [
-    (png_bomb(), "decompression_bomb"),
-    (b"%PDF-1.7 definitely not an image" * 10, "not_image"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 200, "corrupt"),
-    (b"", "empty"),
-])
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (png_bomb(), "decompression_bomb"),
+        (b"%PDF-1.7 definitely not an image" * 10, "not_image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 200, "corrupt"),
+        (b"", "empty"),
+    ],
+)
 def test_refused_objects_are_recorded_and_not_retried(aws_env, db, context, body: bytes, reason: str) -> None:
     key = "user-3/upload.jpg"
     processor.handler(upload(key, body), context)  # returns normally: no Lambda retry

@@ -30,8 +30,10 @@ def test_writes_secure_strings_from_env_and_prompt(ssm, monkeypatch, capsys) -> 
     assert "secret-value" not in out and "ANTHROPIC_API_KEY, VOYAGE_API_KEY" in out
     param = ssm.get_parameter(Name="/platform/dev/collections/ANTHROPIC_API_KEY", WithDecryption=True)["Parameter"]
     assert (param["Type"], param["Value"]) == ("SecureString", "sk-ant-secret-value")
-    assert ssm.get_parameter(Name="/platform/dev/collections/VOYAGE_API_KEY", WithDecryption=True)[
-        "Parameter"]["Value"] == "pa-secret-value"
+    assert (
+        ssm.get_parameter(Name="/platform/dev/collections/VOYAGE_API_KEY", WithDecryption=True)["Parameter"]["Value"]
+        == "pa-secret-value"
+    )
     with pytest.raises(ssm.exceptions.ParameterNotFound):
         ssm.get_parameter(Name="/platform/dev/collections/OPENAI_API_KEY")
 

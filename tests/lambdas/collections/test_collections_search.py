@@ -23,12 +23,17 @@ from lambdas.search import queries
 def seed(db: Any, context: Any, user_id: str, category: str, headline: str, summary: str) -> str:
     """An item with an analysis, embedded by the real embedder handler (local provider)."""
     item_id = str(uuid.uuid4())
-    db.execute("INSERT INTO items (item_id, user_id, bucket, original_key, status, thumbnail_key)"
-               " VALUES (%s, %s, 'b', %s, 'processed', %s)",
-               (item_id, user_id, f"{user_id}/{item_id}.jpg", f"thumbnails/{item_id}.jpg"))
-    db.execute("INSERT INTO analyses (item_id, version, category, subcategories, headline, summary, raw,"
-               " provider, model, prompt_version, image_sha256) VALUES (%s, 1, %s, '{}', %s, %s, '{}',"
-               " 'test', 'test', 'p1', 'sha')", (item_id, category, headline, summary))
+    db.execute(
+        "INSERT INTO items (item_id, user_id, bucket, original_key, status, thumbnail_key)"
+        " VALUES (%s, %s, 'b', %s, 'processed', %s)",
+        (item_id, user_id, f"{user_id}/{item_id}.jpg", f"thumbnails/{item_id}.jpg"),
+    )
+    db.execute(
+        "INSERT INTO analyses (item_id, version, category, subcategories, headline, summary, raw,"
+        " provider, model, prompt_version, image_sha256) VALUES (%s, 1, %s, '{}', %s, %s, '{}',"
+        " 'test', 'test', 'p1', 'sha')",
+        (item_id, category, headline, summary),
+    )
     embedder.handler({"id": "e", "detail": {"item_id": item_id}}, context)
     return item_id
 
@@ -75,13 +80,16 @@ def test_filters_by_category_and_user(catalogue, context) -> None:
     assert body["count"] == 4
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({}, "q is required"),
-    ({"q": "x" * 501}, "q is required"),
-    ({"q": "tart", "limit": "0"}, "limit"),
-    ({"q": "tart", "limit": "abc"}, "limit"),
-    ({"q": "tart", "category": "spaceships"}, "category must be one of"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "q is required"),
+        ({"q": "x" * 501}, "q is required"),
+        ({"q": "tart", "limit": "0"}, "limit"),
+        ({"q": "tart", "limit": "abc"}, "limit"),
+        ({"q": "tart", "category": "spaceships"}, "category must be one of"),
+    ],
+)
 def test_invalid_queries_are_400_json(aws_env, db, context, params, message) -> None:
     status, body = get("/search", context, **params)
     assert status == 400 and message in body["error"]
@@ -129,8 +137,11 @@ def _bulk(db: Any, n: int, match_every: int) -> None:
             cur.executemany(
                 "INSERT INTO embeddings (item_id, model, dimensions, embedding, source_sha256,"
                 " analysis_version, user_id, category) VALUES (%s, 'm', 1024, %s, 's', 1, 'u', %s)",
-                [(i, Vector(v), "food" if k % match_every == 0 else "other")
-                 for k, (i, v) in enumerate(zip(ids, vectors, strict=True))])
+                [
+                    (i, Vector(v), "food" if k % match_every == 0 else "other")
+                    for k, (i, v) in enumerate(zip(ids, vectors, strict=True))
+                ],
+            )
     db.execute("ANALYZE embeddings")
 
 
@@ -142,8 +153,7 @@ def test_iterative_scan_fills_the_limit_under_a_selective_filter(aws_env, db, mo
     _bulk(db, 600, match_every=30)  # 20 rows match the filter
     monkeypatch.setenv("HNSW_EF_SEARCH", "10")
     query = Vector(_query(1))
-    sql = ("SELECT item_id FROM embeddings WHERE model = 'm' AND category = 'food'"
-           " ORDER BY embedding <=> %s LIMIT 15")
+    sql = "SELECT item_id FROM embeddings WHERE model = 'm' AND category = 'food' ORDER BY embedding <=> %s LIMIT 15"
     with db.transaction() as tx:
         # With a btree on the filter columns the planner answers this exactly; drop it inside
         # this transaction (rolled back) to exercise the HNSW plan that large tables get.
@@ -167,7 +177,8 @@ def test_search_matches_exact_ranking_on_random_vectors(aws_env, db) -> None:
     rows = queries.search(db, query, "m", user_id=None, category=None, limit=10)
     with db.transaction():
         db.execute("SET LOCAL enable_indexscan = off")
-        exact = db.execute("SELECT item_id FROM embeddings ORDER BY embedding <=> %s LIMIT 10",
-                           (Vector(query),)).fetchall()
+        exact = db.execute(
+            "SELECT item_id FROM embeddings ORDER BY embedding <=> %s LIMIT 10", (Vector(query),)
+        ).fetchall()
     assert len({r["item_id"] for r in rows} & {e[0] for e in exact}) >= 9
     assert hash_embed("", 8) == [1.0] + [0.0] * 7  # empty text still yields a unit vector
