@@ -8,6 +8,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infrastructure.synth import synthesize
+from tests.infrastructure.template_queries import find_function, policy_statements
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -23,22 +24,6 @@ def data(env_name: str) -> Template:
 @pytest.fixture(scope="module")
 def compute(env_name: str) -> Template:
     return synthesize(env_name).template(f"CollectionsComputeStack-{env_name}")
-
-
-def _function(template: Template, name: str) -> tuple[str, Any]:
-    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": name}})
-    assert len(found) == 1, f"expected one function named {name}"
-    return next(iter(found.items()))
-
-
-def _statements(template: Template, function_name: str) -> list[dict[str, Any]]:
-    _, fn = _function(template, function_name)
-    role_id = fn["Properties"]["Role"]["Fn::GetAtt"][0]
-    out: list[dict[str, Any]] = []
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
-    return out
 
 
 def _resources_for(statements: list[dict[str, Any]], action: str) -> list[Any]:
@@ -130,7 +115,7 @@ def test_function_names_handlers_and_vpc(compute: Template, env_name: str) -> No
         ("SearchLambda", "lambdas.search.handler.handler"),
         ("MigrateLambda", "lambdas.migrations.handler.handler"),
     ):
-        _, fn = _function(compute, f"collections-{env_name}-{name}")
+        _, fn = find_function(compute, f"collections-{env_name}-{name}")
         props = fn["Properties"]
         assert props["Handler"] == handler
         assert props["VpcConfig"]["SubnetIds"] and props["VpcConfig"]["SecurityGroupIds"]
@@ -141,13 +126,13 @@ def test_function_names_handlers_and_vpc(compute: Template, env_name: str) -> No
 def test_reserved_concurrency_and_local_providers_from_config(compute: Template, env_name: str) -> None:
     expected = 5 if env_name == "prod" else 2
     for name in ("AnalyzerLambda", "EmbedderLambda"):
-        props = _function(compute, f"collections-{env_name}-{name}")[1]["Properties"]
+        props = find_function(compute, f"collections-{env_name}-{name}")[1]["Properties"]
         assert props["ReservedConcurrentExecutions"] == expected
         assert props["Environment"]["Variables"]["ALLOW_LOCAL_PROVIDERS"] == ("false" if env_name == "prod" else "true")
 
 
 def test_notification_reaches_the_processor_for_every_upload(compute: Template, env_name: str) -> None:
-    processor_id, _ = _function(compute, f"collections-{env_name}-ImageProcessorLambda")
+    processor_id, _ = find_function(compute, f"collections-{env_name}-ImageProcessorLambda")
     images = _bucket_id(compute, "ImagesBucket")
     [notifications] = compute.find_resources("Custom::S3BucketNotifications").values()
     props = notifications["Properties"]
@@ -161,7 +146,7 @@ def test_notification_reaches_the_processor_for_every_upload(compute: Template, 
 
 
 def test_outputs_can_never_retrigger_the_processor(compute: Template, env_name: str) -> None:
-    statements = _statements(compute, f"collections-{env_name}-ImageProcessorLambda")
+    statements = policy_statements(compute, f"collections-{env_name}-ImageProcessorLambda")
     images, derived = _bucket_id(compute, "ImagesBucket"), _bucket_id(compute, "DerivedBucket")
     writes = _resources_for(statements, "s3:PutObject")
     assert writes == [
@@ -201,7 +186,7 @@ def test_buckets_are_private_encrypted_and_tls_only(compute: Template) -> None:
 def test_rules_target_with_retries_and_dead_letter_queues(
     compute: Template, env_name: str, rule: str, source: str, detail_type: str, target: str
 ) -> None:
-    target_id, _ = _function(compute, f"collections-{env_name}-{target}")
+    target_id, _ = find_function(compute, f"collections-{env_name}-{target}")
     [bus_id] = compute.find_resources("AWS::Events::EventBus", {"Properties": {"Name": f"collections-{env_name}"}})
     [(_, found)] = compute.find_resources(
         "AWS::Events::Rule", {"Properties": {"Name": f"collections-{env_name}-{rule}"}}
@@ -229,7 +214,9 @@ def test_api_keys_readable_by_exactly_the_named_parameters(compute: Template, en
     def parameters(function: str) -> list[str]:
         return sorted(
             r["Fn::Join"][1][-1]
-            for r in _resources_for(_statements(compute, f"collections-{env_name}-{function}"), "ssm:GetParameter")
+            for r in _resources_for(
+                policy_statements(compute, f"collections-{env_name}-{function}"), "ssm:GetParameter"
+            )
         )
 
     prefix = f":parameter/platform/{env_name}/collections/"
@@ -243,7 +230,7 @@ def test_api_keys_readable_by_exactly_the_named_parameters(compute: Template, en
 
 def test_every_function_reads_the_database_secret_and_nothing_broader(compute: Template, env_name: str) -> None:
     for name in ("ImageProcessorLambda", "AnalyzerLambda", "EmbedderLambda", "SearchLambda", "MigrateLambda"):
-        statements = _statements(compute, f"collections-{env_name}-{name}")
+        statements = policy_statements(compute, f"collections-{env_name}-{name}")
         secrets = _resources_for(statements, "secretsmanager:GetSecretValue")
         assert len(secrets) == 1 and "Fn::ImportValue" in str(secrets[0])
         assert all(
@@ -261,13 +248,13 @@ def test_search_api_uses_iam_authorization(compute: Template, env_name: str) -> 
 
 
 def test_migrations_run_by_a_trigger_before_the_functions(compute: Template, env_name: str) -> None:
-    migrate_id, _ = _function(compute, f"collections-{env_name}-MigrateLambda")
+    migrate_id, _ = find_function(compute, f"collections-{env_name}-MigrateLambda")
     [(trigger_id, trigger)] = compute.find_resources("Custom::Trigger").items()
     # The trigger invokes the current version, so a code change re-runs the migrations.
     assert trigger["Properties"]["HandlerArn"]["Ref"].startswith(
         migrate_id.replace("Function", "FunctionCurrentVersion")[:-8]
     )
     processor = compute.find_resources("AWS::Lambda::Function")[
-        _function(compute, f"collections-{env_name}-ImageProcessorLambda")[0]
+        find_function(compute, f"collections-{env_name}-ImageProcessorLambda")[0]
     ]
     assert trigger_id in processor.get("DependsOn", [])

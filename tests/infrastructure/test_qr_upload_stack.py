@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from aws_cdk.assertions import Match, Template
 
 from tests.infrastructure.synth import synthesize
+from tests.infrastructure.template_queries import find_function, policy_statements, statement_actions
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -18,31 +17,6 @@ def env_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def template(env_name: str) -> Template:
     return synthesize(env_name).template(f"QrUpload-{env_name}")
-
-
-def _function_logical_id(template: Template, name: str) -> str:
-    functions = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": name}})
-    assert len(functions) == 1, f"expected one function named {name}"
-    return next(iter(functions))
-
-
-def _policy_statements(template: Template, function_name: str) -> list[dict[str, Any]]:
-    fn = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": function_name}})
-    role_id = next(iter(fn.values()))["Properties"]["Role"]["Fn::GetAtt"][0]
-    policies = template.find_resources("AWS::IAM::Policy")
-    statements: list[dict[str, Any]] = []
-    for policy in policies.values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
-    return statements
-
-
-def _actions(statements: list[dict[str, Any]]) -> set[str]:
-    actions: set[str] = set()
-    for statement in statements:
-        value = statement["Action"]
-        actions.update([value] if isinstance(value, str) else value)
-    return actions
 
 
 def test_http_routes(template: Template) -> None:
@@ -127,7 +101,7 @@ def test_bucket_cors_is_limited_to_environment_origins(template: Template, env_n
 
 
 def test_object_created_notification_is_filtered_to_session_uploads(template: Template, env_name: str) -> None:
-    event_fn = _function_logical_id(template, f"qr-upload-websocket-event-{env_name}")
+    event_fn = find_function(template, f"qr-upload-websocket-event-{env_name}")[0]
     template.has_resource_properties(
         "Custom::S3BucketNotifications",
         {
@@ -175,7 +149,7 @@ def test_functions_runtime_architecture_tracing_and_environment(template: Templa
 
 
 def test_event_function_retries_then_lands_in_its_failure_queue(template: Template, env_name: str) -> None:
-    event_fn = _function_logical_id(template, f"qr-upload-websocket-event-{env_name}")
+    event_fn = find_function(template, f"qr-upload-websocket-event-{env_name}")[0]
     template.has_resource_properties(
         "AWS::Lambda::EventInvokeConfig",
         {
@@ -188,8 +162,8 @@ def test_event_function_retries_then_lands_in_its_failure_queue(template: Templa
 
 
 def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:
-    statements = _policy_statements(template, f"qr-upload-http-api-{env_name}")
-    assert _actions(statements) == {
+    statements = policy_statements(template, f"qr-upload-http-api-{env_name}")
+    assert statement_actions(statements) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
@@ -206,8 +180,8 @@ def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name:
 
 
 def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:
-    statements = _policy_statements(template, f"qr-upload-websocket-event-{env_name}")
-    actions = _actions(statements)
+    statements = policy_statements(template, f"qr-upload-websocket-event-{env_name}")
+    actions = statement_actions(statements)
     assert actions == {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",

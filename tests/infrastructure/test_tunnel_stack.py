@@ -15,6 +15,7 @@ from cdk_nag import AwsSolutionsChecks
 from infrastructure.config import TunnelDomain, get_config
 from infrastructure.stacks.tunnel import TunnelStack
 from tests.infrastructure.synth import SKIP_BUNDLING, synthesize
+from tests.infrastructure.template_queries import find_function, policy_statements, statement_actions
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -25,29 +26,6 @@ def env_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def template(env_name: str) -> Template:
     return synthesize(env_name).template(f"Tunnel-{env_name}")
-
-
-def _function(template: Template, name: str) -> Any:
-    found = template.find_resources("AWS::Lambda::Function", {"Properties": {"FunctionName": name}})
-    assert len(found) == 1, f"expected one function named {name}"
-    return next(iter(found.values()))
-
-
-def _statements(template: Template, function_name: str) -> list[dict[str, Any]]:
-    role_id = _function(template, function_name)["Properties"]["Role"]["Fn::GetAtt"][0]
-    statements: list[dict[str, Any]] = []
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        if {"Ref": role_id} in policy["Properties"]["Roles"]:
-            statements.extend(policy["Properties"]["PolicyDocument"]["Statement"])
-    return statements
-
-
-def _actions(statements: list[dict[str, Any]]) -> set[str]:
-    out: set[str] = set()
-    for statement in statements:
-        action = statement["Action"]
-        out.update([action] if isinstance(action, str) else action)
-    return out
 
 
 def _logical_id(template: Template, type_: str, props: dict[str, Any]) -> str:
@@ -150,10 +128,10 @@ def test_body_bucket_expires_after_a_day_and_is_private(template: Template) -> N
 
 def test_functions_and_environment(template: Template, env_name: str) -> None:
     for short in ("connect", "disconnect", "forward", "response"):
-        fn = _function(template, f"tunnel-{short}-{env_name}")["Properties"]
+        fn = find_function(template, f"tunnel-{short}-{env_name}")[1]["Properties"]
         assert fn["Handler"] == f"lambdas.tunnel.{short}.handler"
         assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["arm64"]
-    forward = _function(template, f"tunnel-forward-{env_name}")["Properties"]
+    forward = find_function(template, f"tunnel-forward-{env_name}")[1]["Properties"]
     variables = forward["Environment"]["Variables"]
     assert {
         "CONNECTIONS_TABLE_NAME",
@@ -162,7 +140,7 @@ def test_functions_and_environment(template: Template, env_name: str) -> None:
         "BODY_BUCKET_NAME",
     } <= set(variables)
     assert int(variables["REQUEST_TIMEOUT_MS"]) < 29_000 and forward["Timeout"] == 29
-    connect = _function(template, f"tunnel-connect-{env_name}")["Properties"]["Environment"]["Variables"]
+    connect = find_function(template, f"tunnel-connect-{env_name}")[1]["Properties"]["Environment"]["Variables"]
     assert {"CONNECTIONS_TABLE_NAME", "TOKENS_TABLE_NAME", "PUBLIC_HTTP_URL"} <= set(connect)
     assert "DOMAIN_NAME" not in connect  # no custom domain configured in dev/prod
 
@@ -185,8 +163,8 @@ def test_iam_is_least_privilege_per_function(template: Template, env_name: str) 
         "response": {"dynamodb:UpdateItem", "execute-api:ManageConnections"},
     }
     for short, actions in expected.items():
-        statements = _statements(template, f"tunnel-{short}-{env_name}")
-        own = _actions(statements) - {
+        statements = policy_statements(template, f"tunnel-{short}-{env_name}")
+        own = statement_actions(statements) - {
             "logs:CreateLogStream",
             "logs:PutLogEvents",
             "xray:PutTraceSegments",
@@ -196,16 +174,16 @@ def test_iam_is_least_privilege_per_function(template: Template, env_name: str) 
         assert not any(s["Resource"] == "*" for s in statements if "xray" not in str(s["Action"]))
 
     connections, pending = _table_id(template, "connectionId"), _table_id(template, "requestId")
-    forward = _statements(template, f"tunnel-forward-{env_name}")
+    forward = policy_statements(template, f"tunnel-forward-{env_name}")
     query = next(s for s in forward if s["Action"] == "dynamodb:Query")
     assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [connections, "Arn"]}, "/index/subdomain-index"]]}
-    disconnect = _statements(template, f"tunnel-disconnect-{env_name}")
+    disconnect = policy_statements(template, f"tunnel-disconnect-{env_name}")
     query = next(s for s in disconnect if s["Action"] == "dynamodb:Query")
     assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [pending, "Arn"]}, "/index/connection-index"]]}
     s3 = next(s for s in forward if "s3:GetObject" in s["Action"])
     assert [r["Fn::Join"][1][-1] for r in s3["Resource"]] == ["/requests/*", "/responses/*"]
     # Only the response handler touches connections besides connect/disconnect/forward, and only UpdateItem.
-    response = _statements(template, f"tunnel-response-{env_name}")
+    response = policy_statements(template, f"tunnel-response-{env_name}")
     assert {"Fn::GetAtt": [connections, "Arn"]} in [s["Resource"] for s in response]
 
 
@@ -236,6 +214,6 @@ def test_custom_wildcard_domain(tmp_path: Path) -> None:
         {"Name": "*.tunnel.example.com.", "Type": "A", "HostedZoneId": "Z0123456789ABCDEFGHIJ"},
     )
     for short in ("connect", "forward"):
-        variables = _function(template, f"tunnel-{short}-dev")["Properties"]["Environment"]["Variables"]
+        variables = find_function(template, f"tunnel-{short}-dev")[1]["Properties"]["Environment"]["Variables"]
         assert variables["DOMAIN_NAME"] == "tunnel.example.com"
     assert template.to_json()["Outputs"]["PublicUrlPattern"]["Value"] == "https://{subdomain}.tunnel.example.com/"
