@@ -28,7 +28,12 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.api_logging import http_access_logs
-from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards, ref
+from infrastructure.constructs.nag import (
+    acknowledge,
+    acknowledge_bucket_notifications_handler,
+    acknowledge_wildcards,
+    ref,
+)
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.stacks.collections_data import DB_NAME, FUNCTIONS_SUBNETS, CollectionsDataStack
 
@@ -137,7 +142,7 @@ class CollectionsComputeStack(Stack):
         # Nothing event-driven runs before the schema is there.
         for fn in (self.processor, self.analyzer, self.embedder, self.search):
             fn.function.node.add_dependency(self.trigger)
-        self._acknowledge_cdk_internals()
+        acknowledge_bucket_notifications_handler(self)
 
         CfnOutput(self, "ImagesBucketName", value=self.images.bucket_name)
         CfnOutput(self, "DerivedBucketName", value=self.derived.bucket_name)
@@ -299,17 +304,3 @@ class CollectionsComputeStack(Stack):
         integration = integrations.HttpLambdaIntegration("SearchIntegration", self.search.function)
         for path in ("/search", "/items/{item_id}"):
             self.http_api.add_routes(path=path, methods=[apigw.HttpMethod.GET], integration=integration)
-
-    def _acknowledge_cdk_internals(self) -> None:
-        for child in self.node.children:
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                acknowledge_managed_policy(
-                    child,
-                    "service-role/AWSLambdaBasicExecutionRole",
-                    "CDK's bucket-notification custom resource handler; deploy time only.",
-                )
-                acknowledge_wildcards(
-                    child,
-                    "CDK's bucket-notification handler needs s3:PutBucketNotification on the bucket it configures.",
-                    "*",
-                )

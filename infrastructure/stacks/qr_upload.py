@@ -20,7 +20,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
-from infrastructure.constructs.nag import acknowledge, acknowledge_managed_policy, acknowledge_wildcards
+from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
 
 UPLOAD_PREFIX = "session-uploads/"
@@ -144,7 +144,7 @@ class QrUploadStack(Stack):
             s3n.LambdaDestination(self.event_function.function),
             s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
         )
-        self._acknowledge_cdk_internals()
+        acknowledge_bucket_notifications_handler(self)
 
         CfnOutput(self, "HttpApiUrl", value=self.http.url)
         CfnOutput(self, "DesktopPageUrl", value=f"{self.http.url}/")
@@ -215,13 +215,3 @@ class QrUploadStack(Stack):
             "AwsSolutions-APIG4",
             "$connect is authorized in the handler by the session's desktop token (only its hash is stored).",
         )
-
-    def _acknowledge_cdk_internals(self) -> None:
-        # CDK's own singleton function that writes the bucket's notification configuration.
-        for child in self.node.children:
-            if child.node.id.startswith("BucketNotificationsHandler"):
-                acknowledge_managed_policy(
-                    child,
-                    "service-role/AWSLambdaBasicExecutionRole",
-                    "CDK's bucket-notification custom resource handler; it runs only at deploy time.",
-                )
