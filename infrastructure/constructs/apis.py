@@ -30,9 +30,17 @@ class HttpEndpoint(Construct):
         description: str,
         rate_limit: int,
         burst_limit: int,
+        default_authorizer: apigw.IHttpRouteAuthorizer | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.api = apigw.HttpApi(self, "Api", api_name=api_name, description=description, create_default_stage=False)
+        self.api = apigw.HttpApi(
+            self,
+            "Api",
+            api_name=api_name,
+            description=description,
+            default_authorizer=default_authorizer,
+            create_default_stage=False,
+        )
         self.stage = apigw.HttpStage(
             self,
             "Stage",

@@ -27,7 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infrastructure.config import EnvConfig
-from infrastructure.constructs.api_logging import http_access_logs
+from infrastructure.constructs.apis import HttpEndpoint
 from infrastructure.constructs.nag import (
     acknowledge,
     acknowledge_bucket_notifications_handler,
@@ -285,22 +285,17 @@ class CollectionsComputeStack(Stack):
         )
 
     def _api(self) -> None:
-        self.http_api = apigw.HttpApi(
+        self.search_api = HttpEndpoint(
             self,
             "SearchApi",
+            config=self.config,
             api_name=f"collections-{self.config.name}",
             description="Collections search (IAM-authorized)",
             default_authorizer=authorizers.HttpIamAuthorizer(),
-            create_default_stage=False,
+            rate_limit=20,
+            burst_limit=40,
         )
-        apigw.HttpStage(
-            self,
-            "SearchApiStage",
-            http_api=self.http_api,
-            auto_deploy=True,
-            access_log_settings=http_access_logs(self, "SearchApiAccessLogs", self.config),
-            throttle=apigw.ThrottleSettings(rate_limit=20, burst_limit=40),
-        )
+        self.http_api = self.search_api.api
         integration = integrations.HttpLambdaIntegration("SearchIntegration", self.search.function)
         for path in ("/search", "/items/{item_id}"):
             self.http_api.add_routes(path=path, methods=[apigw.HttpMethod.GET], integration=integration)
