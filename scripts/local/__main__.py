@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         runtime.start()
+        # Set after start so Ctrl-C during start still aborts it; set explicitly because a shell
+        # that starts us in the background (`make local &`, CI scripts) leaves SIGINT ignored.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     except KeyboardInterrupt:
         runtime.stop()
         return 130

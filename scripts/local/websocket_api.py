@@ -137,7 +137,13 @@ class WebSocketApiServer:
                     {"message": "Forbidden" if status == 403 else "Connection refused"}, status=status
                 )
         socket = web.WebSocketResponse(autoping=True)
-        await socket.prepare(request)
+        try:
+            await socket.prepare(request)
+        except ConnectionResetError:
+            # The client left during the handshake (a page closed or reloaded): API Gateway would
+            # just never see the socket; the $connect already ran, so run $disconnect for symmetry.
+            await self._disconnect(connection_id, socket)
+            return socket
         self.connections[connection_id] = Connection(
             connection_id, socket, request.remote or "127.0.0.1", request.headers.get("User-Agent", "")
         )
