@@ -182,3 +182,16 @@ def test_search_matches_exact_ranking_on_random_vectors(aws_env, db) -> None:
         ).fetchall()
     assert len({r["item_id"] for r in rows} & {e[0] for e in exact}) >= 9
     assert hash_embed("", 8) == [1.0] + [0.0] * 7  # empty text still yields a unit vector
+
+
+@pytest.mark.parametrize(
+    ("filtered", "expected"),
+    [(False, "400"), (True, "800")],
+)
+def test_filtered_searches_use_a_wider_hnsw_beam(db, filtered: bool, expected: str) -> None:
+    with db.transaction():
+        queries.configure_hnsw(db, filtered=filtered)
+        assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == expected
+        assert db.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+    # Transaction-local: nothing leaks to the next request on this connection.
+    assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"
