@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from scripts.local.runtime import MOTO_OFFSET, LocalRuntime
+from scripts.local.runtime import LocalRuntime
+from tests import ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -23,22 +22,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_base() -> int:
-    for _ in range(50):
-        base = random.randrange(40000, 60000)
-        if all(_free(p) for p in (base, base + 1, base + 2, base + MOTO_OFFSET)):
-            return base
-    raise RuntimeError("no free port range")
+    # The dev platform serves three HTTP APIs and two WebSocket APIs from the base upward.
+    return ports.free_port_base(5, 40000, 60000)
 
 
 def start_platform(**kwargs: Any) -> LocalRuntime:

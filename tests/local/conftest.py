@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import Iterator
 
 import pytest
 
-from scripts.local.runtime import MOTO_OFFSET, LocalRuntime
+from scripts.local.runtime import LocalRuntime
+from tests import ports
 
 FIXTURE_APP = "tests.local.fixture_app.stack:build"
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_port_base(count: int = 3) -> int:
-    for _ in range(50):
-        base = random.randrange(20000, 40000)
-        if all(port_is_free(p) for p in [*range(base, base + count), base + MOTO_OFFSET]):
-            return base
-    raise RuntimeError("no free port range")
+    return ports.free_port_base(count, 20000, 40000)
 
 
 def start_fixture(**context: object) -> LocalRuntime:

@@ -15,7 +15,8 @@ import pytest
 import requests
 
 from scripts.local.synth import PROJECT_ROOT
-from tests.local.conftest import free_port_base, port_is_free, start_fixture
+from tests.local.conftest import free_port_base, start_fixture
+from tests.ports import port_is_free
 
 pytestmark = pytest.mark.slow
 

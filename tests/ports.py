@@ -1,0 +1,28 @@
+"""Free loopback ports for tests that start the local runtime (APIs from a base port upward,
+moto at base + MOTO_OFFSET), so parallel or repeated runs never collide with `make local`."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+from scripts.local.runtime import MOTO_OFFSET
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port_base(count: int, low: int = 20000, high: int = 60000) -> int:
+    """A base with `count` consecutive free ports and a free moto port."""
+    for _ in range(50):
+        base = random.randrange(low, high)
+        if all(port_is_free(p) for p in [*range(base, base + count), base + MOTO_OFFSET]):
+            return base
+    raise RuntimeError("no free port range")
