@@ -71,38 +71,24 @@ def _median_ms(action: Callable[[], Any]) -> float:
 
 def warm() -> list[tuple[str, float]]:
     os.environ.update(ENV)
-    import boto3
     from moto import mock_aws
 
     from lambdas.qr_upload import http_api, websocket_events
-    from tests.lambdas.qr_upload.helpers import FakeContext, http_event, s3_event, status_event
+    from tests.lambdas.qr_upload.helpers import (
+        FakeContext,
+        aws_client,
+        create_resources,
+        http_event,
+        s3_event,
+        status_event,
+    )
 
     def call(event: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = http_api.handler(event, FakeContext())
         return result
 
     with mock_aws():
-        ddb = boto3.client("dynamodb")
-        ddb.create_table(
-            TableName=ENV["SESSIONS_TABLE_NAME"],
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "sessionId", "AttributeType": "S"},
-                {"AttributeName": "wsConnectionId", "AttributeType": "S"},
-            ],
-            KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "wsConnectionId-index",
-                    "KeySchema": [{"AttributeName": "wsConnectionId", "KeyType": "HASH"}],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
-        s3 = boto3.client("s3")
-        s3.create_bucket(
-            Bucket=ENV["UPLOAD_BUCKET_NAME"], CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
+        create_resources(table=ENV["SESSIONS_TABLE_NAME"], bucket=ENV["UPLOAD_BUCKET_NAME"])
 
         def new_session(qr: bool = False) -> dict[str, Any]:
             body = json.dumps({"qr": qr})
@@ -115,7 +101,9 @@ def warm() -> list[tuple[str, float]]:
         def complete_one() -> None:
             other = new_session()["sessionId"]
             grant = json.loads(call(http_event("http_upload_url.json", query={"sessionId": other}))["body"])
-            s3.put_object(Bucket=ENV["UPLOAD_BUCKET_NAME"], Key=grant["uploadKey"], Body=b"x", ContentType="image/png")
+            aws_client("s3").put_object(
+                Bucket=ENV["UPLOAD_BUCKET_NAME"], Key=grant["uploadKey"], Body=b"x", ContentType="image/png"
+            )
             event = s3_event(grant["uploadKey"])
             event["Records"][0]["s3"]["bucket"]["name"] = ENV["UPLOAD_BUCKET_NAME"]
             websocket_events.handler(event, FakeContext())

@@ -9,12 +9,10 @@ import os
 import sys
 import threading
 from collections.abc import Iterator
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -22,7 +20,7 @@ from lambdas.common import aws as common_aws
 from lambdas.common import s3 as common_s3
 from lambdas.qr_upload import config
 
-from .helpers import BUCKET, REGION, TABLE
+from .helpers import BUCKET, REGION, TABLE, create_resources
 
 # Powertools reads these when the handler modules are imported (at collection), so set them now.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "qr-upload")
@@ -73,36 +71,6 @@ def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                     handler.stream = _CurrentStdout()
     yield
     clear_caches()
-
-
-@cache
-def _client(service: str, endpoint_url: str | None) -> Any:
-    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-
-def create_resources(endpoint_url: str | None = None) -> None:
-    """The table and bucket exactly as the stack declares them (key, GSI, TTL)."""
-    dynamodb = _client("dynamodb", endpoint_url)
-    dynamodb.create_table(
-        TableName=TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "sessionId", "AttributeType": "S"},
-            {"AttributeName": "wsConnectionId", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "wsConnectionId-index",
-                "KeySchema": [{"AttributeName": "wsConnectionId", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
-    dynamodb.update_time_to_live(
-        TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
-    )
-    _client("s3", endpoint_url).create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
 
 
 @pytest.fixture

@@ -179,3 +179,35 @@ def metrics_from(output: str) -> dict[str, float]:
                 values = value if isinstance(value, list) else [value]
                 totals[metric["Name"]] = totals.get(metric["Name"], 0) + sum(values)
     return totals
+
+
+@cache
+def aws_client(service: str, endpoint_url: str | None = None) -> Any:
+    return boto3.client(service, region_name=REGION, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+
+
+def create_resources(endpoint_url: str | None = None, *, table: str = TABLE, bucket: str = BUCKET) -> None:
+    """The table and bucket exactly as the stack declares them (key, GSI, TTL)."""
+    dynamodb = aws_client("dynamodb", endpoint_url)
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "sessionId", "AttributeType": "S"},
+            {"AttributeName": "wsConnectionId", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "wsConnectionId-index",
+                "KeySchema": [{"AttributeName": "wsConnectionId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
+    )
+    aws_client("s3", endpoint_url).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+    )

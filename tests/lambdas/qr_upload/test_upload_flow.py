@@ -14,7 +14,7 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from .conftest import ConnectionsServer, clear_caches, create_resources
+from .conftest import ConnectionsServer, clear_caches
 from .helpers import (
     BUCKET,
     REGION,
@@ -22,6 +22,7 @@ from .helpers import (
     call_events,
     call_http,
     connect_event,
+    create_resources,
     create_session,
     request_upload_url,
     s3_event,
