@@ -11,7 +11,7 @@ import base64
 import json
 from typing import Any
 
-from lambdas.analyzer.providers import Analysis, InvalidOutput, Refused
+from lambdas.analyzer.providers import Analysis, InvalidOutput, Refused, retryable_status
 from lambdas.analyzer.schema import (
     INPUT_SCHEMA,
     PROMPT_VERSION,
@@ -23,7 +23,6 @@ from lambdas.analyzer.schema import (
 from lambdas.common.collections import RetryableError
 from lambdas.common.settings import env_int
 
-_RETRYABLE_STATUS = {408, 409, 429}
 FUNCTION = {
     "type": "function",
     "function": {
@@ -59,11 +58,9 @@ class OpenAIAnalyzer:
         try:
             return self._client.chat.completions.create(**request)
         except openai.APIStatusError as exc:
-            if exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500:
-                retry_after = exc.response.headers.get("retry-after")
-                raise RetryableError(
-                    f"openai {exc.status_code}" + (f" (retry-after {retry_after}s)" if retry_after else "")
-                ) from exc
+            retryable = retryable_status("openai", exc)
+            if retryable:
+                raise retryable from exc
             raise
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise RetryableError(f"openai: {type(exc).__name__}") from exc

@@ -60,6 +60,16 @@ class LocalAnalyzer:
 _RETRYABLE_STATUS = {408, 409, 429}
 
 
+def retryable_status(provider: str, exc: Any) -> RetryableError | None:
+    """A RetryableError for an SDK status error worth retrying (throttling, conflict, timeout,
+    5xx), naming retry-after when given; None for errors a retry cannot fix. Anthropic's and
+    OpenAI's SDKs raise the same shape (`status_code`, `response.headers`)."""
+    if exc.status_code not in _RETRYABLE_STATUS and exc.status_code < 500:
+        return None
+    retry_after = exc.response.headers.get("retry-after")
+    return RetryableError(f"{provider} {exc.status_code}" + (f" (retry-after {retry_after}s)" if retry_after else ""))
+
+
 class AnthropicAnalyzer:
     provider = "anthropic"
 
@@ -89,11 +99,9 @@ class AnthropicAnalyzer:
             }
             return self._client.messages.create(**request)
         except anthropic.APIStatusError as exc:
-            if exc.status_code in _RETRYABLE_STATUS or exc.status_code >= 500:
-                retry_after = exc.response.headers.get("retry-after")
-                raise RetryableError(
-                    f"anthropic {exc.status_code}" + (f" (retry-after {retry_after}s)" if retry_after else "")
-                ) from exc
+            retryable = retryable_status("anthropic", exc)
+            if retryable:
+                raise retryable from exc
             raise
         except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
             raise RetryableError(f"anthropic: {type(exc).__name__}") from exc
