@@ -1,0 +1,934 @@
+"""Functions CLI: deploy, version, promote and invoke your organization's Python functions.
+
+    export FUNCTIONS_API_URL=https://ID.execute-api.REGION.amazonaws.com FUNCTIONS_API_KEY=fk... FUNCTIONS_ORG=acme
+    python scripts/functions.py create hello --source hello.py          # one file: sent inline
+    python scripts/functions.py update hello --source ./hello/ --memory 256   # a directory: zipped, uploaded
+    python scripts/functions.py invoke hello --qualifier draft --payload '{"name": "Ana"}'
+    python scripts/functions.py publish hello && python scripts/functions.py promote hello 1
+    python scripts/functions.py list | show NAME | versions NAME | rollback NAME | delete NAME --yes
+
+`--api`, `--key` and `--org` may be given before or after the command, or as the environment
+variables above; keys come from `scripts/functions_keys.py` (an operator's command). Commands that
+change a function wait for the platform to finish (`--no-wait` skips, `--wait-timeout` bounds it),
+showing progress on stderr; results go to stdout, as JSON with `--json`. Every error is one line on
+stderr: exit 1 for errors from the API or in what was asked, 2 for a malformed command line, 130
+when interrupted. Standard library only, so it starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+if __package__ in (None, ""):  # run as `python scripts/functions.py`: make `lambdas` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lambdas.functions.names import FUNCTION_NAME_PATTERN, LIVE_ALIAS, ORG_PATTERN  # standard library only
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+ENV_API_URL = "FUNCTIONS_API_URL"
+ENV_API_KEY = "FUNCTIONS_API_KEY"
+ENV_ORG = "FUNCTIONS_ORG"
+
+DEFAULT_HANDLER = "main.handler"
+MAX_INLINE_SOURCE_BYTES = 256 * 1024  # the API's limit for `source`; bigger files go as a zip
+REQUEST_TIMEOUT = 35.0  # API Gateway answers within 30 s, invocations included
+UPLOAD_TIMEOUT = 300.0
+WAIT_TIMEOUT = 300.0
+POLL_INTERVAL = 1.0
+
+# Zips are reproducible: the same tree gives the same bytes (so the same code SHA-256, so an
+# unchanged publish is recognised as unchanged), whatever the files' times, modes or walk order.
+ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP_FILE_MODE = 0o100644
+ZIP_SKIP_DIRS = frozenset({"__pycache__", ".git"})
+ZIP_SKIP_SUFFIXES = (".pyc",)
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_HANDLER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+class CliError(Exception):
+    """A problem worth one line to the user (exit 1)."""
+
+
+class ApiError(CliError):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{message} (HTTP {status})")
+        self.status = status
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+def _error_message(status: int, reason: str, raw: bytes) -> str:
+    """The message of an error answer: the API's `{"error"}`, API Gateway's `{"message"}`, S3's
+    XML `<Code>`/`<Message>`, else the status reason and the start of the body."""
+    text = raw.decode("utf-8", "replace")
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    message = ""
+    if isinstance(payload, dict):
+        message = str(payload.get("error") or payload.get("message") or payload.get("Message") or "")
+    if not message:
+        code, msg = re.search(r"<Code>(.*?)</Code>", text, re.S), re.search(r"<Message>(.*?)</Message>", text, re.S)
+        if code or msg:
+            message = ": ".join(m.group(1) for m in (code, msg) if m)
+    if not message:
+        message = " ".join(part for part in (reason, one_line(text, 120)) if part) or "no details"
+    if status == 401:
+        message += f"; pass --key or set {ENV_API_KEY}"
+    elif status == 403 and message.lower() == "forbidden":
+        message += f"; the key (--key or {ENV_API_KEY}) was refused"
+    return one_line(message)
+
+
+def encode_multipart(fields: dict[str, str], data: bytes, filename: str, content_type: str) -> tuple[bytes, str]:
+    """A multipart/form-data body as S3's POST upload wants it: every form field first, then the
+    `file` part (S3 ignores anything after it). Returns (body, Content-Type header value)."""
+    boundary = "functions-cli-" + uuid.uuid4().hex
+    while boundary.encode() in data:  # vanishingly unlikely; never send a body that splits wrong
+        boundary = "functions-cli-" + uuid.uuid4().hex
+    parts: list[bytes] = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n".encode()
+    )
+    parts.append(data)
+    parts.append(f"\r\n--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+class ApiClient:
+    """The Functions HTTP API over urllib: JSON in and out, errors as one-line `CliError`s."""
+
+    def __init__(self, base_url: str, key: str, org: str, timeout: float = REQUEST_TIMEOUT) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.org = org
+        self.timeout = timeout
+
+    def path(self, *parts: str | int) -> str:
+        """`/v1/orgs/{org}/{part}/...` with every part URL-quoted."""
+        return "/".join(
+            ["/v1/orgs", urllib.parse.quote(self.org, safe=""), *(urllib.parse.quote(str(p), safe="") for p in parts)]
+        )
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        query = {k: v for k, v in (query or {}).items() if v is not None}
+        url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": "functions-cli/1"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        raw = self._send(urllib.request.Request(url, data=data, method=method, headers=headers), self.timeout)
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise CliError(
+                f"the API answered {method} {path} with something that is not JSON: {one_line(raw.decode('utf-8', 'replace'), 120)}"
+            ) from None
+
+    def upload(self, url: str, fields: dict[str, str], data: bytes, filename: str = "code.zip") -> None:
+        """POST `data` to a presigned S3 POST `url` with its `fields` (no API key: the URL is the grant)."""
+        body, content_type = encode_multipart(fields, data, filename, "application/zip")
+        headers = {"Content-Type": content_type, "User-Agent": "functions-cli/1"}
+        self._send(urllib.request.Request(url, data=body, method="POST", headers=headers), UPLOAD_TIMEOUT)
+
+    def _send(self, request: urllib.request.Request, timeout: float) -> bytes:
+        target = f"{urllib.parse.urlsplit(request.full_url).scheme}://{urllib.parse.urlsplit(request.full_url).netloc}"
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return bytes(answer.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                raw = exc.read()
+            except (OSError, http.client.HTTPException):
+                raw = b""
+            raise ApiError(exc.code, _error_message(exc.code, str(exc.reason or ""), raw)) from None
+        except urllib.error.URLError as exc:
+            reason = exc.reason
+            if isinstance(reason, TimeoutError):
+                raise CliError(f"no answer from {target} within {timeout:g}s") from None
+            text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+            raise CliError(f"cannot reach {target}: {one_line(text)}") from None
+        except TimeoutError:
+            raise CliError(f"no answer from {target} within {timeout:g}s") from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise CliError(f"connection to {target} failed: {type(exc).__name__}: {one_line(str(exc))}") from None
+
+    def collect(self, path: str, field: str, query: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paginated listing, following `next_cursor`."""
+        items: list[dict[str, Any]] = []
+        query = {"limit": 100, **(query or {})}
+        seen: set[str] = set()
+        while True:
+            page = self.request("GET", path, query=query) or {}
+            items += page.get(field) or []
+            cursor = page.get("next_cursor")
+            if not cursor or cursor in seen:
+                return items
+            seen.add(cursor)
+            query["cursor"] = cursor
+
+
+# --- code --------------------------------------------------------------------------------------
+
+
+def zip_source(root: str | Path) -> bytes:
+    """A reproducible zip of a directory: paths sorted, fixed times and modes; `__pycache__`,
+    `.git` and `*.pyc` left out. Symbolic links are refused (what they point to is not the tree)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CliError(f"{root} is not a directory")
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if d not in ZIP_SKIP_DIRS]
+        for name in [*dirnames, *filenames]:
+            if (here / name).is_symlink():
+                raise CliError(f"{here / name} is a symbolic link; copy the file or directory instead")
+        for name in filenames:
+            if name.endswith(ZIP_SKIP_SUFFIXES):
+                continue
+            if not (here / name).is_file():
+                raise CliError(f"{here / name} is not a regular file")
+            files.append((here / name).relative_to(root).as_posix())
+    if not files:
+        raise CliError(f"{root} has no files to deploy")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+            info.create_system = 3  # Unix, wherever the zip is made
+            info.external_attr = ZIP_FILE_MODE << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, (root / name).read_bytes(), compresslevel=6)
+    return buffer.getvalue()
+
+
+def _zip_one(name: str, data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        info = zipfile.ZipInfo(name, date_time=ZIP_DATE_TIME)
+        info.create_system, info.external_attr, info.compress_type = 3, ZIP_FILE_MODE << 16, zipfile.ZIP_DEFLATED
+        archive.writestr(info, data, compresslevel=6)
+    return buffer.getvalue()
+
+
+def handler_module(handler: str) -> str:
+    match = _HANDLER.match(handler)
+    if not match:
+        raise CliError(f"invalid handler {handler!r}: expected module.function, e.g. {DEFAULT_HANDLER}")
+    return match.group(1)
+
+
+def check_handler_in_zip(data: bytes, handler: str) -> None:
+    module = handler_module(handler).replace(".", "/")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        present = set(archive.namelist())
+    if f"{module}.py" not in present and f"{module}/__init__.py" not in present:
+        raise CliError(f"handler {handler!r} needs {module}.py in the code, which has no such file; pass --handler")
+
+
+@dataclass(frozen=True)
+class Code:
+    """What `--source` gives: inline Python text, or a zip; and the handler it implies."""
+
+    inline: str | None
+    zip: bytes | None
+    handler: str | None  # None: keep the function's (or the API's default)
+    source: str
+
+
+def load_source(path: str, handler: str | None) -> Code:
+    """`--source`: a `.py` file goes inline (handler defaults to `{stem}.handler`, and it is
+    zipped instead when over the API's 256 KB inline limit), a `.zip` as it is, a directory zipped."""
+    given = Path(path)
+    if not given.exists():
+        raise CliError(f"--source {path}: no such file or directory")
+    if handler is not None:
+        handler_module(handler)
+    if given.is_dir():
+        data = zip_source(given)
+        if handler:
+            check_handler_in_zip(data, handler)
+        return Code(None, data, handler, path)
+    if given.suffix == ".zip":
+        data = given.read_bytes()
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            raise CliError(f"--source {path} is not a zip file")
+        if handler:
+            check_handler_in_zip(data, handler)
+        return Code(None, data, handler, path)
+    if given.suffix != ".py":
+        raise CliError(f"--source {path}: expected a .py file, a .zip file or a directory")
+    if handler is None:
+        if not _MODULE.match(given.stem) or "." in given.stem:
+            raise CliError(
+                f"{given.name} is not an importable module name; rename it or pass --handler MODULE.FUNCTION"
+            )
+        handler = f"{given.stem}.handler"
+    raw = given.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"--source {path} is not UTF-8 text") from None
+    if len(raw) > MAX_INLINE_SOURCE_BYTES:
+        return Code(None, _zip_one(handler_module(handler).replace(".", "/") + ".py", raw), handler, path)
+    return Code(text, None, handler, path)
+
+
+# --- waiting -----------------------------------------------------------------------------------
+
+
+class Progress:
+    """One line of progress on stderr: rewritten in place on a terminal, else one line per status."""
+
+    def __init__(self, label: str, stream: TextIO) -> None:
+        self.label = label
+        self.stream = stream
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last: str | None = None
+        self.open = False
+
+    def show(self, status: str, elapsed: float) -> None:
+        line = f"{self.label}: {status} ({elapsed:.0f}s)"
+        if self.tty:
+            self.stream.write(f"\r\033[K{line}")
+            self.open = True
+        elif status != self.last:
+            self.stream.write(line + "\n")
+        self.last = status
+        self.stream.flush()
+
+    def close(self) -> None:
+        """On a terminal the line goes away: the command's own summary takes its place."""
+        if self.open:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.open = False
+
+
+def wait_for(
+    first: dict[str, Any],
+    fetch: Callable[[], dict[str, Any]],
+    pending: Iterable[str],
+    progress: Progress,
+    timeout: float,
+    interval: float,
+    what: str,
+) -> tuple[dict[str, Any], float]:
+    """Poll `fetch` until the item's status leaves `pending`; (item, seconds waited)."""
+    pending = set(pending)
+    started = time.monotonic()
+    item = first
+    try:
+        while True:
+            elapsed = time.monotonic() - started
+            status = str(item.get("status"))
+            progress.show(status, elapsed)
+            if status not in pending:
+                return item, elapsed
+            if elapsed >= timeout:
+                raise CliError(f"{what} still {status} after {timeout:g}s (--wait-timeout)")
+            time.sleep(max(0.0, min(interval, timeout - elapsed)))
+            item = fetch()
+    finally:
+        progress.close()
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    client: ApiClient
+    args: argparse.Namespace
+    out: TextIO
+    err: TextIO
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out)
+
+    def json(self, payload: Any) -> None:
+        print(json.dumps(payload, indent=2, ensure_ascii=False), file=self.out)
+
+    def function_path(self, *rest: str | int) -> str:
+        return self.client.path("functions", self.args.name, *rest)
+
+    def rerun(self, command: str) -> str:
+        return f"python scripts/functions.py {command}"
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, int | float):
+        return "-"
+    for unit in ("B", "KB", "MB"):
+        if n < 1024 or unit == "MB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} MB"
+
+
+def _live(alias: dict[str, Any] | None) -> str:
+    if not alias:
+        return "-"
+    text = str(alias.get("version"))
+    canary = alias.get("canary")
+    if canary:
+        text += f" (+{canary.get('version')} at {_percent(canary.get('weight'))})"
+    if alias.get("status") not in (None, "ready"):
+        text += f" [{alias.get('status')}]"
+    return text
+
+
+def _percent(weight: Any) -> str:
+    try:
+        return f"{float(weight) * 100:g}%"
+    except (TypeError, ValueError):
+        return str(weight)
+
+
+def config_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The create/update fields the command line sets (absent options are left out)."""
+    body: dict[str, Any] = {}
+    if args.description is not None:
+        body["description"] = args.description
+    if args.handler is not None:
+        body["handler"] = args.handler
+    if args.memory is not None:
+        body["memory_mb"] = args.memory
+    if args.timeout is not None:
+        body["timeout_seconds"] = args.timeout
+    if args.env is not None:
+        body["environment"] = dict(args.env)
+    if args.secret_env is not None:
+        body["secret_environment"] = dict(args.secret_env)
+    if args.tag is not None:
+        body["tags"] = list(args.tag)
+    return body
+
+
+def upload_code(ctx: Context, fid: str, data: bytes) -> str:
+    """Ask for an upload grant, POST the zip to it; the upload id to apply with PATCH."""
+    grant = ctx.client.request("POST", ctx.client.path("functions", fid, "code-upload"), {})
+    max_bytes = grant.get("max_bytes")
+    if isinstance(max_bytes, int) and len(data) > max_bytes:
+        raise CliError(f"the zipped code is {_size(len(data))}, over the {_size(max_bytes)} upload limit")
+    ctx.client.upload(grant["url"], grant.get("fields") or {}, data)
+    return str(grant["upload_id"])
+
+
+def finish_deploy(ctx: Context, fn: dict[str, Any]) -> int:
+    """Wait for a function's deployment (unless --no-wait) and report how it ended."""
+    name = fn.get("name") or ctx.args.name
+    took = ""
+    if fn.get("status") == "deploying" and not ctx.args.no_wait:
+        fn, elapsed = wait_for(
+            fn,
+            lambda: ctx.client.request("GET", ctx.client.path("functions", fn["id"])),
+            ("deploying",),
+            Progress(name, ctx.err),
+            ctx.args.wait_timeout,
+            ctx.args.poll_interval,
+            f"{name}: deployment",
+        )
+        took = f" in {elapsed:.0f}s"
+    if ctx.args.json:
+        ctx.json(fn)
+    status = fn.get("status")
+    if status == "failed":
+        raise CliError(f"{name}: deployment failed: {fn.get('error') or 'no details'}")
+    if ctx.args.json:
+        return 0
+    if status == "deployed":
+        ctx.print(
+            f"{name}: deployed{took} ({fn.get('id')}, revision {fn.get('revision')}, code {_size(fn.get('code_size'))})"
+        )
+    elif status == "deploying":
+        ctx.print(f"{name}: deploying ({fn.get('id')}); follow with: {ctx.rerun(f'show {name}')}")
+    elif status == "draft":
+        ctx.print(
+            f"{name}: draft, no code yet ({fn.get('id')}); add it with: {ctx.rerun(f'update {name} --source PATH')}"
+        )
+    else:
+        raise CliError(f"{name}: ended as {status}: {fn.get('error') or 'no details'}")
+    return 0
+
+
+def _code_fields(code: Code | None, body: dict[str, Any]) -> None:
+    if code is not None and code.inline is not None:
+        body["source"] = code.inline
+    if code is not None and code.handler and "handler" not in body:
+        body["handler"] = code.handler
+
+
+def cmd_create(ctx: Context) -> int:
+    args = ctx.args
+    if not FUNCTION_NAME_PATTERN.match(args.name):
+        raise CliError(f"invalid function name {args.name!r}: a letter, then up to 63 letters, digits, - or _")
+    code = load_source(args.source, args.handler) if args.source else None
+    if code is not None and code.zip is not None:
+        check_handler_in_zip(code.zip, code.handler or DEFAULT_HANDLER)
+    body = {"name": args.name, **config_body(args)}
+    _code_fields(code, body)
+    fn = ctx.client.request("POST", ctx.client.path("functions"), body)
+    if code is not None and code.zip is not None:
+        try:
+            upload_id = upload_code(ctx, fn["id"], code.zip)
+            fn = ctx.client.request("PATCH", ctx.client.path("functions", fn["id"]), {"code_upload_id": upload_id})
+        except CliError as exc:
+            raise CliError(
+                f"{exc}; {args.name} was created without code, retry with: {ctx.rerun(f'update {args.name} --source {code.source}')}"
+            ) from None
+    return finish_deploy(ctx, fn)
+
+
+def cmd_update(ctx: Context) -> int:
+    args = ctx.args
+    code = load_source(args.source, args.handler) if args.source else None
+    body = config_body(args)
+    _code_fields(code, body)
+    if code is not None and code.zip is not None:
+        body["code_upload_id"] = upload_code(ctx, args.name, code.zip)
+    if not body:
+        raise CliError("nothing to update: give --source or an option to change (see update --help)")
+    fn = ctx.client.request("PATCH", ctx.function_path(), body)
+    return finish_deploy(ctx, fn)
+
+
+def cmd_list(ctx: Context) -> int:
+    functions = ctx.client.collect(ctx.client.path("functions"), "functions", {"tag": ctx.args.tag})
+    if ctx.args.json:
+        ctx.json({"functions": functions, "next_cursor": None})
+        return 0
+    rows = [
+        (
+            str(f.get("name")),
+            str(f.get("id")),
+            str(f.get("status")),
+            _live(f.get("live")),
+            str(f.get("latest_version") or "-"),
+            str(f.get("updated_at") or "-"),
+        )
+        for f in functions
+    ]
+    _table(ctx, ("NAME", "ID", "STATUS", "LIVE", "LATEST", "UPDATED"), rows)
+    return 0
+
+
+def _table(ctx: Context, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        ctx.print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_show(ctx: Context) -> int:
+    fn = ctx.client.request("GET", ctx.function_path())
+    if ctx.args.json:
+        ctx.json(fn)
+        return 0
+    env = fn.get("environment") or {}
+    lines = [
+        ("name", f"{fn.get('name')} ({fn.get('id')})"),
+        ("org", fn.get("org")),
+        ("status", fn.get("status")),
+        ("error", fn.get("error")),
+        ("description", fn.get("description")),
+        ("handler", f"{fn.get('handler')} ({fn.get('runtime')})"),
+        ("memory", f"{fn.get('memory_mb')} MB, timeout {fn.get('timeout_seconds')} s"),
+        ("code", f"sha256 {fn.get('code_sha256') or '-'} ({_size(fn.get('code_size'))})"),
+        ("revision", fn.get("revision")),
+        ("latest", fn.get("latest_version") or "-"),
+        ("live", _live(fn.get("live"))),
+        ("environment", ", ".join(f"{k}={v}" for k, v in sorted(env.items())) or "-"),
+        ("secrets", ", ".join(fn.get("secret_environment") or []) or "-"),
+        ("tags", ", ".join(fn.get("tags") or []) or "-"),
+        ("lambda", fn.get("lambda_function") or "-"),
+        ("created", f"{fn.get('created_at')} by {fn.get('created_by')}"),
+        ("updated", f"{fn.get('updated_at')} by {fn.get('updated_by')}"),
+    ]
+    for label, value in lines:
+        if label == "error" and not value:
+            continue
+        ctx.print(f"{label + ':':<13}{value if value not in (None, '') else '-'}")
+    return 0
+
+
+def cmd_publish(ctx: Context) -> int:
+    body = {} if ctx.args.description is None else {"description": ctx.args.description}
+    version = ctx.client.request("POST", ctx.function_path("versions"), body)
+    n = version.get("version")
+    if version.get("status") == "publishing" and not ctx.args.no_wait:
+        version, _ = wait_for(
+            version,
+            lambda: ctx.client.request("GET", ctx.function_path("versions", n)),
+            ("publishing",),
+            Progress(f"{ctx.args.name} version {n}", ctx.err),
+            ctx.args.wait_timeout,
+            ctx.args.poll_interval,
+            f"{ctx.args.name} version {n}",
+        )
+    if ctx.args.json:
+        ctx.json(version)
+    status = version.get("status")
+    if status == "failed":
+        raise CliError(f"{ctx.args.name}: publishing version {n} failed: {version.get('error') or 'no details'}")
+    if not ctx.args.json:
+        unchanged = " (unchanged: code and configuration are those of this version)" if version.get("unchanged") else ""
+        ctx.print(
+            f"{ctx.args.name}: version {n} {status}{unchanged}; make it live with: {ctx.rerun(f'promote {ctx.args.name} {n}')}"
+        )
+    return 0
+
+
+def cmd_versions(ctx: Context) -> int:
+    versions = ctx.client.collect(ctx.function_path("versions"), "versions")
+    if ctx.args.json:
+        ctx.json({"versions": versions, "next_cursor": None})
+        return 0
+    alias = (ctx.client.request("GET", ctx.function_path()) or {}).get("live") or {}
+    canary = alias.get("canary") or {}
+
+    def traffic(v: Any) -> str:
+        if canary and v == canary.get("version"):
+            return f"canary {_percent(canary.get('weight'))}"
+        return LIVE_ALIAS if alias and v == alias.get("version") else ""
+
+    rows = [
+        (
+            str(v.get("version")),
+            str(v.get("status")),
+            traffic(v.get("version")),
+            str(v.get("code_sha256") or "-")[:12],
+            str(v.get("created_at") or "-"),
+            str(v.get("description") or ""),
+        )
+        for v in versions
+    ]
+    _table(ctx, ("VERSION", "STATUS", "TRAFFIC", "CODE", "CREATED", "DESCRIPTION"), rows)
+    return 0
+
+
+def _finish_alias(ctx: Context, alias: dict[str, Any], done: str) -> int:
+    if alias.get("status") == "updating" and not ctx.args.no_wait:
+        alias, _ = wait_for(
+            alias,
+            lambda: ctx.client.request("GET", ctx.function_path("aliases", LIVE_ALIAS)),
+            ("updating",),
+            Progress(f"{ctx.args.name} {LIVE_ALIAS}", ctx.err),
+            ctx.args.wait_timeout,
+            ctx.args.poll_interval,
+            f"{ctx.args.name} {LIVE_ALIAS}",
+        )
+    if ctx.args.json:
+        ctx.json(alias)
+    if alias.get("status") == "failed":
+        raise CliError(f"{ctx.args.name}: moving {LIVE_ALIAS} failed: {alias.get('error') or 'no details'}")
+    if not ctx.args.json:
+        ctx.print(f"{ctx.args.name}: {done}; {LIVE_ALIAS} -> version {_live(alias)}")
+    return 0
+
+
+def cmd_promote(ctx: Context) -> int:
+    body: dict[str, Any] = {"version": ctx.args.version}
+    if ctx.args.canary:
+        version, weight = ctx.args.canary
+        body["canary"] = {"version": version, "weight": weight}
+    alias = ctx.client.request("PUT", ctx.function_path("aliases", LIVE_ALIAS), body)
+    return _finish_alias(ctx, alias, "promoted")
+
+
+def cmd_rollback(ctx: Context) -> int:
+    alias = ctx.client.request("POST", ctx.function_path("rollback"), {})
+    return _finish_alias(ctx, alias, "rolled back")
+
+
+def cmd_delete(ctx: Context) -> int:
+    if not ctx.args.yes:
+        if not sys.stdin.isatty():
+            raise CliError(f"refusing to delete {ctx.args.name} without --yes (no terminal to confirm on)")
+        answer = input(f"Delete function {ctx.args.name}, its versions and its live alias? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            raise CliError("not deleted")
+    result = ctx.client.request("DELETE", ctx.function_path())
+    if ctx.args.json:
+        ctx.json(result)
+    else:
+        ctx.print(f"{ctx.args.name}: {(result or {}).get('status', 'deleting')} ({(result or {}).get('id')})")
+    return 0
+
+
+def read_payload(spec: str) -> Any:
+    """`--payload`: JSON text, `@file` or `-` (stdin)."""
+    if spec == "-":
+        text, where = sys.stdin.read(), "the payload on stdin"
+    elif spec.startswith("@"):
+        try:
+            text = Path(spec[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"--payload {spec}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise CliError(f"--payload {spec}: not UTF-8 text") from None
+        where = spec[1:]
+    else:
+        text, where = spec, "--payload"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{where} is not valid JSON: {exc}") from None
+
+
+def cmd_invoke(ctx: Context) -> int:
+    body: dict[str, Any] = {}
+    if ctx.args.qualifier is not None:
+        body["qualifier"] = ctx.args.qualifier
+    if ctx.args.payload is not None:
+        body["payload"] = read_payload(ctx.args.payload)
+    answer = ctx.client.request("POST", ctx.function_path("invoke"), body)
+    if ctx.args.verbose:
+        print(
+            f"version {answer.get('executed_version')}, request {answer.get('request_id')}, {answer.get('duration_ms')} ms",
+            file=ctx.err,
+        )
+    if ctx.args.json:
+        ctx.json(answer)
+    if answer.get("status") == "failed":
+        error = answer.get("error") or {}
+        raise CliError(f"{error.get('type') or 'Error'}: {error.get('message') or 'no details'}")
+    if not ctx.args.json:
+        ctx.json(answer.get("result"))
+    return 0
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, not usage + message
+        self.exit(EXIT_USAGE, f"error: {message} (see --help)\n")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 1, got {text!r}")
+    return value
+
+
+def _canary(text: str) -> tuple[int, float]:
+    version, sep, weight_text = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected VERSION:WEIGHT (e.g. 4:0.1 or 4:10%), got {text!r}")
+    try:
+        weight = float(weight_text[:-1]) / 100 if weight_text.endswith("%") else float(weight_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"canary weight must be a number, got {weight_text!r}") from None
+    if not 0 < weight < 1:
+        raise argparse.ArgumentTypeError(f"canary weight must be between 0 and 1 (or 0% and 100%), got {weight_text!r}")
+    return _positive_int(version), weight
+
+
+def _qualifier(text: str) -> str | int:
+    if text in (LIVE_ALIAS, "draft"):
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected live, draft or a version number, got {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+def _common(top: bool) -> _Parser:
+    """Options accepted before and after the command (SUPPRESS: after-command ones do not reset
+    what was given before it)."""
+    common = _Parser(add_help=False)
+    default = None if top else argparse.SUPPRESS
+    common.add_argument("--api", default=default, help=f"API base URL (default ${ENV_API_URL})")
+    common.add_argument("--key", default=default, help=f"API key (default ${ENV_API_KEY})")
+    common.add_argument("--org", default=default, help=f"organization (default ${ENV_ORG})")
+    common.add_argument(
+        "--json", action="store_true", default=False if top else argparse.SUPPRESS, help="print raw JSON"
+    )
+    common.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        default=REQUEST_TIMEOUT if top else argparse.SUPPRESS,
+        help=argparse.SUPPRESS,
+    )
+    return common
+
+
+def _waiting(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-wait", action="store_true", help="return without waiting for the platform")
+    parser.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        default=WAIT_TIMEOUT,
+        help=f"seconds to wait at most (default {WAIT_TIMEOUT:g})",
+    )
+    parser.add_argument("--poll-interval", type=_seconds, default=POLL_INTERVAL, help=argparse.SUPPRESS)
+
+
+def _function_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", metavar="FILE|DIR", help="a .py file (sent inline), a directory (zipped) or a .zip")
+    parser.add_argument("--handler", help=f"module.function (default: FILE's stem.handler, or {DEFAULT_HANDLER})")
+    parser.add_argument("--memory", type=_positive_int, metavar="MB", help="memory in MB")
+    parser.add_argument("--timeout", type=_positive_int, metavar="S", help="timeout in seconds")
+    parser.add_argument(
+        "--env", action="append", type=_pair, metavar="K=V", help="environment variable (repeatable; replaces them all)"
+    )
+    parser.add_argument(
+        "--secret-env",
+        action="append",
+        type=_pair,
+        metavar="K=V",
+        help="secret environment variable, stored encrypted (repeatable)",
+    )
+    parser.add_argument("--tag", action="append", metavar="T", help="tag (repeatable; replaces them all)")
+    parser.add_argument("--description", help="free text")
+    _waiting(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="functions.py",
+        description="Deploy, version, promote and invoke your organization's Python functions.",
+        parents=[_common(top=True)],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = _common(top=False)
+
+    def command(
+        name: str, func: Callable[[Context], int], help_: str, with_name: bool = True
+    ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help_, description=help_, parents=[sub])
+        p.set_defaults(func=func)
+        if with_name:
+            p.add_argument("name", metavar="NAME", help="function name or id")
+        return p
+
+    _function_options(command("create", cmd_create, "create a function (and deploy its code)"))
+    _function_options(command("update", cmd_update, "change a function's code or configuration"))
+    command("list", cmd_list, "list functions", with_name=False).add_argument(
+        "--tag", help="only functions with this tag"
+    )
+    command("show", cmd_show, "show a function")
+    publish = command("publish", cmd_publish, "publish the deployed draft as a new immutable version")
+    publish.add_argument("--description", help="what this version is")
+    _waiting(publish)
+    command("versions", cmd_versions, "list a function's versions, newest first")
+    promote = command("promote", cmd_promote, f"point {LIVE_ALIAS} at a version (optionally with a canary)")
+    promote.add_argument("version", type=_positive_int, metavar="VERSION")
+    promote.add_argument(
+        "--canary", type=_canary, metavar="VERSION:WEIGHT", help="send WEIGHT (0-1, or N%%) of traffic to VERSION"
+    )
+    _waiting(promote)
+    _waiting(command("rollback", cmd_rollback, f"move {LIVE_ALIAS} back to where it was before its last move"))
+    command("delete", cmd_delete, "delete a function and its versions").add_argument(
+        "--yes", action="store_true", help="do not ask"
+    )
+    invoke = command("invoke", cmd_invoke, "run a function and print its result")
+    invoke.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
+    invoke.add_argument("--payload", help="JSON text, @FILE or - (stdin)")
+    invoke.add_argument(
+        "--verbose", "-v", action="store_true", help="also print version, request id and duration on stderr"
+    )
+    return parser
+
+
+def make_client(args: argparse.Namespace) -> ApiClient:
+    api = args.api or os.environ.get(ENV_API_URL, "")
+    key = args.key or os.environ.get(ENV_API_KEY, "")
+    org = args.org or os.environ.get(ENV_ORG, "")
+    if not api:
+        raise CliError(f"no API URL: pass --api URL or set {ENV_API_URL}")
+    if urllib.parse.urlsplit(api).scheme not in ("http", "https"):
+        raise CliError(f"--api must be an http(s) URL, got {api!r}")
+    if not key:
+        raise CliError(
+            f"no API key: pass --key KEY or set {ENV_API_KEY} (an operator creates keys with scripts/functions_keys.py)"
+        )
+    if not org:
+        raise CliError(f"no organization: pass --org ORG or set {ENV_ORG}")
+    if not ORG_PATTERN.match(org):
+        raise CliError(f"invalid organization {org!r}: 1-24 lowercase letters, digits and dashes")
+    return ApiClient(api, key, org, timeout=args.request_timeout)
+
+
+def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    client = make_client(args)
+    name = getattr(args, "name", None)
+    if name is not None and args.command != "create" and not FUNCTION_NAME_PATTERN.match(name):
+        raise CliError(f"invalid function name or id {name!r}")
+    result: int = args.func(Context(client, args, out, err))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args, sys.stdout, sys.stderr)
+    except CliError as exc:
+        print(f"error: {one_line(str(exc), 1000)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted (what was started on the platform goes on; see `show`)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # an answer of a shape nobody expected: still one line, no traceback
+        print(f"error: unexpected {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())
