@@ -1,0 +1,1 @@
+"""Functions: user-defined functions per organization, each run as its own AWS Lambda function."""

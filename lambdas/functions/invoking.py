@@ -1,0 +1,124 @@
+"""Invoking a user function through Lambda's data plane, and reporting it in the platform's terms.
+
+The Lambda client used here never retries: a retried `Invoke` runs the function twice. Its read
+timeout covers the longest function that may be invoked synchronously.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
+from botocore.config import Config
+
+from lambdas.common.http import HttpError
+from lambdas.functions import names
+
+# The HTTP API cuts an integration off at 30 s: a synchronous call must end well before that.
+MAX_SYNC_TIMEOUT_SECONDS = 25
+_REPORT = re.compile(r"Billed Duration: (\d+) ms")
+
+
+@cache
+def lambda_client() -> Any:
+    config = Config(
+        connect_timeout=3,
+        read_timeout=MAX_SYNC_TIMEOUT_SECONDS + 3,
+        retries={"total_max_attempts": 1},
+    )
+    return boto3.client("lambda", config=config)
+
+
+@dataclass(frozen=True)
+class InvokeRequest:
+    qualifier: str  # what Lambda is asked for: "live", "$LATEST" or a Lambda version number
+    label: str  # what the caller asked for: "live", "draft" or the platform version number
+    payload: bytes
+
+    @classmethod
+    def parse(cls, body: dict[str, Any], fn: dict[str, Any], store: Any) -> InvokeRequest:
+        raw = body.get("qualifier", names.LIVE_ALIAS)
+        payload = json.dumps(body.get("payload", {}), separators=(",", ":")).encode()
+        if raw == names.LIVE_ALIAS:
+            if not fn.get("live"):
+                raise HttpError(409, "no version is live yet: publish one and point live at it")
+            return cls(names.LIVE_ALIAS, names.LIVE_ALIAS, payload)
+        if raw == "draft":
+            if fn["status"] != "deployed":
+                raise HttpError(409, f"the draft is {fn['status']}; invoke it once it is deployed")
+            return cls("$LATEST", "draft", payload)
+        number = int(raw) if isinstance(raw, str) and raw.isdigit() else raw
+        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+            raise BadRequestError('qualifier must be "live", "draft" or a version number')
+        version = store.get_version(fn["org"], fn["id"], number)
+        if version is None:
+            raise HttpError(404, f"version {number} not found")
+        if version["status"] != "published" or not version.get("lambda_version"):
+            raise HttpError(409, f"version {number} is {version['status']}, not published")
+        return cls(str(version["lambda_version"]), str(number), payload)
+
+
+def platform_version(fn: dict[str, Any], executed: str) -> str:
+    """Lambda's executed version ("$LATEST", "7") as the platform names it ("draft", "3")."""
+    if executed == "$LATEST":
+        return "draft"
+    return str((fn.get("lambda_versions") or {}).get(executed, executed))
+
+
+def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
+    if int(fn["timeout_seconds"]) > MAX_SYNC_TIMEOUT_SECONDS:
+        raise HttpError(
+            409,
+            f"the function's timeout ({fn['timeout_seconds']} s) is longer than a synchronous call may last "
+            f"({MAX_SYNC_TIMEOUT_SECONDS} s): invoke it with mode async",
+        )
+    lam = lambda_client()
+    started = time.monotonic()
+    try:
+        response = lam.invoke(
+            FunctionName=fn["lambda_function"],
+            Qualifier=request.qualifier,
+            InvocationType="RequestResponse",
+            LogType="Tail",
+            Payload=request.payload,
+        )
+    except lam.exceptions.ResourceNotFoundException:
+        raise HttpError(409, f"{request.label} is not deployed yet") from None
+    except (lam.exceptions.TooManyRequestsException, lam.exceptions.ResourceConflictException) as exc:
+        raise HttpError(429 if "TooMany" in type(exc).__name__ else 409, str(exc)) from None
+    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    raw = response["Payload"].read()
+    try:
+        result = json.loads(raw) if raw else None
+    except ValueError:
+        result = raw.decode("utf-8", errors="replace")
+    tail = base64.b64decode(response.get("LogResult", "")).decode("utf-8", errors="replace")
+    billed = _REPORT.search(tail)
+    outcome: dict[str, Any] = {
+        "status": "succeeded",
+        "result": result,
+        "error": None,
+        "qualifier": request.label,
+        "executed_version": platform_version(fn, str(response.get("ExecutedVersion", ""))),
+        "request_id": response["ResponseMetadata"]["RequestId"],
+        "duration_ms": duration_ms,
+        "billed_duration_ms": int(billed.group(1)) if billed else None,
+    }
+    if response.get("FunctionError"):
+        error = result if isinstance(result, dict) else {"errorMessage": str(result)}
+        error_type = str(error.get("errorType") or response["FunctionError"])
+        message = str(error.get("errorMessage", ""))
+        timed_out = error_type == "Sandbox.Timedout" or "Task timed out" in message
+        outcome.update(
+            status="timed_out" if timed_out else "failed",
+            result=None,
+            error={"type": error_type, "message": message},
+        )
+    return outcome
