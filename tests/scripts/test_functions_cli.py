@@ -103,7 +103,7 @@ class FakeApi:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def on(self, method: str, path: str, *answers: tuple[int, Any] | tuple[int, Any, float]) -> None:
-        self.routes[(method, path)] = [(a[0], a[1], a[2] if len(a) > 2 else 0.0) for a in answers]  # type: ignore[misc]
+        self.routes[(method, path)] = [(a[0], a[1], a[2] if len(a) > 2 else 0.0) for a in answers]
 
     def calls(self) -> list[tuple[str, str]]:
         return [(s.method, s.path) for s in self.seen]
@@ -191,10 +191,12 @@ def parse_multipart(content_type: str, body: bytes) -> list[tuple[str | None, st
     """(name, filename, bytes) of each part, in order, parsed by the standard library's MIME parser."""
     message = BytesParser(policy=email.policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
     assert message.is_multipart()
-    return [
-        (part.get_param("name", header="content-disposition"), part.get_filename(), part.get_payload(decode=True))  # type: ignore[attr-defined,misc]
-        for part in message.iter_parts()  # type: ignore[attr-defined]
-    ]
+    parts: list[tuple[str | None, str | None, bytes]] = []
+    for part in message.iter_parts():
+        name, payload = part.get_param("name", header="content-disposition"), part.get_payload(decode=True)
+        assert isinstance(name, str | None) and isinstance(payload, bytes)
+        parts.append((name, part.get_filename(), payload))
+    return parts
 
 
 def write_tree(root: Path, order: list[str] | None = None) -> None:
