@@ -63,6 +63,41 @@ class CollectionsSettings:
 
 
 @dataclass(frozen=True)
+class FunctionsSettings:
+    """User-defined functions (`Functions-{env}`): the limits users get and the platform's own sizing."""
+
+    # Upper bounds a user may ask for per function (the API rejects more; the deployer re-checks).
+    # Lambda itself allows up to 10240 MB and 900 s. Dev stays small (1024 MB, 300 s) so a test
+    # function cannot run up a bill; prod allows 3008 MB (the ceiling some newer accounts start
+    # with until a quota increase) and Lambda's full 900 s.
+    max_memory_mb: int = 1024
+    max_timeout_seconds: int = 300
+    # Reserved concurrency of each user function; None leaves them unreserved. Dev: new accounts
+    # cannot reserve any (Lambda keeps 100 unreserved, and their limit may be as low as 10). Prod:
+    # 10 each, so one tenant's function cannot take the account's whole concurrency.
+    user_reserved_concurrency: int | None = None
+    # Lambda layer ARNs (patterns allowed, e.g. `arn:aws:lambda:*:123456789012:layer:name:*`) that
+    # user functions may use. Empty in both environments: no layers at all, and the deployer's IAM
+    # policy denies any layer not listed here.
+    allowed_layers: tuple[str, ...] = ()
+    # One deploy message: copy and hash a zip, wait for the function to become Active, publish.
+    # The queue's visibility timeout is 6x this (AWS's guidance for SQS event sources).
+    deployer_timeout_seconds: int = 300
+    deployer_memory_mb: int = 1024  # zips are read, checked and hashed in memory
+    # Deploys run in parallel across functions (FIFO message groups keep one function's in order).
+    # The queue's event source never invokes more than this many deployers at once (its maximum
+    # concurrency: needs no reservation, and unlike reserved concurrency alone it does not pull
+    # messages it cannot run, whose throttled receives would count towards the DLQ). Two also
+    # keeps Lambda's control-plane rate limits far away.
+    deployer_max_concurrency: int = 2
+    # Reserved as well where the account allows it (prod); dev's new accounts cannot, see above.
+    deployer_reserved_concurrency: int | None = None
+    # The API handler checks sources (Python syntax, up to 256 KB) and waits on synchronous
+    # invocations; more memory is more CPU, hence a faster cold start of boto3 and the checks.
+    api_memory_mb: int = 512
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     name: str
     log_retention: logs.RetentionDays
@@ -78,6 +113,7 @@ class EnvConfig:
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
     qr_upload: QrUploadSettings = field(default_factory=QrUploadSettings)
     collections: CollectionsSettings = field(default_factory=CollectionsSettings)
+    functions: FunctionsSettings = field(default_factory=FunctionsSettings)
     tunnel_domain: TunnelDomain | None = None
 
     def stack_name(self, base: str) -> str:
@@ -110,6 +146,12 @@ PROD = EnvConfig(
         nat_gateways=2,
         db_backup_retention_days=7,
         allow_local_providers=False,
+    ),
+    functions=FunctionsSettings(
+        max_memory_mb=3008,
+        max_timeout_seconds=900,
+        user_reserved_concurrency=10,
+        deployer_reserved_concurrency=2,
     ),
 )
 

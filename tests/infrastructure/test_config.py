@@ -37,3 +37,20 @@ def test_app_exits_with_one_line_for_unknown_environment(tmp_path: Path) -> None
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["error: unknown environment 'nope'; valid environments: dev, prod"]
     assert sorted(ENVIRONMENTS) == ["dev", "prod"]
+
+
+def test_functions_limits_per_environment() -> None:
+    dev, prod = get_config("dev").functions, get_config("prod").functions
+    assert (dev.max_memory_mb, dev.max_timeout_seconds) == (1024, 300)
+    assert (prod.max_memory_mb, prod.max_timeout_seconds) == (3008, 900)
+    # New accounts cannot reserve concurrency: dev never asks, prod caps each user function.
+    assert dev.user_reserved_concurrency is None and dev.deployer_reserved_concurrency is None
+    assert prod.user_reserved_concurrency == 10
+    for settings in (dev, prod):
+        assert 128 <= settings.max_memory_mb <= 10240 and 1 <= settings.max_timeout_seconds <= 900  # Lambda's range
+        assert settings.allowed_layers == ()
+        assert 2 <= settings.deployer_max_concurrency <= 1000  # an SQS event source's MaximumConcurrency range
+        if settings.deployer_reserved_concurrency is not None:
+            assert settings.deployer_reserved_concurrency >= settings.deployer_max_concurrency
+        # The deploy queue's visibility timeout (6x) must stay within SQS's 12 hours.
+        assert 6 * settings.deployer_timeout_seconds <= 12 * 3600 and settings.deployer_timeout_seconds <= 900
