@@ -7,8 +7,10 @@ from aws_cdk import App, Environment, Stack
 from infrastructure.config import EnvConfig
 from infrastructure.stacks.collections_compute import CollectionsComputeStack
 from infrastructure.stacks.collections_data import CollectionsDataStack
+from infrastructure.stacks.functions import FunctionsStack
 from infrastructure.stacks.qr_upload import QrUploadStack
 from infrastructure.stacks.tunnel import TunnelStack
+from lambdas.functions import names
 
 
 def build_platform(app: App, config: EnvConfig, env: Environment | None = None) -> list[Stack]:
@@ -20,5 +22,6 @@ def build_platform(app: App, config: EnvConfig, env: Environment | None = None) 
     stacks += [
         data,
         CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env),
+        FunctionsStack(app, config.stack_name(names.STACK_BASE), config=config, env=env),
     ]
     return stacks

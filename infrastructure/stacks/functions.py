@@ -1,0 +1,511 @@
+"""User-defined functions (`Functions-{env}`): each organization's functions run as real Lambdas.
+
+HTTP API `functions-{env}`: `ANY /v1/orgs/{org}/{proxy+}` (Lambda REQUEST authorizer: an org API
+key) and `GET /v1/openapi.json` (public) -> functions-api
+functions-api -> SQS FIFO deploy queue (message group = function id) -> functions-deployer, the only
+code that calls Lambda's control plane, and only on `ufn-{env}-*` functions
+User functions `ufn-{env}-{org}-{fid}` run under one execution role that can write its logs and
+nothing else; the guardrails below are the deployer's IAM policy, asserted by the stack's tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infrastructure.config import EnvConfig
+from infrastructure.constructs.apis import HttpEndpoint
+from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
+from infrastructure.constructs.python_function import PythonFunction
+from lambdas.functions import names
+
+GROUP = "functions"
+# SSM SecureStrings of users' secret variables: `{parameter_prefix}/functions/secrets/{org}/{fid}/{NAME}`.
+SECRETS_PATH = "functions/secrets"
+LAMBDA_SERVICE = "lambda.amazonaws.com"
+# Deploy messages per deployer invocation (FIFO queues allow at most 10); failures are reported
+# per message (ReportBatchItemFailures), so one bad message does not redeliver the others.
+DEPLOY_BATCH_SIZE = 10
+DEPLOY_MAX_RECEIVES = 3
+
+# Control-plane actions the deployer needs on user functions (and their versions and aliases).
+DEPLOYER_LAMBDA_ACTIONS = [
+    "lambda:GetFunction",
+    "lambda:GetFunctionConfiguration",
+    "lambda:UpdateFunctionCode",
+    "lambda:UpdateFunctionConfiguration",
+    "lambda:PublishVersion",
+    "lambda:ListVersionsByFunction",
+    "lambda:CreateAlias",
+    "lambda:UpdateAlias",
+    "lambda:GetAlias",
+    "lambda:DeleteAlias",
+    "lambda:DeleteFunction",
+    "lambda:TagResource",
+    "lambda:PutFunctionConcurrency",
+    "lambda:DeleteFunctionConcurrency",
+    "lambda:PutFunctionEventInvokeConfig",
+    "lambda:DeleteFunctionEventInvokeConfig",
+]
+# What no user function may ever get, whatever the deployer is asked to do: a resource policy
+# (another principal could invoke it), a function URL (a public endpoint), an event source mapping
+# (it could drain a queue or stream of the account).
+DEPLOYER_DENIED_ACTIONS = [
+    "lambda:AddPermission",
+    "lambda:CreateFunctionUrlConfig",
+    "lambda:UpdateFunctionUrlConfig",
+    "lambda:CreateEventSourceMapping",
+    "lambda:UpdateEventSourceMapping",
+]
+FUNCTION_CONFIG_ACTIONS = ["lambda:CreateFunction", "lambda:UpdateFunctionConfiguration"]
+VPC_CONDITION_KEYS = ("lambda:VpcIds", "lambda:SubnetIds", "lambda:SecurityGroupIds")
+
+
+class FunctionsStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.config = config
+        self.settings = config.functions
+        name = config.name
+        prefix = names.user_function_prefix(name)
+        self.secret_prefix = f"{config.parameter_prefix}/{SECRETS_PATH}"
+        arn = f"arn:{Aws.PARTITION}"
+        region_account = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        # `ufn-{env}-*` and its qualified form (`:{version}` or `:{alias}`); nothing else in the
+        # account is reachable through the deployer's or the API's Lambda grants.
+        self.user_function_arns = [
+            f"{arn}:lambda:{region_account}:function:{prefix}*",
+            f"{arn}:lambda:{region_account}:function:{prefix}*:*",
+        ]
+        self.user_log_group_arn = f"{arn}:logs:{region_account}:log-group:{names.user_log_group(prefix)}*"
+        self.secrets_arn = f"{arn}:ssm:{region_account}:parameter{self.secret_prefix}/*"
+
+        self._table()
+        self._bucket()
+        self._queues()
+        self._user_function_role()
+        self._functions()
+        self._grant_api()
+        self._grant_deployer()
+        self._grant_authorizer()
+        self._api()
+        self._outputs()
+
+    # --- data -----------------------------------------------------------------------------------
+    def _table(self) -> None:
+        string = dynamodb.AttributeType.STRING
+        self.table = dynamodb.TableV2(
+            self,
+            "Table",
+            partition_key=dynamodb.Attribute(name="pk", type=string),
+            sort_key=dynamodb.Attribute(name="sk", type=string),
+            time_to_live_attribute=names.TTL_ATTRIBUTE,
+            global_secondary_indexes=[
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=names.GSI1,
+                    partition_key=dynamodb.Attribute(name=names.GSI1_PK, type=string),
+                    sort_key=dynamodb.Attribute(name=names.GSI1_SK, type=string),
+                    projection_type=dynamodb.ProjectionType.ALL,
+                )
+            ],
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=self.config.deletion_protection,
+            removal_policy=self.config.removal_policy,
+        )
+        self.gsi1_arn = f"{self.table.table_arn}/index/{names.GSI1}"
+
+    def _bucket(self) -> None:
+        self.bucket = s3.Bucket(
+            self,
+            "CodeBucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            removal_policy=self.config.removal_policy,
+            lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireUploads", prefix=names.UPLOADS_PREFIX, expiration=Duration.days(1))
+            ],
+        )
+        acknowledge(
+            self.bucket,
+            "AwsSolutions-S1",
+            "Code bucket: uploads/ are written only through presigned POSTs that the API issues per "
+            "(org, function, upload id) to an authenticated key and records with it; code/ is written "
+            "only by the deployer, content-addressed by SHA-256 and recorded on the version. Access "
+            "logs would repeat that record; CloudTrail S3 data events are the account-level option.",
+        )
+
+    def _queues(self) -> None:
+        name = self.config.name
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeployDeadLetterQueue",
+            queue_name=f"functions-deploy-{name}-dlq.fifo",
+            fifo=True,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            f"This queue is the dead-letter queue of functions-deploy-{name}.fifo.",
+        )
+        self.deploy_queue = sqs.Queue(
+            self,
+            "DeployQueue",
+            queue_name=f"functions-deploy-{name}.fifo",
+            fifo=True,
+            # The API sends an explicit deduplication id per change (function revision): two
+            # identical bodies can be two real requests (deploy, then deploy again after a failure).
+            content_based_deduplication=False,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(6 * self.settings.deployer_timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=DEPLOY_MAX_RECEIVES),
+        )
+        # A message here left a function `deploying` after three attempts: an operator looks.
+        self.dead_letters.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)).create_alarm(
+            self,
+            "DeployDeadLettersAlarm",
+            alarm_name=f"functions-deploy-{name}-dead-letters",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _user_function_role(self) -> None:
+        """The one execution role of every user function: it may append to user functions' log
+        groups and do nothing else, and a permissions boundary holds it there even if a policy were
+        ever attached to it. One role for all means a function could append to another user
+        function's group (never read it); per-organization roles would be the next step."""
+        write_logs = iam.PolicyStatement(
+            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+            resources=[f"{self.user_log_group_arn}:*"],
+        )
+        self.user_boundary = iam.ManagedPolicy(
+            self,
+            "UserFunctionBoundary",
+            description=f"Permissions boundary of user functions ({names.user_function_prefix(self.config.name)}*)",
+            statements=[write_logs],
+        )
+        self.user_role = iam.Role(
+            self,
+            "UserFunctionRole",
+            assumed_by=iam.ServicePrincipal(LAMBDA_SERVICE),
+            description=f"Execution role of every user function ({names.user_function_prefix(self.config.name)}*)",
+            permissions_boundary=self.user_boundary,
+            inline_policies={"WriteOwnLogs": iam.PolicyDocument(statements=[write_logs])},
+        )
+        reason = (
+            "User functions' logs: the deployer creates each /aws/lambda/ufn-{env}-{org}-{fid} group; "
+            "this role (shared by all user functions) can only append log events to groups with that prefix."
+        )
+        finding = self._finding(f"{self.user_log_group_arn}:*")
+        acknowledge_wildcards(self.user_role, reason, finding)
+        acknowledge_wildcards(self.user_boundary, reason, finding)
+
+    # --- functions ------------------------------------------------------------------------------
+    def _function(
+        self, construct_id: str, short: str, description: str, env: dict[str, str], **kw: Any
+    ) -> PythonFunction:
+        function_name = names.platform_function_name(short, self.config.name)
+        return PythonFunction(
+            self,
+            construct_id,
+            config=self.config,
+            function_name=function_name,
+            group=GROUP,
+            handler=f"lambdas.{GROUP}.{short}.handler",
+            description=description,
+            service=f"functions-{short}",
+            environment=env,
+            **kw,
+        )
+
+    def _functions(self) -> None:
+        settings = self.settings
+        table = {names.ENV_TABLE: self.table.table_name}
+        common = {
+            **table,
+            names.ENV_CODE_BUCKET: self.bucket.bucket_name,
+            names.ENV_PLATFORM_ENV: self.config.name,
+            names.ENV_SECRET_PREFIX: self.secret_prefix,
+            names.ENV_MAX_MEMORY_MB: str(settings.max_memory_mb),
+            names.ENV_MAX_TIMEOUT_SECONDS: str(settings.max_timeout_seconds),
+        }
+        self.api_fn = self._function(
+            "ApiFunction",
+            names.API,
+            "Functions API: functions, code uploads, versions, the live alias, invocations",
+            {**common, names.ENV_DEPLOY_QUEUE_URL: self.deploy_queue.queue_url},
+            memory_mb=settings.api_memory_mb,
+            # The HTTP API cuts every request off at 30 s, synchronous invocations included.
+            timeout=Duration.seconds(29),
+        )
+        reserved = settings.user_reserved_concurrency
+        self.deployer_fn = self._function(
+            "DeployerFunction",
+            names.DEPLOYER,
+            "Functions deployer: the only caller of Lambda's control plane, for ufn-{env}-* only",
+            {
+                **common,
+                names.ENV_EXECUTION_ROLE_ARN: self.user_role.role_arn,
+                names.ENV_RESERVED_CONCURRENCY: "" if reserved is None else str(reserved),
+                names.ENV_ALLOWED_LAYERS: ",".join(settings.allowed_layers),
+                # The environment's retention, as the platform's own functions get it.
+                names.ENV_LOG_RETENTION_DAYS: str(_retention_days(self.api_fn.log_group)),
+            },
+            memory_mb=settings.deployer_memory_mb,
+            timeout=Duration.seconds(settings.deployer_timeout_seconds),
+            reserved_concurrency=settings.deployer_reserved_concurrency,
+        )
+        self.deployer_fn.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.deploy_queue,
+                batch_size=DEPLOY_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=settings.deployer_max_concurrency,
+            )
+        )
+        self.authorizer_fn = self._function(
+            "AuthorizerFunction",
+            names.AUTHORIZER,
+            "Functions API authorizer: org API keys (one GetItem per key, cached by API Gateway)",
+            table,
+            timeout=Duration.seconds(5),
+        )
+
+    # --- IAM ------------------------------------------------------------------------------------
+    def _finding(self, arn: str) -> str:
+        """How cdk-nag prints an ARN built from pseudo parameters (the resource names stay as they are)."""
+        return (
+            arn.replace(Aws.PARTITION, "<AWS::Partition>")
+            .replace(Aws.REGION, "<AWS::Region>")
+            .replace(Aws.ACCOUNT_ID, "<AWS::AccountId>")
+        )
+
+    def _objects(self, *prefixes: str) -> list[str]:
+        return [self.bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes]
+
+    def _object_findings(self, *prefixes: str) -> list[str]:
+        return [f"{ref(self.bucket)}/{prefix}*" for prefix in prefixes]
+
+    def _grant_api(self) -> None:
+        fn = self.api_fn.function
+        item_actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=[*item_actions, "dynamodb:ConditionCheckItem"], resources=[self.table.table_arn]
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.table.table_arn, self.gsi1_arn])
+        )
+        # PutObject signs the presigned POST (uploads/) and stores zips built from inline source (code/).
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject", "s3:GetObject"],
+                resources=self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX),
+            )
+        )
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.deploy_queue.queue_arn]))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["ssm:PutParameter", "ssm:DeleteParameter"], resources=[self.secrets_arn])
+        )
+        # Data plane only: invoking user functions (any version or alias), never changing them.
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=self.user_function_arns))
+        acknowledge_wildcards(
+            self.api_fn.role,
+            "The API presigns uploads/{org}/{fid}/{upload id}.zip, stores inline sources as "
+            "code/{org}/{fid}/{sha256}.zip and reads both back, for whichever function a request names.",
+            *self._object_findings(names.UPLOADS_PREFIX, names.CODE_PREFIX),
+        )
+        acknowledge_wildcards(
+            self.api_fn.role,
+            "The API writes and deletes users' secret variables, one SecureString per "
+            "{org}/{fid}/{NAME} under this environment's functions/secrets/ path.",
+            self._finding(self.secrets_arn),
+        )
+        acknowledge_wildcards(
+            self.api_fn.role,
+            "POST .../invoke calls any user function of this environment (ufn-{env}-{org}-{fid}), "
+            "qualified by version or alias; lambda:InvokeFunction is the only Lambda action granted.",
+            *(self._finding(a) for a in self.user_function_arns),
+        )
+
+    def _grant_deployer(self) -> None:
+        fn = self.deployer_fn.function
+        prefix = names.user_function_prefix(self.config.name)
+
+        def allow(actions: list[str], resources: list[str], **conditions: Any) -> None:
+            fn.add_to_role_policy(
+                iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions or None)
+            )
+
+        def deny(sid: str, actions: list[str], **conditions: Any) -> None:
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid=sid, effect=iam.Effect.DENY, actions=actions, resources=["*"], conditions=conditions or None
+                )
+            )
+
+        # The execution role of user functions, and only to Lambda.
+        allow(
+            ["iam:PassRole"],
+            [self.user_role.role_arn],
+            StringEquals={"iam:PassedToService": LAMBDA_SERVICE},
+        )
+        allow(DEPLOYER_LAMBDA_ACTIONS, self.user_function_arns)
+        # New functions carry the platform's tag, or are not created.
+        allow(
+            ["lambda:CreateFunction"],
+            [self.user_function_arns[0]],
+            StringEquals={f"aws:RequestTag/{names.MANAGED_BY_TAG}": names.MANAGED_BY_VALUE},
+        )
+        for key in VPC_CONDITION_KEYS:  # any one of them present means a VPC configuration
+            deny(f"DenyVpc{key.split(':')[1]}", FUNCTION_CONFIG_ACTIONS, Null={key: "false"})
+        deny("DenyResourcePoliciesUrlsAndEventSources", DEPLOYER_DENIED_ACTIONS)
+        layers = list(self.settings.allowed_layers)
+        if layers:
+            deny("DenyOtherLayers", FUNCTION_CONFIG_ACTIONS, **{"ForAnyValue:StringNotLike": {"lambda:Layer": layers}})
+            allow(["lambda:GetLayerVersion"], layers)  # using a layer needs reading it
+            acknowledge_wildcards(
+                self.deployer_fn.role,
+                "Layer versions the environment's configuration allows (allowed_layers), nothing else.",
+                *(layer for layer in layers if "*" in layer),
+            )
+        else:
+            deny("DenyLayers", FUNCTION_CONFIG_ACTIONS, Null={"lambda:Layer": "false"})
+
+        # Each user function's log group, created before the function with the environment's retention.
+        allow(["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"], [self.user_log_group_arn])
+
+        allow(["s3:GetObject", "s3:DeleteObject"], self._objects(names.UPLOADS_PREFIX))
+        # GetObject on code/ also lets Lambda fetch the zip on CreateFunction/UpdateFunctionCode.
+        allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], self._objects(names.CODE_PREFIX))
+        allow(["s3:ListBucket"], [self.bucket.bucket_arn], StringLike={"s3:prefix": [f"{names.CODE_PREFIX}*"]})
+
+        # Users' secret variables: read to set them on the function (SecureStrings under the
+        # aws/ssm key, whose policy lets SSM decrypt for this account), deleted with the function.
+        allow(
+            ["ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:DeleteParameters"],
+            [self.secrets_arn],
+        )
+
+        # BatchWriteItem: a deleted function's version items go in batches of 25 (deletes only).
+        allow(
+            [
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:BatchWriteItem",
+            ],
+            [self.table.table_arn],
+        )
+        allow(["dynamodb:Query"], [self.table.table_arn, self.gsi1_arn])
+
+        role = self.deployer_fn.role
+        acknowledge_wildcards(
+            role,
+            f"The deployer manages user functions only: every one is named {prefix}{{org}}-{{fid}}, and "
+            "its versions and aliases are the qualified form; creating one needs the managed-by tag.",
+            *(self._finding(a) for a in self.user_function_arns),
+        )
+        acknowledge_wildcards(
+            role,
+            f"Each user function's log group /aws/lambda/{prefix}{{org}}-{{fid}} is created by the "
+            "deployer with the environment's retention before the function itself.",
+            self._finding(self.user_log_group_arn),
+        )
+        acknowledge_wildcards(
+            role,
+            "The deployer reads and removes uploads/{org}/{fid}/{id}.zip and keeps validated zips as "
+            "code/{org}/{fid}/{sha256}.zip, for whichever function a deploy message names.",
+            *self._object_findings(names.UPLOADS_PREFIX, names.CODE_PREFIX),
+        )
+        acknowledge_wildcards(
+            role,
+            "The deployer reads users' secret variables ({org}/{fid}/{NAME}) to set them on the "
+            "function and deletes them with it, only under this environment's functions/secrets/.",
+            self._finding(self.secrets_arn),
+        )
+        # The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only.
+
+    def _grant_authorizer(self) -> None:
+        self.authorizer_fn.function.add_to_role_policy(
+            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
+        )
+
+    # --- API ------------------------------------------------------------------------------------
+    def _api(self) -> None:
+        self.authorizer = authorizers.HttpLambdaAuthorizer(
+            "KeyAuthorizer",
+            self.authorizer_fn.function,
+            authorizer_name=names.platform_function_name(names.AUTHORIZER, self.config.name),
+            response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+            identity_source=["$request.header.Authorization"],
+            # A revoked key keeps working for at most these 5 minutes.
+            results_cache_ttl=Duration.minutes(5),
+        )
+        self.http = HttpEndpoint(
+            self,
+            "Http",
+            config=self.config,
+            api_name=names.api_name(self.config.name),
+            description="Functions: user-defined functions per organization",
+            # Every route is authorized unless it says otherwise (only the API description does).
+            default_authorizer=self.authorizer,
+            rate_limit=50,
+            burst_limit=100,
+        )
+        integration = integrations.HttpLambdaIntegration(
+            "ApiIntegration",
+            self.api_fn.function,
+            payload_format_version=apigw.PayloadFormatVersion.VERSION_2_0,
+            timeout=Duration.seconds(29),
+        )
+        self.http.api.add_routes(
+            path="/v1/orgs/{org}/{proxy+}", methods=[apigw.HttpMethod.ANY], integration=integration
+        )
+        (openapi,) = self.http.api.add_routes(
+            path="/v1/openapi.json",
+            methods=[apigw.HttpMethod.GET],
+            integration=integration,
+            authorizer=apigw.HttpNoneAuthorizer(),
+        )
+        acknowledge(
+            openapi,
+            "AwsSolutions-APIG4",
+            "GET /v1/openapi.json is the public, static description of this API (no data, no "
+            "side effects); every /v1/orgs/... route is behind the key authorizer.",
+        )
+
+    def _outputs(self) -> None:
+        CfnOutput(self, names.OUTPUT_API_URL, value=self.http.url)
+        CfnOutput(self, names.OUTPUT_TABLE, value=self.table.table_name)
+        CfnOutput(self, names.OUTPUT_CODE_BUCKET, value=self.bucket.bucket_name)
+
+
+def _retention_days(log_group: logs.LogGroup) -> int:
+    """Days of a log group's retention as the template states them (RetentionDays members are names
+    in Python; only the rendered CfnLogGroup carries the number)."""
+    cfn = log_group.node.default_child
+    assert isinstance(cfn, logs.CfnLogGroup) and isinstance(cfn.retention_in_days, int | float)
+    return int(cfn.retention_in_days)
