@@ -16,6 +16,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ServiceError
 
 JSON = "application/json"
@@ -60,7 +61,7 @@ def make_resolver(logger: Logger) -> APIGatewayHttpResolver:
     return app
 
 
-def json_body(app: APIGatewayHttpResolver, *, required: bool = False) -> dict[str, Any]:
+def json_body(app: APIGatewayHttpResolver | Router, *, required: bool = False) -> dict[str, Any]:
     """The request body as a JSON object; an empty body is `{}` unless `required`."""
     raw = app.current_event.decoded_body
     if not raw or not raw.strip():

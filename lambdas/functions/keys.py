@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.functions.audit import Entry
 from lambdas.functions.names import GSI1, GSI1_PK, GSI1_SK
 
 ROLES = ("admin", "developer", "invoker")
@@ -89,8 +90,11 @@ class KeyStore:
     def ddb(self) -> Any:
         return self._ddb or client("dynamodb")
 
-    def create(self, org: str, role: str, function: str | None = None, label: str = "") -> tuple[ApiKey, str]:
-        """Store a new key and return it with the key string, the only time that exists in clear."""
+    def create(
+        self, org: str, role: str, function: str | None = None, label: str = "", actor: str = "operator"
+    ) -> tuple[ApiKey, str]:
+        """Store a new key (with its audit row) and return it with the key string, the only time that
+        exists in clear."""
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         key_id, key, secret_hash = new_key()
@@ -108,8 +112,15 @@ class KeyStore:
         }
         if function:
             item["function"] = {"S": function}
-        self.ddb.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        entry = Entry(org, actor, "key.issue", key_id, {"role": role, "function": function, "label": label})
+        self._transact(
+            [{"Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}],
+            entry,
+        )
         return ApiKey(key_id, org, role, function, label, now), key
+
+    def _transact(self, operations: list[dict[str, Any]], entry: Entry) -> None:
+        self.ddb.transact_write_items(TransactItems=[*operations, entry.put(self.table)])
 
     def verify(self, key: str) -> ApiKey | None:
         """The key's record when the key is valid, else None (unknown id, wrong secret, revoked)."""
@@ -142,15 +153,21 @@ class KeyStore:
                 return keys
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def revoke(self, key_id: str) -> ApiKey | None:
-        """Delete the key; its record, or None if there was no such key."""
-        try:
-            old = self.ddb.delete_item(
-                TableName=self.table,
-                Key=_key_pk(key_id),
-                ConditionExpression="attribute_exists(pk)",
-                ReturnValues="ALL_OLD",
-            )
-        except self.ddb.exceptions.ConditionalCheckFailedException:
+    def revoke(self, key_id: str, actor: str = "operator") -> ApiKey | None:
+        """Delete the key (with its audit row); its record, or None if there was no such key."""
+        item = self.ddb.get_item(TableName=self.table, Key=_key_pk(key_id), ConsistentRead=True).get("Item")
+        if not item:
             return None
-        return ApiKey.from_item(_plain(old["Attributes"]))
+        key = ApiKey.from_item(_plain(item))
+        operation = {
+            "Delete": {
+                "TableName": self.table,
+                "Key": _key_pk(key_id),
+                "ConditionExpression": "attribute_exists(pk)",
+            }
+        }
+        try:
+            self._transact([operation], Entry(key.org, actor, "key.revoke", key_id, {"role": key.role}))
+        except self.ddb.exceptions.TransactionCanceledException:
+            return None
+        return key

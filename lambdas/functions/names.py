@@ -99,3 +99,32 @@ GSI1 = "gsi1"
 GSI1_PK = "gsi1pk"
 GSI1_SK = "gsi1sk"
 TTL_ATTRIBUTE = "ttl"
+
+# --- invoking (Functions 2 of 2) ------------------------------------------------------------------
+RECORDER = "recorder"
+BATCH = "batch"
+INPUTS_PREFIX = "inputs/"  # async payloads over Lambda's 256 KB Event limit, by reference
+RESULTS_PREFIX = "results/"  # invocation results over 256 KB
+
+
+def input_key(org: str, iid: str) -> str:
+    return f"{INPUTS_PREFIX}{org}/{iid}.json"
+
+
+def result_key(org: str, iid: str) -> str:
+    return f"{RESULTS_PREFIX}{org}/{iid}.json"
+
+
+ENV_RESULTS_QUEUE_URL = "RESULTS_QUEUE_URL"
+ENV_RESULTS_QUEUE_ARN = "RESULTS_QUEUE_ARN"  # the deployer sets it as every user function's destination
+ENV_BATCH_QUEUE_URL = "BATCH_QUEUE_URL"
+ENV_IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE_NAME"
+ENV_CALLBACK_KEY_SECRET_ARN = "CALLBACK_KEY_SECRET_ARN"  # noqa: S105 - the secret's ARN, not a secret
+ENV_PUBLIC_API_URL = "PUBLIC_API_URL"
+ENV_INVOCATION_RETENTION_DAYS = "INVOCATION_RETENTION_DAYS"
+ENV_ASYNC_RETRY_ATTEMPTS = "ASYNC_RETRY_ATTEMPTS"
+ENV_ASYNC_MAX_EVENT_AGE_SECONDS = "ASYNC_MAX_EVENT_AGE_SECONDS"
+ENV_QUOTA_MAX_FUNCTIONS = "QUOTA_MAX_FUNCTIONS"
+ENV_QUOTA_VERSIONS_KEPT = "QUOTA_VERSIONS_KEPT"
+ENV_QUOTA_INVOCATIONS_PER_MINUTE = "QUOTA_INVOCATIONS_PER_MINUTE"
+ENV_QUOTA_MONTHLY_GB_SECONDS = "QUOTA_MONTHLY_GB_SECONDS"

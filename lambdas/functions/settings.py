@@ -11,6 +11,21 @@ from lambdas.functions import names
 
 
 @dataclass(frozen=True)
+class Quotas:
+    """Per organization: a cap on functions, versions kept per function (older ones are
+    garbage-collected), invocations per minute, and GB-seconds per calendar month (a hard stop)."""
+
+    max_functions: int
+    versions_kept: int
+    invocations_per_minute: int
+    monthly_gb_seconds: int
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+@dataclass(frozen=True)
 class Settings:
     table: str
     code_bucket: str
@@ -23,6 +38,16 @@ class Settings:
     reserved_concurrency: int | None
     allowed_layers: tuple[str, ...]
     log_retention_days: int
+    results_queue_url: str
+    results_queue_arn: str
+    batch_queue_url: str
+    idempotency_table: str
+    callback_key_secret_arn: str
+    public_api_url: str
+    invocation_retention_days: int
+    async_retry_attempts: int
+    async_max_event_age_seconds: int
+    quotas: Quotas
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +66,21 @@ class Settings:
                 a.strip() for a in os.environ.get(names.ENV_ALLOWED_LAYERS, "").split(",") if a.strip()
             ),
             log_retention_days=env_int(names.ENV_LOG_RETENTION_DAYS, 7),
+            results_queue_url=_env(names.ENV_RESULTS_QUEUE_URL),
+            results_queue_arn=_env(names.ENV_RESULTS_QUEUE_ARN),
+            batch_queue_url=_env(names.ENV_BATCH_QUEUE_URL),
+            idempotency_table=_env(names.ENV_IDEMPOTENCY_TABLE),
+            callback_key_secret_arn=_env(names.ENV_CALLBACK_KEY_SECRET_ARN),
+            public_api_url=_env(names.ENV_PUBLIC_API_URL).rstrip("/"),
+            invocation_retention_days=env_int(names.ENV_INVOCATION_RETENTION_DAYS, 30),
+            async_retry_attempts=env_int(names.ENV_ASYNC_RETRY_ATTEMPTS, 2),
+            async_max_event_age_seconds=env_int(names.ENV_ASYNC_MAX_EVENT_AGE_SECONDS, 3600),
+            quotas=Quotas(
+                max_functions=env_int(names.ENV_QUOTA_MAX_FUNCTIONS, 100),
+                versions_kept=env_int(names.ENV_QUOTA_VERSIONS_KEPT, 10),
+                invocations_per_minute=env_int(names.ENV_QUOTA_INVOCATIONS_PER_MINUTE, 600),
+                monthly_gb_seconds=env_int(names.ENV_QUOTA_MONTHLY_GB_SECONDS, 100_000),
+            ),
         )
 
     def need(self, value: str, variable: str) -> str:

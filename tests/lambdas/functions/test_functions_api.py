@@ -85,11 +85,13 @@ def test_version_numbers_are_allocated_by_compare_and_set(platform: Platform) ->
         "created_at": "",
         "created_by": "",
     }
-    store.add_version(fn, dict(version))
+    from lambdas.functions.audit import Entry
     from lambdas.functions.store import Conflict
 
+    entry = Entry("acme", "fk0123456789", "version.publish", fn["id"])
+    store.add_version(fn, dict(version), entry)
     with pytest.raises(Conflict):  # a second writer that read the same counter loses
-        store.add_version(fn, {**version, "config_hash": "y"})
+        store.add_version(fn, {**version, "config_hash": "y"}, entry)
     assert store.get("acme", fn["id"])["version_counter"] == 1  # type: ignore[index]
 
 
