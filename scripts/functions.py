@@ -6,6 +6,11 @@
     python scripts/functions.py invoke hello --qualifier draft --payload '{"name": "Ana"}'
     python scripts/functions.py publish hello && python scripts/functions.py promote hello 1
     python scripts/functions.py list | show NAME | versions NAME | rollback NAME | delete NAME --yes
+    python scripts/functions.py invoke hello --async --wait --idempotency-key order-17   # or --dry-run
+    python scripts/functions.py batch hello --payloads events.jsonl --wait              # at most 25
+    python scripts/functions.py invocations hello | invocation ID | logs hello --follow
+    python scripts/functions.py run grader --subject essay-9 --input @essay.json && results grader essay-9 --verify
+    python scripts/functions.py audit | usage
 
 `--api`, `--key` and `--org` may be given before or after the command, or as the environment
 variables above; keys come from `scripts/functions_keys.py` (an operator's command). Commands that
@@ -18,6 +23,8 @@ when interrupted. Standard library only, so it starts fast.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import email.utils
 import http.client
 import io
 import json
@@ -54,6 +61,14 @@ REQUEST_TIMEOUT = 35.0  # API Gateway answers within 30 s, invocations included
 UPLOAD_TIMEOUT = 300.0
 WAIT_TIMEOUT = 300.0
 POLL_INTERVAL = 1.0
+INVOCATION_WAIT_TIMEOUT = 900.0  # Lambda's longest run, plus time in the queue
+FOLLOW_INTERVAL = 2.0  # `logs --follow` looks for new invocations this often
+FOLLOW_PAGE = 50  # newest invocations listed per `logs --follow` poll
+PAGE_SIZE = 100
+MAX_BATCH = 25  # the API's limit on one batch's payloads
+MAX_IDEMPOTENCY_KEY = 128
+PENDING_INVOCATION = ("queued", "running")
+FAILED_INVOCATION = ("failed", "timed_out")
 
 # Zips are reproducible: the same tree gives the same bytes (so the same code SHA-256, so an
 # unchanged publish is recognised as unchanged), whatever the files' times, modes or walk order.
@@ -63,6 +78,7 @@ ZIP_SKIP_DIRS = frozenset({"__pycache__", ".git"})
 ZIP_SKIP_SUFFIXES = (".pyc",)
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_INVOCATION_ID = re.compile(r"^iv[0-9A-Za-z]{1,62}$")
 _HANDLER = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)\.([A-Za-z_][A-Za-z0-9_]*)$")
 
 
@@ -71,9 +87,14 @@ class CliError(Exception):
 
 
 class ApiError(CliError):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{message} (HTTP {status})")
+    def __init__(self, status: int, message: str, retry_after: str | None = None) -> None:
+        super().__init__(f"{message} (HTTP {status})" + (f"; retry after {retry_after}" if retry_after else ""))
         self.status = status
+        self.retry_after = retry_after
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C with a better last line than the default one (what goes on, and how to see it)."""
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -106,6 +127,22 @@ def _error_message(status: int, reason: str, raw: bytes) -> str:
     elif status == 403 and message.lower() == "forbidden":
         message += f"; the key (--key or {ENV_API_KEY}) was refused"
     return one_line(message)
+
+
+def _retry_after(value: str | None) -> str | None:
+    """`Retry-After` (seconds or an HTTP date) as text for the error line: "17s"."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return f"{int(value)}s"
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return one_line(value, 60)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return f"{max(0, round((when - dt.datetime.now(dt.UTC)).total_seconds()))}s"
 
 
 def encode_multipart(fields: dict[str, str], data: bytes, filename: str, content_type: str) -> tuple[bytes, str]:
@@ -141,10 +178,22 @@ class ApiClient:
             ["/v1/orgs", urllib.parse.quote(self.org, safe=""), *(urllib.parse.quote(str(p), safe="") for p in parts)]
         )
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         query = {k: v for k, v in (query or {}).items() if v is not None}
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json", "User-Agent": "functions-cli/1"}
+        headers = {
+            "Authorization": f"Bearer {self.key}",
+            "Accept": "application/json",
+            "User-Agent": "functions-cli/1",
+            **(headers or {}),
+        }
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -175,7 +224,8 @@ class ApiClient:
                 raw = exc.read()
             except (OSError, http.client.HTTPException):
                 raw = b""
-            raise ApiError(exc.code, _error_message(exc.code, str(exc.reason or ""), raw)) from None
+            retry = _retry_after(exc.headers.get("Retry-After")) if exc.code == 429 and exc.headers else None
+            raise ApiError(exc.code, _error_message(exc.code, str(exc.reason or ""), raw), retry) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
             if isinstance(reason, TimeoutError):
@@ -198,6 +248,26 @@ class ApiClient:
             cursor = page.get("next_cursor")
             if not cursor or cursor in seen:
                 return items
+            seen.add(cursor)
+            query["cursor"] = cursor
+
+    def page_through(
+        self, path: str, field: str, limit: int, query: dict[str, Any] | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The first `limit` items of a paginated listing, following `next_cursor`; (items, the
+        cursor to go on from, or None when the listing is exhausted)."""
+        items: list[dict[str, Any]] = []
+        query = dict(query or {})
+        seen: set[str] = set()
+        while True:
+            page = self.request("GET", path, query={**query, "limit": min(PAGE_SIZE, limit - len(items))}) or {}
+            got = page.get(field) or []
+            items += got
+            cursor = page.get("next_cursor")
+            if not cursor or cursor in seen or not got:
+                return items[:limit], None
+            if len(items) >= limit:
+                return items[:limit], str(cursor)
             seen.add(cursor)
             query["cursor"] = cursor
 
@@ -340,6 +410,32 @@ class Progress:
             self.open = False
 
 
+def poll_until(
+    check: Callable[[bool], tuple[str, bool]],
+    progress: Progress,
+    timeout: float,
+    interval: float,
+    stuck: Callable[[str], str],
+) -> float:
+    """Call `check(first_round)` -> (status to show, finished) every `interval` seconds until it
+    says finished; the seconds waited. After `timeout`, a `CliError` of `stuck(last status)`."""
+    started = time.monotonic()
+    first = True
+    try:
+        while True:
+            status, finished = check(first)
+            first = False
+            elapsed = time.monotonic() - started
+            progress.show(status, elapsed)
+            if finished:
+                return elapsed
+            if elapsed >= timeout:
+                raise CliError(stuck(status))
+            time.sleep(max(0.0, min(interval, timeout - elapsed)))
+    finally:
+        progress.close()
+
+
 def wait_for(
     first: dict[str, Any],
     fetch: Callable[[], dict[str, Any]],
@@ -348,24 +444,27 @@ def wait_for(
     timeout: float,
     interval: float,
     what: str,
+    hint: str = "",
 ) -> tuple[dict[str, Any], float]:
     """Poll `fetch` until the item's status leaves `pending`; (item, seconds waited)."""
     pending = set(pending)
-    started = time.monotonic()
     item = first
-    try:
-        while True:
-            elapsed = time.monotonic() - started
-            status = str(item.get("status"))
-            progress.show(status, elapsed)
-            if status not in pending:
-                return item, elapsed
-            if elapsed >= timeout:
-                raise CliError(f"{what} still {status} after {timeout:g}s (--wait-timeout)")
-            time.sleep(max(0.0, min(interval, timeout - elapsed)))
+
+    def check(first_round: bool) -> tuple[str, bool]:
+        nonlocal item
+        if not first_round:
             item = fetch()
-    finally:
-        progress.close()
+        status = str(item.get("status"))
+        return status, status not in pending
+
+    elapsed = poll_until(
+        check,
+        progress,
+        timeout,
+        interval,
+        lambda status: f"{what} still {status} after {timeout:g}s (--wait-timeout){hint}",
+    )
+    return item, elapsed
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -690,45 +789,538 @@ def cmd_delete(ctx: Context) -> int:
     return 0
 
 
-def read_payload(spec: str) -> Any:
-    """`--payload`: JSON text, `@file` or `-` (stdin)."""
+def _read_text(spec: str, option: str, shown: str | None = None) -> tuple[str, str]:
+    """The text of `-` (stdin) or a file; (text, how to name it in an error)."""
     if spec == "-":
-        text, where = sys.stdin.read(), "the payload on stdin"
-    elif spec.startswith("@"):
-        try:
-            text = Path(spec[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"--payload {spec}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise CliError(f"--payload {spec}: not UTF-8 text") from None
-        where = spec[1:]
+        return sys.stdin.read(), f"{option} on stdin"
+    try:
+        return Path(spec).read_text(encoding="utf-8"), spec
+    except OSError as exc:
+        raise CliError(f"{option} {shown or spec}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{option} {shown or spec}: not UTF-8 text") from None
+
+
+def read_payload(spec: str, option: str = "--payload") -> Any:
+    """`--payload` (and `--input`, `--set`): JSON text, `@file` or `-` (stdin)."""
+    if spec == "-" or spec.startswith("@"):
+        text, where = _read_text(spec if spec == "-" else spec[1:], option, shown=spec)
     else:
-        text, where = spec, "--payload"
+        text, where = spec, option
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{where} is not valid JSON: {exc}") from None
 
 
-def cmd_invoke(ctx: Context) -> int:
-    body: dict[str, Any] = {}
-    if ctx.args.qualifier is not None:
-        body["qualifier"] = ctx.args.qualifier
-    if ctx.args.payload is not None:
-        body["payload"] = read_payload(ctx.args.payload)
-    answer = ctx.client.request("POST", ctx.function_path("invoke"), body)
+def read_batch(spec: str) -> list[Any]:
+    """`batch --payloads`: a JSON array of payloads, or JSON lines (one payload a line), from a
+    file or `-`; refused when empty or over the API's limit, before anything is sent."""
+    text, where = _read_text(spec, "--payloads")
+    stripped = text.strip()
+    if not stripped:
+        raise CliError(f"{where} has no payloads")
+    try:
+        whole = json.loads(stripped)
+        items = whole if isinstance(whole, list) else [whole]  # a single line of JSON lines
+    except json.JSONDecodeError as exc:
+        if exc.msg != "Extra data" and stripped.startswith("["):
+            raise CliError(f"{where} is not a valid JSON array: {exc}") from None
+        items = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except json.JSONDecodeError as line_exc:
+                    raise CliError(f"{where} line {number} is not valid JSON: {line_exc}") from None
+    if not items:
+        raise CliError(f"{where} has no payloads (an empty array)")
+    if len(items) > MAX_BATCH:
+        raise CliError(f"{where} has {len(items)} payloads; a batch takes at most {MAX_BATCH} (split it)")
+    return items
+
+
+def _duration(ms: Any) -> str:
+    if not isinstance(ms, int | float) or isinstance(ms, bool):
+        return "-"
+    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+
+
+def _invocation_line(answer: dict[str, Any]) -> str:
+    """`--verbose`: invocation id, version, request id, duration (billed)."""
+    parts = [f"invocation {answer['invocation_id']}"] if answer.get("invocation_id") else []
+    parts += [f"version {answer.get('executed_version')}", f"request {answer.get('request_id')}"]
+    took = f"{answer.get('duration_ms')} ms"
+    if answer.get("billed_duration_ms") is not None:
+        took += f" (billed {answer.get('billed_duration_ms')} ms)"
+    return ", ".join([*parts, took])
+
+
+def report_invocation(ctx: Context, answer: dict[str, Any]) -> int:
+    """A finished invocation (sync answer or record): the result as JSON on stdout; failed or
+    timed out: one error line, exit 1."""
     if ctx.args.verbose:
-        print(
-            f"version {answer.get('executed_version')}, request {answer.get('request_id')}, {answer.get('duration_ms')} ms",
-            file=ctx.err,
-        )
+        print(_invocation_line(answer), file=ctx.err)
     if ctx.args.json:
         ctx.json(answer)
-    if answer.get("status") == "failed":
-        error = answer.get("error") or {}
+    status = answer.get("status")
+    error = answer.get("error") or {}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    if status == "failed":
         raise CliError(f"{error.get('type') or 'Error'}: {error.get('message') or 'no details'}")
+    if status == "timed_out":
+        took = answer.get("duration_ms")
+        raise CliError(f"timed out: {error.get('message') or (f'after {_duration(took)}' if took else 'no details')}")
     if not ctx.args.json:
         ctx.json(answer.get("result"))
+    return 0
+
+
+def _check_text(check: Any) -> str:
+    """One dry-run check as a line, whatever its shape (text, or an object naming it)."""
+    if not isinstance(check, dict):
+        return one_line(str(check))
+    name = check.get("name") or check.get("check")
+    detail = check.get("detail") or check.get("message")
+    if name is None and detail is None:
+        return one_line(json.dumps(check, ensure_ascii=False))
+    return one_line(": ".join(str(part) for part in (name, detail) if part is not None))
+
+
+def _report_dry_run(ctx: Context, answer: dict[str, Any]) -> int:
+    if ctx.args.json:
+        ctx.json(answer)
+    checks = answer.get("checks") or []
+    if answer.get("status") != "valid":
+        raise CliError(
+            f"{ctx.args.name}: dry run {answer.get('status')}: {'; '.join(map(_check_text, checks)) or 'no details'}"
+        )
+    if not ctx.args.json:
+        for check in checks:
+            ctx.print(f"ok  {_check_text(check)}")
+        ctx.print(f"{ctx.args.name}: valid ({len(checks)} checks passed); nothing was run")
+    return 0
+
+
+def _fetch_invocation(ctx: Context, iid: str) -> dict[str, Any]:
+    record: dict[str, Any] = ctx.client.request("GET", ctx.client.path("invocations", iid)) or {}
+    return record
+
+
+def wait_for_invocation(ctx: Context, first: dict[str, Any]) -> dict[str, Any]:
+    """Poll an accepted invocation's record until it is no longer queued or running."""
+    iid = str(first["invocation_id"])
+    see = f"see it with: {ctx.rerun(f'invocation {iid}')}"
+    try:
+        if first.get("status") not in PENDING_INVOCATION:  # a replay (Idempotency-Key) of a finished one
+            first = _fetch_invocation(ctx, iid)
+        record, _ = wait_for(
+            first,
+            lambda: _fetch_invocation(ctx, iid),
+            PENDING_INVOCATION,
+            Progress(f"{ctx.args.name} {iid}", ctx.err),
+            ctx.args.wait_timeout,
+            ctx.args.poll_interval,
+            f"invocation {iid}",
+            f"; {see}",
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; invocation {iid} goes on, {see}") from None
+    return record
+
+
+def cmd_invoke(ctx: Context) -> int:
+    args = ctx.args
+    body: dict[str, Any] = {}
+    if args.qualifier is not None:
+        body["qualifier"] = args.qualifier
+    if args.payload is not None:
+        body["payload"] = read_payload(args.payload)
+    if args.mode != "sync":
+        body["mode"] = args.mode
+    if args.callback_url is not None:
+        body["callback_url"] = args.callback_url
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
+    answer = ctx.client.request("POST", ctx.function_path("invoke"), body, headers=headers) or {}
+    if args.mode == "dryrun":
+        return _report_dry_run(ctx, answer)
+    if args.mode == "sync":
+        return report_invocation(ctx, answer)
+    iid = answer.get("invocation_id")
+    if not iid:
+        raise CliError(
+            f"{args.name}: the API accepted the invocation without naming it: {one_line(json.dumps(answer))}"
+        )
+    if args.wait:
+        return report_invocation(ctx, wait_for_invocation(ctx, answer))
+    if args.json:
+        ctx.json(answer)
+    else:
+        ctx.print(str(iid))
+        print(f"{args.name}: {answer.get('status')}; see it with: {ctx.rerun(f'invocation {iid}')}", file=ctx.err)
+    return 0
+
+
+def cmd_batch(ctx: Context) -> int:
+    args = ctx.args
+    payloads = read_batch(args.payloads)
+    body: dict[str, Any] = {"payloads": payloads}
+    if args.qualifier is not None:
+        body["qualifier"] = args.qualifier
+    answer = ctx.client.request("POST", ctx.function_path("batch"), body) or {}
+    items = sorted(answer.get("invocations") or [], key=lambda item: int(item.get("index", 0)))
+    see = f"see them with: {ctx.rerun(f'invocations {args.name}')}"
+    if not args.wait:
+        if args.json:
+            ctx.json(answer)
+        else:
+            for item in items:
+                ctx.print(str(item.get("invocation_id")))
+            print(f"{args.name}: batch {answer.get('batch_id')}, {len(items)} invocations queued; {see}", file=ctx.err)
+        return 0
+
+    records = {int(item["index"]): {"status": "queued", **item} for item in items}
+
+    def check(first_round: bool) -> tuple[str, bool]:
+        if not first_round:
+            for index, record in records.items():
+                if record.get("status") in PENDING_INVOCATION:
+                    records[index] = {"index": index, **_fetch_invocation(ctx, str(record["invocation_id"]))}
+        finished = [r for r in records.values() if r.get("status") not in PENDING_INVOCATION]
+        failed = sum(1 for r in finished if r.get("status") in FAILED_INVOCATION)
+        status = f"{len(finished)} of {len(records)} finished" + (f", {failed} failed" if failed else "")
+        return status, len(finished) == len(records)
+
+    label = f"{args.name} batch {answer.get('batch_id')}"
+    try:
+        poll_until(
+            check,
+            Progress(label, ctx.err),
+            args.wait_timeout,
+            args.poll_interval,
+            lambda status: f"{label}: only {status} after {args.wait_timeout:g}s (--wait-timeout); {see}",
+        )
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted; the batch goes on, {see}") from None
+    ordered = [records[index] for index in sorted(records)]
+    if args.json:
+        ctx.json({"batch_id": answer.get("batch_id"), "invocations": ordered})
+    else:
+        rows = [
+            (str(r.get("index")), str(r.get("invocation_id")), str(r.get("status")), _duration(r.get("duration_ms")))
+            for r in ordered
+        ]
+        _table(ctx, ("INDEX", "ID", "STATUS", "DURATION"), rows)
+    failed = [r for r in ordered if r.get("status") in FAILED_INVOCATION]
+    if failed:
+        first = f"invocation {failed[0].get('invocation_id')}"
+        raise CliError(
+            f"{len(failed)} of {len(ordered)} invocations failed or timed out; see why with: {ctx.rerun(first)}"
+        )
+    return 0
+
+
+def cmd_invocation(ctx: Context) -> int:
+    record = _fetch_invocation(ctx, ctx.args.iid)
+    if ctx.args.json:
+        ctx.json(record)
+        return 0
+    error = record.get("error")
+    if isinstance(error, dict):
+        error = f"{error.get('type') or 'Error'}: {error.get('message') or 'no details'}"
+    took = _duration(record.get("duration_ms"))
+    if record.get("billed_duration_ms") is not None:
+        took += f" (billed {_duration(record.get('billed_duration_ms'))})"
+    lines = [
+        ("invocation", record.get("invocation_id")),
+        ("function", f"{record.get('function_name')} ({record.get('function_id')})"),
+        ("status", record.get("status")),
+        ("error", error),
+        (
+            "mode",
+            f"{record.get('mode')}, qualifier {record.get('qualifier') or '-'}, version {record.get('executed_version') or '-'}",
+        ),
+        ("request", record.get("request_id")),
+        ("created", record.get("created_at")),
+        ("started", record.get("started_at")),
+        ("finished", record.get("finished_at")),
+        ("duration", took),
+        ("payload", f"{_size(record.get('payload_size'))}, sha256 {record.get('payload_sha256') or '-'}"),
+        ("batch", record.get("batch_id")),
+        ("subject", record.get("subject")),
+    ]
+    for label, value in lines:
+        if label in ("error", "batch", "subject") and not value:
+            continue
+        ctx.print(f"{label + ':':<13}{value if value not in (None, '') else '-'}")
+    if "result" in record and record.get("status") not in PENDING_INVOCATION:
+        ctx.print("result:")
+        ctx.json(record.get("result"))
+    return 0
+
+
+def cmd_invocations(ctx: Context) -> int:
+    items, cursor = ctx.client.page_through(ctx.function_path("invocations"), "invocations", ctx.args.limit)
+    if ctx.args.json:
+        ctx.json({"invocations": items, "next_cursor": cursor})
+        return 0
+    rows = [
+        (
+            str(r.get("invocation_id")),
+            str(r.get("status")),
+            str(r.get("mode") or "-"),
+            str(r.get("executed_version") or "-"),
+            _duration(r.get("duration_ms")),
+            str(r.get("created_at") or "-"),
+        )
+        for r in items
+    ]
+    _table(ctx, ("ID", "STATUS", "MODE", "VERSION", "DURATION", "CREATED"), rows)
+    if cursor:
+        print(f"(the {len(items)} newest; more with --limit)", file=ctx.err)
+    return 0
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+
+def _timestamp(value: Any) -> str:
+    """A log line's time: epoch milliseconds (CloudWatch's) as ISO 8601 UTC, text as it is."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        when = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+        return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return str(value) if value is not None else "-"
+
+
+@dataclass
+class _Tail:
+    """One invocation whose log lines are printed as they come."""
+
+    record: dict[str, Any]
+    printed: int = 0
+    final_fetches: int = 0  # fetches made while it was finished: done after two (CloudWatch lags)
+
+    @property
+    def iid(self) -> str:
+        return str(self.record.get("invocation_id"))
+
+
+def _print_logs(ctx: Context, tail: _Tail, prefixed: bool) -> None:
+    """Fetch the invocation's lines and print those not printed yet."""
+    if tail.record.get("status") == "queued" and not tail.record.get("request_id"):
+        return  # nothing ran yet, and nothing to look its lines up by
+    finished = tail.record.get("status") not in PENDING_INVOCATION
+    answer = ctx.client.request("GET", ctx.client.path("invocations", tail.iid, "logs")) or {}
+    lines = answer.get("lines") or []
+    for line in lines[tail.printed :]:
+        message = str(line.get("message") or "").rstrip("\n")
+        if ctx.args.json:
+            print(json.dumps({"invocation_id": tail.iid, **line}, ensure_ascii=False), file=ctx.out, flush=True)
+        else:
+            prefix = f"{tail.iid}  " if prefixed else ""
+            print(f"{prefix}{_timestamp(line.get('timestamp'))}  {message}", file=ctx.out, flush=True)
+    tail.printed = max(tail.printed, len(lines))
+    if finished:
+        tail.final_fetches += 1
+
+
+def cmd_logs(ctx: Context) -> int:
+    args = ctx.args
+    if args.invocation is not None and not args.follow:
+        _print_logs(ctx, _Tail({"invocation_id": args.invocation, "status": "succeeded"}), prefixed=False)
+        return 0
+    tails: dict[str, _Tail] = {}
+    known: set[str] = set()  # listed before `--follow` started without being shown, or done
+    try:
+        if args.invocation is not None:
+            tails[args.invocation] = _Tail(_fetch_invocation(ctx, args.invocation))
+        else:
+            first_page = max(args.limit, FOLLOW_PAGE) if args.follow else args.limit
+            recent, _ = ctx.client.page_through(ctx.function_path("invocations"), "invocations", first_page)
+            known.update(str(r.get("invocation_id")) for r in recent[args.limit :])
+            for record in reversed(recent[: args.limit]):  # oldest first
+                tails[str(record.get("invocation_id"))] = _Tail(record)
+        for tail in tails.values():
+            _print_logs(ctx, tail, prefixed=args.invocation is None)
+        if not args.follow:
+            return 0
+        while tails or args.invocation is None:
+            time.sleep(args.poll_interval)
+            try:
+                _follow_round(ctx, tails, known)
+            except CliError as exc:  # a long follow outlives a blip: the network, a 5xx, a 429
+                if isinstance(exc, ApiError) and exc.status < 500 and exc.status != 429:
+                    raise
+                print(f"warning: {exc}; trying again", file=ctx.err, flush=True)
+        return 0
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED  # how a follow ends: quietly
+
+
+def _follow_round(ctx: Context, tails: dict[str, _Tail], known: set[str]) -> None:
+    """One `--follow` poll: new invocations join, each unfinished one prints its new lines."""
+    listed: set[str] = set()
+    if ctx.args.invocation is None:
+        page = ctx.client.request("GET", ctx.function_path("invocations"), query={"limit": FOLLOW_PAGE}) or {}
+        for record in reversed(page.get("invocations") or []):
+            iid = str(record.get("invocation_id"))
+            listed.add(iid)
+            if iid in tails:
+                tails[iid].record = record
+            elif iid not in known:
+                tails[iid] = _Tail(record)
+    for iid, tail in list(tails.items()):
+        if iid not in listed:
+            tail.record = _fetch_invocation(ctx, iid)
+        _print_logs(ctx, tail, prefixed=ctx.args.invocation is None)
+        if tail.final_fetches >= 2:
+            del tails[iid]
+            known.add(iid)
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def _effective(result: dict[str, Any]) -> Any:
+    return result.get("updated_result") if result.get("is_edited") else result.get("original_result")
+
+
+def _show_result(ctx: Context, result: dict[str, Any]) -> None:
+    verified = (
+        f"yes, by {result.get('verified_by') or '-'} at {result.get('verified_at') or '-'}"
+        if result.get("is_verified")
+        else "no"
+    )
+    lines = [
+        ("subject", f"{result.get('subject')} (version {result.get('version')})"),
+        ("function", result.get("function_id")),
+        ("invocation", result.get("invocation_id")),
+        ("verified", verified),
+        ("edited", "yes" if result.get("is_edited") else "no"),
+        ("created", result.get("created_at")),
+        ("updated", f"{result.get('updated_at')} by {result.get('updated_by')}" if result.get("updated_at") else None),
+    ]
+    for label, value in lines:
+        ctx.print(f"{label + ':':<13}{value if value not in (None, '') else '-'}")
+    ctx.print("result:" + (" (edited)" if result.get("is_edited") else ""))
+    ctx.json(_effective(result))
+    if result.get("is_edited"):
+        ctx.print("original:")
+        ctx.json(result.get("original_result"))
+
+
+def cmd_run(ctx: Context) -> int:
+    args = ctx.args
+    query = {"subject": args.subject, "qualifier": args.qualifier, "force": "true" if args.force else None}
+    body = {} if args.input is None else {"input": read_payload(args.input, "--input")}
+    result = ctx.client.request("POST", ctx.function_path("run"), body, query=query) or {}
+    if args.json:
+        ctx.json(result)
+        return 0
+    print(
+        f"{args.name}: subject {result.get('subject')}, version {result.get('version')}, "
+        f"invocation {result.get('invocation_id')}"
+        + (", edited" if result.get("is_edited") else "")
+        + (", verified" if result.get("is_verified") else ""),
+        file=ctx.err,
+    )
+    ctx.json(_effective(result))
+    return 0
+
+
+def cmd_results(ctx: Context) -> int:
+    args = ctx.args
+    path = ctx.function_path("results", args.subject)
+    query = {"version": args.version}
+    if args.delete:
+        which = f"the result of {args.subject}" + (f" (version {args.version})" if args.version else "")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CliError(f"refusing to delete {which} without --yes (no terminal to confirm on)")
+            if input(f"Delete {which} of {args.name}, edits and verification included? [y/N] ").strip().lower() not in (
+                "y",
+                "yes",
+            ):
+                raise CliError("not deleted")
+        answer = ctx.client.request("DELETE", path, query=query)
+        if args.json:
+            ctx.json(answer)
+        else:
+            ctx.print(f"{args.name}: deleted {which}")
+        return 0
+    body: dict[str, Any] = {}
+    if args.set is not None:
+        body["updated_result"] = read_payload(args.set, "--set")
+    if args.verify or args.unverify:
+        body["is_verified"] = bool(args.verify)
+    result = ctx.client.request("PUT" if body else "GET", path, body or None, query=query) or {}
+    if args.json:
+        ctx.json(result)
+    else:
+        _show_result(ctx, result)
+    return 0
+
+
+# --- organization --------------------------------------------------------------------------------
+
+
+def _details(value: Any) -> str:
+    if value in (None, "", {}, []):
+        return ""
+    if isinstance(value, dict):
+        return one_line(
+            " ".join(
+                f"{k}={json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in value.items()
+            ),
+            160,
+        )
+    return one_line(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), 160)
+
+
+def cmd_audit(ctx: Context) -> int:
+    entries, cursor = ctx.client.page_through(ctx.client.path("audit"), "entries", ctx.args.limit)
+    if ctx.args.json:
+        ctx.json({"entries": entries, "next_cursor": cursor})
+        return 0
+    rows = [
+        (str(e.get("at") or "-"), str(e.get("actor") or "-"), str(e.get("action") or "-"), str(e.get("target") or "-"),
+         _details(e.get("details")))
+        for e in entries
+    ]  # fmt: skip
+    _table(ctx, ("AT", "ACTOR", "ACTION", "TARGET", "DETAILS"), rows)
+    if cursor:
+        print(f"(the {len(entries)} newest; more with --limit)", file=ctx.err)
+    return 0
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "-" if value is None else str(value)
+    return str(value) if isinstance(value, int) else f"{value:.1f}"
+
+
+def _share(used: Any, limit: Any) -> str:
+    if isinstance(used, int | float) and isinstance(limit, int | float) and limit > 0:
+        return f"{used / limit * 100:.0f}%"
+    return ""
+
+
+def cmd_usage(ctx: Context) -> int:
+    usage = ctx.client.request("GET", ctx.client.path("usage")) or {}
+    if ctx.args.json:
+        ctx.json(usage)
+        return 0
+    month = usage.get("month") or "-"
+    quotas = [
+        (f"GB-seconds ({month})", usage.get("gb_seconds"), usage.get("gb_seconds_budget")),
+        (f"invocations ({month})", usage.get("invocations"), None),
+        ("invocations this minute", usage.get("invocations_this_minute"), usage.get("invocations_per_minute_limit")),
+        ("functions", usage.get("functions"), usage.get("functions_limit")),
+        ("versions kept per function", None, usage.get("versions_kept")),
+    ]
+    rows = [(what, _number(used), _number(limit), _share(used, limit)) for what, used, limit in quotas]
+    _table(ctx, ("", "USED", "LIMIT", "SHARE"), rows)
     return 0
 
 
@@ -779,6 +1371,14 @@ def _qualifier(text: str) -> str | int:
         raise argparse.ArgumentTypeError(f"expected live, draft or a version number, got {text!r}") from None
 
 
+def _idempotency_key(text: str) -> str:
+    if not 0 < len(text) <= MAX_IDEMPOTENCY_KEY or text != text.strip() or not all(" " <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-{MAX_IDEMPOTENCY_KEY} printable ASCII characters (no surrounding spaces), got {text!r}"
+        )
+    return text
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -818,6 +1418,31 @@ def _waiting(parser: argparse.ArgumentParser) -> None:
         help=f"seconds to wait at most (default {WAIT_TIMEOUT:g})",
     )
     parser.add_argument("--poll-interval", type=_seconds, default=POLL_INTERVAL, help=argparse.SUPPRESS)
+
+
+def _invocation_waiting(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-timeout",
+        type=_seconds,
+        default=INVOCATION_WAIT_TIMEOUT,
+        metavar="S",
+        help=f"with --wait: seconds to wait at most (default {INVOCATION_WAIT_TIMEOUT:g})",
+    )
+    parser.add_argument("--poll-interval", type=_seconds, default=POLL_INTERVAL, help=argparse.SUPPRESS)
+
+
+def _check_invoke(args: argparse.Namespace) -> str | None:
+    if args.callback_url is not None and args.mode != "async":
+        return "--callback-url needs --async"
+    if args.wait and args.mode != "async":
+        return "--wait needs --async (a plain invoke already waits)"
+    return None
+
+
+def _check_results(args: argparse.Namespace) -> str | None:
+    if args.delete and (args.set is not None or args.verify or args.unverify):
+        return "--delete goes alone (not with --set, --verify or --unverify)"
+    return None
 
 
 def _function_options(parser: argparse.ArgumentParser) -> None:
@@ -878,12 +1503,72 @@ def build_parser() -> argparse.ArgumentParser:
     command("delete", cmd_delete, "delete a function and its versions").add_argument(
         "--yes", action="store_true", help="do not ask"
     )
-    invoke = command("invoke", cmd_invoke, "run a function and print its result")
+    invoke = command("invoke", cmd_invoke, "run a function and print its result (or queue it: --async)")
     invoke.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
     invoke.add_argument("--payload", help="JSON text, @FILE or - (stdin)")
-    invoke.add_argument(
-        "--verbose", "-v", action="store_true", help="also print version, request id and duration on stderr"
+    modes = invoke.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--async", dest="mode", action="store_const", const="async", help="queue it and print its invocation id"
     )
+    modes.add_argument(
+        "--dry-run", dest="mode", action="store_const", const="dryrun", help="only check it could run; runs nothing"
+    )
+    invoke.set_defaults(mode="sync", check=_check_invoke)
+    invoke.add_argument(
+        "--callback-url", metavar="URL", help="with --async: POST the finished record to this https URL"
+    )
+    invoke.add_argument(
+        "--idempotency-key",
+        type=_idempotency_key,
+        metavar="KEY",
+        help="the same KEY within 24 h gives the same invocation, never a second run",
+    )
+    invoke.add_argument("--wait", action="store_true", help="with --async: wait for it and print its result")
+    _invocation_waiting(invoke)
+    invoke.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also print invocation id, version, request id and duration on stderr",
+    )
+    batch = command("batch", cmd_batch, f"queue one invocation per payload (at most {MAX_BATCH})")
+    batch.add_argument(
+        "--payloads", required=True, metavar="FILE|-", help="a JSON array of payloads, or JSON lines (one a line)"
+    )
+    batch.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
+    batch.add_argument("--wait", action="store_true", help="wait for them all and print a summary")
+    _invocation_waiting(batch)
+    invocation = command("invocation", cmd_invocation, "show one invocation (any function's)", with_name=False)
+    invocation.add_argument("iid", metavar="ID", help="invocation id (iv...)")
+    command("invocations", cmd_invocations, "list a function's invocations, newest first").add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="show at most N (default 20)"
+    )
+    logs = command("logs", cmd_logs, "print the log lines of a function's recent invocations")
+    logs.add_argument("--invocation", metavar="ID", help="only this invocation's lines")
+    logs.add_argument(
+        "--limit", type=_positive_int, default=5, metavar="N", help="the N most recent invocations (default 5)"
+    )
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new invocations' lines until Ctrl-C")
+    logs.add_argument("--poll-interval", type=_seconds, default=FOLLOW_INTERVAL, help=argparse.SUPPRESS)
+    run_ = command("run", cmd_run, "run a function for a subject and store its result (once per version)")
+    run_.add_argument("--subject", required=True, metavar="ID", help="what the result is about")
+    run_.add_argument("--input", metavar="JSON|@FILE|-", help="the function's input")
+    run_.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
+    run_.add_argument("--force", action="store_true", help="run again even if a result is stored for this version")
+    results = command("results", cmd_results, "show, edit, verify or delete a subject's stored result")
+    results.add_argument("subject", metavar="SUBJECT")
+    results.add_argument("--version", type=_positive_int, metavar="N", help="of this version (default: the latest)")
+    results.add_argument("--set", metavar="JSON|@FILE|-", help="store this as the updated result")
+    verify = results.add_mutually_exclusive_group()
+    verify.add_argument("--verify", action="store_true", help="mark it verified")
+    verify.add_argument("--unverify", action="store_true", help="mark it not verified")
+    results.add_argument("--delete", action="store_true", help="delete it")
+    results.add_argument("--yes", action="store_true", help="with --delete: do not ask")
+    results.set_defaults(check=_check_results)
+    command(
+        "audit", cmd_audit, "list the organization's audit log, newest first (admin)", with_name=False
+    ).add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N entries (default 50)")
+    command("usage", cmd_usage, "show the organization's usage and quotas", with_name=False)
     return parser
 
 
@@ -911,19 +1596,32 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     name = getattr(args, "name", None)
     if name is not None and args.command != "create" and not FUNCTION_NAME_PATTERN.match(name):
         raise CliError(f"invalid function name or id {name!r}")
+    for iid in (getattr(args, "iid", None), getattr(args, "invocation", None)):
+        if iid is not None and not _INVOCATION_ID.match(iid):
+            raise CliError(f"invalid invocation id {iid!r}")
+    if getattr(args, "subject", None) == "":
+        raise CliError("the subject is empty")
     result: int = args.func(Context(client, args, out, err))
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check = getattr(args, "check", None)
+    problem = check(args) if check else None
+    if problem:
+        parser.error(problem)
     try:
         return run(args, sys.stdout, sys.stderr)
     except CliError as exc:
         print(f"error: {one_line(str(exc), 1000)}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted (what was started on the platform goes on; see `show`)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        message = str(exc) if isinstance(exc, Interrupted) else ""
+        print(
+            f"error: {message or 'interrupted (what was started on the platform goes on; see `show`)'}", file=sys.stderr
+        )
         return EXIT_INTERRUPTED
     except Exception as exc:  # an answer of a shape nobody expected: still one line, no traceback
         print(f"error: unexpected {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)

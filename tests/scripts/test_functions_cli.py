@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
+import email.utils
 import io
 import json
 import socket
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,7 +57,7 @@ class FakeApi:
     answer once, the last one repeated); anything unscripted is a 404 the test will see."""
 
     def __init__(self) -> None:
-        self.routes: dict[tuple[str, str], list[tuple[int, Any, float]]] = {}
+        self.routes: dict[tuple[str, str], list[tuple[int, Any, float, dict[str, str]]]] = {}
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         fake = self
@@ -80,7 +81,12 @@ class FakeApi:
                     fake.seen.append(seen)
                     answers = fake.routes.get((self.command, split.path))
                     answer = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else None
-                status, payload, delay = answer or (404, {"error": f"unscripted {self.command} {split.path}"}, 0.0)
+                status, payload, delay, headers = answer or (
+                    404,
+                    {"error": f"unscripted {self.command} {split.path}"},
+                    0.0,
+                    {},
+                )
                 if delay:
                     time.sleep(delay)
                 raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -89,6 +95,8 @@ class FakeApi:
                     self.send_response(status)
                     self.send_header("Content-Type", kind)
                     self.send_header("Content-Length", str(len(raw)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(raw)
 
@@ -102,8 +110,16 @@ class FakeApi:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def on(self, method: str, path: str, *answers: tuple[int, Any] | tuple[int, Any, float]) -> None:
-        self.routes[(method, path)] = [(a[0], a[1], a[2] if len(a) > 2 else 0.0) for a in answers]
+    def on(
+        self,
+        method: str,
+        path: str,
+        *answers: tuple[int, Any] | tuple[int, Any, float] | tuple[int, Any, float, dict[str, str]],
+    ) -> None:
+        """Each answer: (status, JSON payload or raw bytes[, seconds to wait first[, headers]])."""
+        self.routes[(method, path)] = [
+            (a[0], a[1], a[2] if len(a) > 2 else 0.0, a[3] if len(a) > 3 else {}) for a in answers
+        ]
 
     def calls(self) -> list[tuple[str, str]]:
         return [(s.method, s.path) for s in self.seen]
@@ -671,9 +687,34 @@ def test_delete_needs_yes_without_a_terminal(
 # --- invoke ------------------------------------------------------------------------------------
 
 
+IID = "iv01J5ABCDEF0123456789abcdef"  # `iv` + 10 characters of time + 16 random
+
+
+def iv(n: int) -> str:
+    return f"iv01J5ABCDEF{n:016d}"
+
+
 def invocation(status: str = "succeeded", result: Any = None, error: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"status": status, "result": result, "error": error, "executed_version": "3", "request_id": "req-1",
-            "duration_ms": 12.5}  # fmt: skip
+    """A sync invoke's answer as the contract shapes it."""
+    return {"invocation_id": IID, "status": status, "result": result, "error": error, "executed_version": "3",
+            "request_id": "req-1", "duration_ms": 12.5, "billed_duration_ms": 13}  # fmt: skip
+
+
+def record(iid: str = IID, status: str = "succeeded", **changes: Any) -> dict[str, Any]:
+    """An invocation record as the contract shapes it."""
+    final = status not in ("queued", "running")
+    base = {
+        "invocation_id": iid, "function_id": FID, "function_name": "hello", "mode": "async", "qualifier": "live",
+        "executed_version": "3" if final else None, "request_id": "req-" + iid[-4:], "status": status,
+        "created_at": "2026-05-01T10:00:00Z", "started_at": "2026-05-01T10:00:01Z" if final else None,
+        "finished_at": "2026-05-01T10:00:02Z" if final else None, "duration_ms": 840.0 if final else None,
+        "billed_duration_ms": 841 if final else None, "error": None, "payload_sha256": "ef" * 32, "payload_size": 18,
+        "result": {"ok": True} if status == "succeeded" else None, "batch_id": None, "subject": None,
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+INVOCATIONS = f"/v1/orgs/{ORG}/invocations"
 
 
 def test_invoke_prints_the_result_as_json(api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -684,7 +725,7 @@ def test_invoke_prints_the_result_as_json(api: FakeApi, capsys: pytest.CaptureFi
     assert code == 0
     assert api.seen[0].json == {"qualifier": 3, "payload": {"name": "Ana", "n": [1, 2]}}
     assert json.loads(out) == {"greeting": "hello Ana"}
-    assert err == "version 3, request req-1, 12.5 ms\n"
+    assert err == f"invocation {IID}, version 3, request req-1, 12.5 ms (billed 13 ms)\n"
 
 
 def test_invoke_reads_the_payload_from_stdin(
@@ -728,6 +769,616 @@ def test_bad_payload_is_one_line_and_no_call(
     code, _, err = run(capsys, "invoke", "hello", "--payload", payload)
     assert code == 1 and one_error_line(err) == message
     assert api.seen == []
+
+
+@pytest.fixture
+def ctrl_c_on_sleep(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[float]]:
+    """`arm(n)`: the CLI's sleeps (main thread only: the fake server's own are real) return at
+    once and the n-th raises KeyboardInterrupt, as Ctrl-C would; the list of seconds asked for."""
+
+    def arm(n: int) -> list[float]:
+        slept: list[float] = []
+        real = time.sleep
+
+        def sleep(seconds: float) -> None:
+            if threading.current_thread() is not threading.main_thread():
+                real(seconds)
+                return
+            slept.append(seconds)
+            if len(slept) >= n:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        return slept
+
+    return arm
+
+
+def test_sync_invoke_sends_the_idempotency_key_as_a_header(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (200, invocation(result="done")))
+    code, out, _ = run(capsys, "invoke", "hello", "--payload", '{"order": 17}', "--idempotency-key", "order-17")
+    assert code == 0 and json.loads(out) == "done"
+    call = api.seen[0]
+    assert call.headers["idempotency-key"] == "order-17"
+    assert call.json == {"payload": {"order": 17}}  # a sync invoke's body is unchanged: no "mode"
+
+    code, _, _ = run(capsys, "invoke", "hello")
+    assert code == 0 and "idempotency-key" not in api.seen[1].headers
+
+
+def test_sync_invoke_that_timed_out_is_one_line_and_exit_1(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    timed_out = invocation(
+        "timed_out", error={"type": "Sandbox.Timedout", "message": "Task timed out after 3.00 seconds"}
+    )
+    api.on("POST", f"{BASE}/hello/invoke", (200, timed_out))
+    code, out, err = run(capsys, "invoke", "hello")
+    assert (code, out, err) == (1, "", "error: timed out: Task timed out after 3.00 seconds\n")
+
+    api.on("POST", f"{BASE}/hello/invoke", (200, {**invocation("timed_out"), "duration_ms": 3000.4}))
+    code, out, err = run(capsys, "invoke", "hello")
+    assert (code, out, err) == (1, "", "error: timed out: after 3.0 s\n")
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "message"),
+    [
+        ({"Retry-After": "17"}, {"error": "over 600 invocations this minute"},
+         "over 600 invocations this minute (HTTP 429); retry after 17s"),
+        ({}, {"error": "monthly budget of 400000 GB-seconds used up"},
+         "monthly budget of 400000 GB-seconds used up (HTTP 429)"),
+    ],
+)  # fmt: skip
+def test_quota_errors_say_when_to_retry(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], headers: dict[str, str], body: Any, message: str
+) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (429, body, 0.0, headers))
+    code, out, err = run(capsys, "invoke", "hello", "--async")
+    assert code == 1 and out == ""
+    assert one_error_line(err) == message
+    assert len(api.seen) == 1  # no retry behind the user's back
+
+
+def test_retry_after_as_an_http_date_becomes_seconds() -> None:
+    soon = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert functions._retry_after(soon) in ("59s", "60s")
+    assert functions._retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == "0s"  # past: now
+    assert functions._retry_after("soon-ish") == "soon-ish" and functions._retry_after(" ") is None
+
+
+def test_async_invoke_prints_the_invocation_id(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (202, {"invocation_id": IID, "status": "queued"}))
+    code, out, err = run(
+        capsys, "invoke", "hello", "--async", "--qualifier", "live", "--payload", "[1]",
+        "--callback-url", "https://example.com/hook?x=1", "--idempotency-key", "k" * 128,
+    )  # fmt: skip
+    assert code == 0
+    assert out == f"{IID}\n"  # just the id: iid=$(functions.py invoke ... --async)
+    assert err == f"hello: queued; see it with: python scripts/functions.py invocation {IID}\n"
+    call = api.seen[0]
+    assert call.json == {
+        "qualifier": "live",
+        "payload": [1],
+        "mode": "async",
+        "callback_url": "https://example.com/hook?x=1",
+    }
+    assert call.headers["idempotency-key"] == "k" * 128
+    assert api.calls() == [("POST", f"{BASE}/hello/invoke")]  # no --wait: no polling
+
+    code, out, _ = run(capsys, "invoke", "hello", "--async", "--json")
+    assert code == 0 and json.loads(out) == {"invocation_id": IID, "status": "queued"}
+
+
+def test_async_invoke_with_wait_polls_the_record_until_it_is_final(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (202, {"invocation_id": IID, "status": "queued"}))
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, record(status="queued")), (200, record(status="running")),
+           (200, record(status="running")), (200, record(result={"greeting": "hi"})))  # fmt: skip
+    code, out, err = run(capsys, "invoke", "hello", "--async", "--wait", "--verbose", "--poll-interval", "0.01")
+    assert code == 0, err
+    assert api.seen[0].json == {"mode": "async"}
+    assert api.calls()[1:] == [("GET", f"{INVOCATIONS}/{IID}")] * 4  # org-level record, until final
+    assert err.splitlines() == [
+        f"hello {IID}: queued (0s)",
+        f"hello {IID}: running (0s)",
+        f"hello {IID}: succeeded (0s)",
+        f"invocation {IID}, version 3, request req-cdef, 840.0 ms (billed 841 ms)",
+    ]
+    assert json.loads(out) == {"greeting": "hi"}  # printed like a sync invoke's result
+
+
+@pytest.mark.parametrize(
+    ("final", "line"),
+    [
+        (record(status="failed", error={"type": "KeyError", "message": "'name'"}), "error: KeyError: 'name'"),
+        (record(status="timed_out", error={"type": "Sandbox.Timedout", "message": "Task timed out after 60.00 seconds"}),
+         "error: timed out: Task timed out after 60.00 seconds"),
+    ],
+)  # fmt: skip
+def test_async_invoke_with_wait_exits_1_when_it_failed(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], final: dict[str, Any], line: str
+) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (202, {"invocation_id": IID, "status": "queued"}))
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, record(status="running")), (200, final))
+    code, out, err = run(capsys, "invoke", "hello", "--async", "--wait", "--poll-interval", "0.01")
+    assert code == 1 and out == ""
+    assert err.splitlines()[-1] == line and err.count("error:") == 1
+
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, final))
+    code, out, err = run(capsys, "invoke", "hello", "--async", "--wait", "--json", "--poll-interval", "0.01")
+    assert code == 1 and json.loads(out) == final and err.splitlines()[-1] == line
+
+
+def test_async_wait_gives_up_or_is_interrupted_with_how_to_follow(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], ctrl_c_on_sleep: Callable[[int], list[float]]
+) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (202, {"invocation_id": IID, "status": "queued"}))
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, record(status="running")))
+    code, _, err = run(
+        capsys, "invoke", "hello", "--async", "--wait", "--wait-timeout", "0.2", "--poll-interval", "0.05"
+    )
+    assert code == 1
+    assert err.splitlines()[-1] == (
+        f"error: invocation {IID} still running after 0.2s (--wait-timeout); "
+        f"see it with: python scripts/functions.py invocation {IID}"
+    )
+
+    slept = ctrl_c_on_sleep(3)
+    code, out, err = run(capsys, "invoke", "hello", "--async", "--wait")
+    assert code == 130 and out == "" and slept == [1.0, 1.0, 1.0]
+    assert err.splitlines()[-1] == (
+        f"error: interrupted; invocation {IID} goes on, see it with: python scripts/functions.py invocation {IID}"
+    )
+
+
+def test_a_replayed_async_invocation_that_already_finished_is_fetched_once(
+    api: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api.on("POST", f"{BASE}/hello/invoke", (202, {"invocation_id": IID, "status": "succeeded"}))
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, record(result=42)))
+    code, out, _ = run(capsys, "invoke", "hello", "--async", "--wait", "--idempotency-key", "again")
+    assert (code, json.loads(out)) == (0, 42)
+    assert api.calls() == [("POST", f"{BASE}/hello/invoke"), ("GET", f"{INVOCATIONS}/{IID}")]
+
+
+def test_dry_run_prints_the_checks(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    checks = ["function hello is deployed", {"name": "payload", "detail": "18 B, under the 6 MB sync limit"},
+              {"name": "quota"}]  # fmt: skip
+    api.on("POST", f"{BASE}/hello/invoke", (200, {"status": "valid", "checks": checks}))
+    code, out, err = run(capsys, "invoke", "hello", "--dry-run", "--payload", '{"a": 1}', "--qualifier", "2")
+    assert (code, err) == (0, "")
+    assert api.seen[0].json == {"qualifier": 2, "payload": {"a": 1}, "mode": "dryrun"}
+    assert out.splitlines() == [
+        "ok  function hello is deployed",
+        "ok  payload: 18 B, under the 6 MB sync limit",
+        "ok  quota",
+        "hello: valid (3 checks passed); nothing was run",
+    ]
+
+    api.on("POST", f"{BASE}/hello/invoke", (400, {"error": "qualifier: version 9 does not exist"}))
+    code, out, err = run(capsys, "invoke", "hello", "--dry-run", "--qualifier", "9")
+    assert code == 1 and out == ""
+    assert one_error_line(err) == "qualifier: version 9 does not exist (HTTP 400)"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["invoke", "hello", "--callback-url", "https://example.com/hook"], "--callback-url needs --async"),
+        (["invoke", "hello", "--dry-run", "--callback-url", "https://example.com/hook"], "--callback-url needs --async"),
+        (["invoke", "hello", "--wait"], "--wait needs --async"),
+        (["invoke", "hello", "--async", "--dry-run"], "argument --dry-run: not allowed with argument --async"),
+        (["invoke", "hello", "--async", "--idempotency-key", "k" * 129], "argument --idempotency-key: expected 1-128"),
+        (["invoke", "hello", "--idempotency-key", "two\nlines"], "argument --idempotency-key: expected 1-128"),
+        (["batch", "hello"], "the following arguments are required: --payloads"),
+        (["results", "hello", "s-1", "--delete", "--verify"], "--delete goes alone"),
+        (["results", "hello", "s-1", "--verify", "--unverify"], "argument --unverify: not allowed with"),
+        (["run", "hello", "--input", "{}"], "the following arguments are required: --subject"),
+        (["invocations", "hello", "--limit", "0"], "argument --limit: expected a number from 1"),
+    ],
+)  # fmt: skip
+def test_malformed_new_commands_exit_2_before_any_call(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        functions.main(argv)
+    assert exit_.value.code == 2
+    assert one_error_line(capsys.readouterr().err).startswith(message)
+    assert api.seen == []
+
+
+# --- batch -------------------------------------------------------------------------------------
+
+
+def test_batch_from_a_json_array_prints_each_invocation_id(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    payloads = tmp_path / "payloads.json"
+    payloads.write_text(json.dumps([{"n": 1}, {"n": 2}, "three"], indent=2))
+    accepted = {"batch_id": "bt-1", "invocations": [{"index": 2, "invocation_id": iv(2)},
+                {"index": 0, "invocation_id": iv(0)}, {"index": 1, "invocation_id": iv(1)}]}  # fmt: skip
+    api.on("POST", f"{BASE}/hello/batch", (202, accepted))
+    code, out, err = run(capsys, "batch", "hello", "--payloads", str(payloads), "--qualifier", "draft")
+    assert code == 0
+    assert api.seen[0].json == {"payloads": [{"n": 1}, {"n": 2}, "three"], "qualifier": "draft"}
+    assert out.splitlines() == [iv(0), iv(1), iv(2)]  # in the payloads' order
+    assert (
+        err == "hello: batch bt-1, 3 invocations queued; see them with: python scripts/functions.py invocations hello\n"
+    )
+
+    code, out, _ = run(capsys, "batch", "hello", "--payloads", str(payloads), "--json")
+    assert code == 0 and json.loads(out) == accepted
+
+
+def test_batch_reads_json_lines_from_stdin(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"n": 1}\n\n[1, 2]\n"x"\n'))
+    api.on("POST", f"{BASE}/hello/batch", (202, {"batch_id": "bt-2", "invocations": []}))
+    code, _, _ = run(capsys, "batch", "hello", "--payloads", "-")
+    assert code == 0
+    assert api.seen[0].json == {"payloads": [{"n": 1}, [1, 2], "x"]}  # an array on a line is one payload
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("\n".join(json.dumps({"n": i}) for i in range(26)), "has 26 payloads; a batch takes at most 25 (split it)"),
+        (json.dumps(list(range(40))), "has 40 payloads; a batch takes at most 25 (split it)"),
+        ("[]", "has no payloads (an empty array)"),
+        ("  \n", "has no payloads"),
+        ('{"n": 1}\n{"n": \n', "line 2 is not valid JSON: Expecting value: line 1 column 7 (char 6)"),
+        ('[{"n": 1},\n {"n": 2}\n', "is not a valid JSON array: Expecting ',' delimiter: line 2 column 10 (char 20)"),
+    ],
+)
+def test_batch_refuses_bad_or_too_many_payloads_before_any_request(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str
+) -> None:
+    payloads = tmp_path / "batch.jsonl"
+    payloads.write_text(content)
+    code, out, err = run(capsys, "batch", "hello", "--payloads", str(payloads))
+    assert code == 1 and out == ""
+    assert one_error_line(err) == f"{payloads} {message}"
+    assert api.seen == []
+
+
+def test_batch_wait_polls_the_unfinished_and_summarises(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("[1, 2, 3]"))
+    api.on("POST", f"{BASE}/hello/batch", (202, {"batch_id": "bt-3", "invocations": [
+        {"index": 0, "invocation_id": iv(0)}, {"index": 1, "invocation_id": iv(1)}, {"index": 2, "invocation_id": iv(2)}]}))  # fmt: skip
+    api.on("GET", f"{INVOCATIONS}/{iv(0)}", (200, record(iv(0), "succeeded")))
+    api.on("GET", f"{INVOCATIONS}/{iv(1)}", (200, record(iv(1), "running")),
+           (200, record(iv(1), "failed", error={"type": "ValueError", "message": "n"}, duration_ms=1500.0)))  # fmt: skip
+    api.on("GET", f"{INVOCATIONS}/{iv(2)}", (200, record(iv(2), "queued")), (200, record(iv(2), "queued")),
+           (200, record(iv(2), "succeeded", duration_ms=12.0)))  # fmt: skip
+    code, out, err = run(capsys, "batch", "hello", "--payloads", "-", "--wait", "--poll-interval", "0.01")
+    assert code == 1
+    # Each round fetches only what is still queued or running.
+    gets = [path.rsplit("/", 1)[1] for method, path in api.calls() if method == "GET"]
+    assert gets == [iv(0), iv(1), iv(2), iv(1), iv(2), iv(2)]
+    assert out.splitlines() == [
+        "INDEX  ID                            STATUS     DURATION",
+        f"0      {iv(0)}  succeeded  840 ms",
+        f"1      {iv(1)}  failed     1.5 s",
+        f"2      {iv(2)}  succeeded  12 ms",
+    ]
+    lines = err.splitlines()
+    assert lines[:-1] == [
+        "hello batch bt-3: 0 of 3 finished (0s)",
+        "hello batch bt-3: 1 of 3 finished (0s)",
+        "hello batch bt-3: 2 of 3 finished, 1 failed (0s)",
+        "hello batch bt-3: 3 of 3 finished, 1 failed (0s)",
+    ]
+    assert lines[-1] == (
+        f"error: 1 of 3 invocations failed or timed out; see why with: python scripts/functions.py invocation {iv(1)}"
+    )
+
+
+def test_batch_wait_all_succeeded_json(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"a": 1}\n{"a": 2}\n'))
+    api.on("POST", f"{BASE}/hello/batch", (202, {"batch_id": "bt-4", "invocations": [
+        {"index": 0, "invocation_id": iv(0)}, {"index": 1, "invocation_id": iv(1)}]}))  # fmt: skip
+    api.on("GET", f"{INVOCATIONS}/{iv(0)}", (200, record(iv(0), "succeeded", batch_id="bt-4")))
+    api.on("GET", f"{INVOCATIONS}/{iv(1)}", (200, record(iv(1), "succeeded", batch_id="bt-4")))
+    code, out, err = run(capsys, "batch", "hello", "--payloads", "-", "--wait", "--json", "--poll-interval", "0.01")
+    assert code == 0 and "error" not in err
+    assert json.loads(out) == {
+        "batch_id": "bt-4",
+        "invocations": [{"index": 0, **record(iv(0), batch_id="bt-4")}, {"index": 1, **record(iv(1), batch_id="bt-4")}],
+    }
+
+
+# --- invocations and logs ----------------------------------------------------------------------
+
+
+def test_invocation_shows_one_record(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    failed = record(status="failed", error={"type": "ValueError", "message": "bad n"}, batch_id="bt-1")
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, failed))
+    code, out, _ = run(capsys, "invocation", IID)
+    assert code == 0  # showing a failed invocation is not itself a failure
+    assert api.calls() == [("GET", f"{INVOCATIONS}/{IID}")]  # org level: no function name needed
+    assert out.splitlines() == [
+        f"invocation:  {IID}",
+        f"function:    hello ({FID})",
+        "status:      failed",
+        "error:       ValueError: bad n",
+        "mode:        async, qualifier live, version 3",
+        "request:     req-cdef",
+        "created:     2026-05-01T10:00:00Z",
+        "started:     2026-05-01T10:00:01Z",
+        "finished:    2026-05-01T10:00:02Z",
+        "duration:    840 ms (billed 841 ms)",
+        f"payload:     18 B, sha256 {'ef' * 32}",
+        "batch:       bt-1",
+        "result:",
+        "null",
+    ]
+    code, out, _ = run(capsys, "--json", "invocation", IID)
+    assert code == 0 and json.loads(out) == failed
+
+
+@pytest.mark.parametrize("argv", [["invocation", "../keys"], ["logs", "hello", "--invocation", "iv/../x"]])
+def test_a_malformed_invocation_id_is_refused_without_a_call(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and one_error_line(err).startswith("invalid invocation id")
+    assert api.seen == []
+
+
+def test_invocations_follows_cursors_up_to_the_limit(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    first = [record(iv(5), "running", mode="sync"), record(iv(4), "succeeded")]
+    second = [record(iv(3), "timed_out", duration_ms=3000.0)]
+    api.on("GET", f"{BASE}/hello/invocations", (200, {"invocations": first, "next_cursor": "c1"}),
+           (200, {"invocations": second, "next_cursor": "c2"}))  # fmt: skip
+    code, out, err = run(capsys, "invocations", "hello", "--limit", "3")
+    assert code == 0
+    assert [s.query for s in api.seen] == [{"limit": ["3"]}, {"limit": ["1"], "cursor": ["c1"]}]
+    assert [line.split() for line in out.splitlines()] == [
+        ["ID", "STATUS", "MODE", "VERSION", "DURATION", "CREATED"],
+        [iv(5), "running", "sync", "-", "-", "2026-05-01T10:00:00Z"],
+        [iv(4), "succeeded", "async", "3", "840", "ms", "2026-05-01T10:00:00Z"],
+        [iv(3), "timed_out", "async", "3", "3.0", "s", "2026-05-01T10:00:00Z"],
+    ]
+    assert err == "(the 3 newest; more with --limit)\n"
+
+    api.on("GET", f"{BASE}/hello/invocations", (200, {"invocations": first, "next_cursor": None}))
+    code, out, err = run(capsys, "invocations", "hello", "--json")
+    assert code == 0 and err == ""
+    assert api.seen[-1].query == {"limit": ["20"]}
+    assert json.loads(out) == {"invocations": first, "next_cursor": None}
+
+
+def log(ms: int, message: str) -> dict[str, Any]:
+    return {"timestamp": ms, "message": message}
+
+
+T0 = 1777629600250  # 2026-05-01T10:00:00.250Z
+
+
+def test_logs_of_one_invocation(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [log(T0, "START RequestId: req-1 Version: 3\n"), {"timestamp": "2026-05-01T10:00:01Z", "message": "hi"}]
+    api.on("GET", f"{INVOCATIONS}/{IID}/logs", (200, {"lines": lines}))
+    code, out, _ = run(capsys, "logs", "hello", "--invocation", IID)
+    assert code == 0
+    assert api.calls() == [("GET", f"{INVOCATIONS}/{IID}/logs")]
+    assert out.splitlines() == [
+        "2026-05-01T10:00:00.250Z  START RequestId: req-1 Version: 3",
+        "2026-05-01T10:00:01Z  hi",
+    ]
+    code, out, _ = run(capsys, "logs", "hello", "--invocation", IID, "--json")
+    assert [json.loads(line) for line in out.splitlines()] == [{"invocation_id": IID, **line} for line in lines]
+
+
+def test_logs_of_the_recent_invocations_oldest_first(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    listing = [record(iv(3), "queued", request_id=None), record(iv(2), "running"), record(iv(1), "failed")]
+    api.on("GET", f"{BASE}/hello/invocations", (200, {"invocations": listing, "next_cursor": "more"}))
+    api.on("GET", f"{INVOCATIONS}/{iv(1)}/logs", (200, {"lines": [log(T0, "one"), log(T0 + 1, "Traceback ...")]}))
+    api.on("GET", f"{INVOCATIONS}/{iv(2)}/logs", (200, {"lines": [log(T0 + 5, "two")]}))
+    code, out, _ = run(capsys, "logs", "hello", "--limit", "3")
+    assert code == 0
+    assert api.seen[0].query == {"limit": ["3"]}
+    # The queued one has not run: no lines to look up.
+    assert api.calls()[1:] == [("GET", f"{INVOCATIONS}/{iv(1)}/logs"), ("GET", f"{INVOCATIONS}/{iv(2)}/logs")]
+    assert out.splitlines() == [
+        f"{iv(1)}  2026-05-01T10:00:00.250Z  one",
+        f"{iv(1)}  2026-05-01T10:00:00.251Z  Traceback ...",
+        f"{iv(2)}  2026-05-01T10:00:00.255Z  two",
+    ]
+
+
+def test_logs_follow_prints_new_lines_until_ctrl_c(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], ctrl_c_on_sleep: Callable[[int], list[float]]
+) -> None:
+    one, two, three = record(iv(1)), record(iv(2), "running"), record(iv(3), "queued", request_id=None)
+    api.on("GET", f"{BASE}/hello/invocations",
+           (200, {"invocations": [one], "next_cursor": None}),  # before following
+           (502, {"error": "upstream hiccup"}),  # poll 1: a blip, not the end
+           (200, {"invocations": [two, one], "next_cursor": None}),  # poll 2: a new one, running
+           (200, {"invocations": [three, record(iv(2)), one], "next_cursor": None}))  # poll 3  # fmt: skip
+    api.on("GET", f"{INVOCATIONS}/{iv(1)}/logs", (200, {"lines": [log(T0, "first")]}))
+    api.on("GET", f"{INVOCATIONS}/{iv(2)}/logs", (200, {"lines": [log(T0 + 1, "START"), log(T0 + 2, "step 1")]}),
+           (200, {"lines": [log(T0 + 1, "START"), log(T0 + 2, "step 1"), log(T0 + 3, "step 2"), log(T0 + 4, "END")]}))  # fmt: skip
+    slept = ctrl_c_on_sleep(4)  # Ctrl-C during the 4th wait, after 3 polls
+    code, out, err = run(capsys, "logs", "hello", "--follow")
+    assert code == 130
+    assert slept == [2.0] * 4  # every 2 s
+    assert err == "warning: upstream hiccup (HTTP 502); trying again\n"  # and no line for the Ctrl-C
+    assert out.splitlines() == [
+        f"{iv(1)}  2026-05-01T10:00:00.250Z  first",
+        f"{iv(2)}  2026-05-01T10:00:00.251Z  START",
+        f"{iv(2)}  2026-05-01T10:00:00.252Z  step 1",
+        f"{iv(2)}  2026-05-01T10:00:00.253Z  step 2",  # only the lines not printed yet
+        f"{iv(2)}  2026-05-01T10:00:00.254Z  END",
+    ]
+    listings = [s.query for s in api.seen if s.path == f"{BASE}/hello/invocations"]
+    assert listings == [{"limit": ["50"]}] * 4
+    logs_fetched = [s.path.split("/")[-2] for s in api.seen if s.path.endswith("/logs")]
+    # iv1: printed, then fetched once more (finished: late lines); iv2 while running and once finished;
+    # iv3 is queued without a request id yet.
+    assert logs_fetched == [iv(1), iv(1), iv(2), iv(2)]
+
+
+def test_logs_follow_of_one_invocation_ends_when_it_has_finished(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], ctrl_c_on_sleep: Callable[[int], list[float]]
+) -> None:
+    api.on("GET", f"{INVOCATIONS}/{IID}", (200, record(status="running")), (200, record()))
+    api.on("GET", f"{INVOCATIONS}/{IID}/logs", (200, {"lines": [log(T0, "a")]}),
+           (200, {"lines": [log(T0, "a"), log(T0 + 1, "b")]}),
+           (200, {"lines": [log(T0, "a"), log(T0 + 1, "b"), log(T0 + 2, "late")]}))  # fmt: skip
+    slept = ctrl_c_on_sleep(100)
+    code, out, err = run(capsys, "logs", "hello", "--invocation", IID, "--follow")
+    assert (code, err) == (0, "")
+    assert slept == [2.0, 2.0]  # running, finished, finished once more: done
+    assert [line.split("  ", 1)[1] for line in out.splitlines()] == ["a", "b", "late"]
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def result(**changes: Any) -> dict[str, Any]:
+    """A stored result as the contract shapes it."""
+    base = {
+        "function_id": FID, "subject": "essay-9", "version": 3, "invocation_id": IID,
+        "original_result": {"grade": "B"}, "updated_result": None, "is_edited": False, "is_verified": False,
+        "verified_by": None, "verified_at": None, "updated_by": None, "updated_at": None,
+        "created_at": "2026-05-01T10:00:00Z",
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+def test_run_sends_subject_qualifier_force_and_input(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    essay = tmp_path / "essay.json"
+    essay.write_text('{"text": "Once upon a time"}')
+    api.on("POST", f"{BASE}/grader/run", (200, result()))
+    code, out, err = run(capsys, "run", "grader", "--subject", "essay-9", "--input", f"@{essay}", "--qualifier", "2",
+                         "--force")  # fmt: skip
+    assert code == 0
+    call = api.seen[0]
+    assert call.query == {"subject": ["essay-9"], "qualifier": ["2"], "force": ["true"]}
+    assert call.json == {"input": {"text": "Once upon a time"}}
+    assert json.loads(out) == {"grade": "B"}
+    assert err == f"grader: subject essay-9, version 3, invocation {IID}\n"
+
+    edited = result(is_edited=True, updated_result={"grade": "A"}, is_verified=True)
+    api.on("POST", f"{BASE}/grader/run", (200, edited))
+    code, out, err = run(capsys, "run", "grader", "--subject", "essay-9")
+    assert code == 0
+    assert api.seen[-1].query == {"subject": ["essay-9"]} and api.seen[-1].json == {}
+    assert json.loads(out) == {"grade": "A"}  # the stored, edited result
+    assert err.endswith(", edited, verified\n")
+
+    code, out, _ = run(capsys, "run", "grader", "--subject", "essay-9", "--json")
+    assert code == 0 and json.loads(out) == edited
+
+
+def test_results_show_an_edited_verified_result(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    shown = result(is_edited=True, updated_result={"grade": "A"}, is_verified=True, verified_by="fkreviewer01",
+                   verified_at="2026-05-02T09:00:00Z", updated_by="fkreviewer01", updated_at="2026-05-02T09:00:00Z")  # fmt: skip
+    api.on("GET", f"{BASE}/grader/results/essay%2F9", (200, shown))
+    code, out, _ = run(capsys, "results", "grader", "essay/9", "--version", "3")
+    assert code == 0
+    assert api.seen[0].query == {"version": ["3"]}
+    assert out.splitlines() == [
+        "subject:     essay-9 (version 3)",
+        f"function:    {FID}",
+        f"invocation:  {IID}",
+        "verified:    yes, by fkreviewer01 at 2026-05-02T09:00:00Z",
+        "edited:      yes",
+        "created:     2026-05-01T10:00:00Z",
+        "updated:     2026-05-02T09:00:00Z by fkreviewer01",
+        "result: (edited)",
+        "{",
+        '  "grade": "A"',
+        "}",
+        "original:",
+        "{",
+        '  "grade": "B"',
+        "}",
+    ]
+
+
+def test_results_set_verify_unverify(api: FakeApi, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text('{"grade": "A-"}')
+    api.on("PUT", f"{BASE}/grader/results/essay-9", (200, result(is_edited=True, updated_result={"grade": "A-"})))
+    code, out, _ = run(capsys, "results", "grader", "essay-9", "--set", f"@{fixed}", "--verify", "--version", "2")
+    assert code == 0
+    assert api.seen[0].json == {"updated_result": {"grade": "A-"}, "is_verified": True}
+    assert api.seen[0].query == {"version": ["2"]}
+    assert "result: (edited)" in out
+
+    code, out, _ = run(capsys, "results", "grader", "essay-9", "--unverify", "--json")
+    assert code == 0 and api.seen[-1].json == {"is_verified": False} and api.seen[-1].query == {}
+    assert json.loads(out)["updated_result"] == {"grade": "A-"}
+
+
+def test_results_delete_asks_for_yes(
+    api: FakeApi, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    code, _, err = run(capsys, "results", "grader", "essay-9", "--delete")
+    assert (
+        code == 1
+        and one_error_line(err) == "refusing to delete the result of essay-9 without --yes (no terminal to confirm on)"
+    )
+    assert api.seen == []
+
+    api.on("DELETE", f"{BASE}/grader/results/essay-9", (204, b""))
+    code, out, _ = run(capsys, "results", "grader", "essay-9", "--delete", "--yes", "--version", "2")
+    assert (code, out) == (0, "grader: deleted the result of essay-9 (version 2)\n")
+    assert api.calls() == [("DELETE", f"{BASE}/grader/results/essay-9")] and api.seen[0].query == {"version": ["2"]}
+
+
+# --- organization ------------------------------------------------------------------------------
+
+
+def test_audit_table_and_json(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    entries = [
+        {"at": "2026-05-02T09:00:00Z", "actor": "fkadmin00001", "action": "alias.update", "target": FID,
+         "details": {"version": 3, "canary": None}},
+        {"at": "2026-05-01T10:00:00Z", "actor": "fkdevel00001", "action": "function.create", "target": FID,
+         "details": {}},
+    ]  # fmt: skip
+    api.on("GET", f"/v1/orgs/{ORG}/audit", (200, {"entries": entries[:1], "next_cursor": "a1"}),
+           (200, {"entries": entries[1:], "next_cursor": None}))  # fmt: skip
+    code, out, err = run(capsys, "audit", "--limit", "10")
+    assert (code, err) == (0, "")
+    assert [s.query for s in api.seen] == [{"limit": ["10"]}, {"limit": ["9"], "cursor": ["a1"]}]
+    assert [line.split() for line in out.splitlines()] == [
+        ["AT", "ACTOR", "ACTION", "TARGET", "DETAILS"],
+        ["2026-05-02T09:00:00Z", "fkadmin00001", "alias.update", FID, "version=3", "canary=null"],
+        ["2026-05-01T10:00:00Z", "fkdevel00001", "function.create", FID],
+    ]
+    api.on("GET", f"/v1/orgs/{ORG}/audit", (200, {"entries": entries, "next_cursor": None}))
+    code, out, _ = run(capsys, "audit", "--json")
+    assert code == 0 and json.loads(out) == {"entries": entries, "next_cursor": None}
+    assert api.seen[-1].query == {"limit": ["50"]}
+
+
+def test_usage_table_and_json(api: FakeApi, capsys: pytest.CaptureFixture[str]) -> None:
+    usage = {"month": "2026-05", "gb_seconds": 1234.56, "gb_seconds_budget": 400000, "invocations": 5210,
+             "invocations_this_minute": 30, "invocations_per_minute_limit": 600, "functions": 4,
+             "functions_limit": 50, "versions_kept": 10}  # fmt: skip
+    api.on("GET", f"/v1/orgs/{ORG}/usage", (200, usage))
+    code, out, _ = run(capsys, "usage")
+    assert code == 0
+    assert out.splitlines() == [
+        "                            USED    LIMIT   SHARE",
+        "GB-seconds (2026-05)        1234.6  400000  0%",
+        "invocations (2026-05)       5210    -",
+        "invocations this minute     30      600     5%",
+        "functions                   4       50      8%",
+        "versions kept per function  -       10",
+    ]
+    code, out, _ = run(capsys, "usage", "--json")
+    assert code == 0 and json.loads(out) == usage
 
 
 # --- errors and settings -----------------------------------------------------------------------
