@@ -96,6 +96,38 @@ class FunctionsSettings:
     # invocations; more memory is more CPU, hence a faster cold start of boto3 and the checks.
     api_memory_mb: int = 512
 
+    # --- invoking (Functions 2 of 2) ---
+    # Invocation records (and their request-id look-ups) expire after this many days (DynamoDB
+    # TTL), and so do the large async payloads kept under inputs/ in the code bucket. Dev keeps a
+    # week, like its logs; prod 30 days, enough to answer "what happened last month".
+    invocation_retention_days: int = 7
+    # Asynchronous invocations of user functions (the deployer sets them per function with
+    # PutFunctionEventInvokeConfig, next to the results queue as on-success/on-failure
+    # destination). Retry attempts apply to errors raised by user code (Lambda allows 0-2):
+    # dev 0, so a failing function fails once and at once while it is being written; prod 2,
+    # Lambda's default, for transient failures of what user code calls. The event age bounds how
+    # long throttled events wait (60 s - 6 h): prod reserves 10 per function, so bursts queue up
+    # to Lambda's maximum of 6 h there instead of failing after one.
+    user_async_retry_attempts: int = 0
+    user_async_max_event_age_seconds: int = 3600
+    # Recorder: one batch is up to 10 destination records, each an invocation-record update and
+    # at most one callback POST (retried later through the queue, never by waiting here). The
+    # results queue's visibility timeout is 6x this.
+    recorder_timeout_seconds: int = 60
+    # Batch: one message is one item: an Event invocation (plus its input under inputs/ when over
+    # the inline limit). The batch queue's visibility timeout is 6x this. Its event source never
+    # runs more than batch_max_concurrency handlers at once: the bound on how fast a batch is
+    # submitted (each user function's own concurrency is bounded separately).
+    batch_timeout_seconds: int = 60
+    batch_max_concurrency: int = 2
+    # Quotas per organization, enforced by the API (versions_kept by the deployer, which deletes
+    # a function's older Lambda versions). Dev's are small so a runaway test loop stops early;
+    # prod's are the default plan.
+    quota_max_functions: int = 50
+    quota_versions_kept: int = 10
+    quota_invocations_per_minute: int = 300
+    quota_monthly_gb_seconds: int = 50_000
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -152,6 +184,14 @@ PROD = EnvConfig(
         max_timeout_seconds=900,
         user_reserved_concurrency=10,
         deployer_reserved_concurrency=2,
+        invocation_retention_days=30,
+        user_async_retry_attempts=2,
+        user_async_max_event_age_seconds=6 * 3600,
+        batch_max_concurrency=10,
+        quota_max_functions=500,
+        quota_versions_kept=20,
+        quota_invocations_per_minute=6000,
+        quota_monthly_gb_seconds=1_000_000,
     ),
 )
 

@@ -54,3 +54,26 @@ def test_functions_limits_per_environment() -> None:
             assert settings.deployer_reserved_concurrency >= settings.deployer_max_concurrency
         # The deploy queue's visibility timeout (6x) must stay within SQS's 12 hours.
         assert 6 * settings.deployer_timeout_seconds <= 12 * 3600 and settings.deployer_timeout_seconds <= 900
+
+
+def test_functions_invoking_settings_per_environment() -> None:
+    dev, prod = get_config("dev").functions, get_config("prod").functions
+    # Quotas per organization: dev small (a runaway loop stops early), prod the default plan.
+    assert (dev.quota_max_functions, dev.quota_versions_kept) == (50, 10)
+    assert (dev.quota_invocations_per_minute, dev.quota_monthly_gb_seconds) == (300, 50_000)
+    assert (prod.quota_max_functions, prod.quota_versions_kept) == (500, 20)
+    assert (prod.quota_invocations_per_minute, prod.quota_monthly_gb_seconds) == (6000, 1_000_000)
+    assert (dev.invocation_retention_days, prod.invocation_retention_days) == (7, 30)
+    assert (dev.user_async_retry_attempts, prod.user_async_retry_attempts) == (0, 2)
+    assert prod.batch_max_concurrency > dev.batch_max_concurrency
+    for settings in (dev, prod):
+        # What PutFunctionEventInvokeConfig accepts.
+        assert 0 <= settings.user_async_retry_attempts <= 2
+        assert 60 <= settings.user_async_max_event_age_seconds <= 6 * 3600
+        assert 2 <= settings.batch_max_concurrency <= 1000  # an SQS event source's MaximumConcurrency range
+        # The results and batch queues' visibility timeouts (6x) stay within SQS's 12 hours.
+        for timeout in (settings.recorder_timeout_seconds, settings.batch_timeout_seconds):
+            assert 1 <= timeout <= 900 and 6 * timeout <= 12 * 3600
+        assert settings.quota_versions_kept >= 2  # the live version and the one a rollback returns to
+        assert min(settings.quota_max_functions, settings.quota_invocations_per_minute) >= 1
+        assert settings.quota_monthly_gb_seconds > 0 and settings.invocation_retention_days >= 1
