@@ -5,7 +5,15 @@ key) and `GET /v1/openapi.json` (public) -> functions-api
 functions-api -> SQS FIFO deploy queue (message group = function id) -> functions-deployer, the only
 code that calls Lambda's control plane, and only on `ufn-{env}-*` functions
 User functions `ufn-{env}-{org}-{fid}` run under one execution role that can write its logs and
-nothing else; the guardrails below are the deployer's IAM policy, asserted by the stack's tests.
+send their async results to the results queue, nothing else; the guardrails below are the
+deployer's IAM policy, asserted by the stack's tests.
+
+Invoking (part 2): every user function's async invocations (the API's `async` mode, and the batch
+function's Event invokes of the batch queue's items) end on the standard queue
+`functions-results-{env}` (on-success and on-failure destination, set by the deployer) ->
+functions-recorder, which updates the invocation record and POSTs the caller's callback_url, its
+retries being delayed messages on the same queue. `ANY /v1/callback/{proxy+}` has no key
+authorizer: the API verifies a per-invocation token signed with the callback secret.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -39,6 +48,18 @@ LAMBDA_SERVICE = "lambda.amazonaws.com"
 # per message (ReportBatchItemFailures), so one bad message does not redeliver the others.
 DEPLOY_BATCH_SIZE = 10
 DEPLOY_MAX_RECEIVES = 3
+# Results and batch queues (standard): 10 messages per invocation, failures reported per message.
+# A destination record is retried more often (5 receives) than a batch item (3): losing it leaves an
+# invocation `queued` for ever, while a failed batch item is only a failed submission.
+QUEUE_BATCH_SIZE = 10
+RESULTS_MAX_RECEIVES = 5
+BATCH_MAX_RECEIVES = 3
+DEAD_LETTER_RETENTION = Duration.days(14)
+# Powertools' idempotency layout (DynamoDBPersistenceLayer's default attribute names).
+IDEMPOTENCY_KEY_ATTRIBUTE = "id"
+IDEMPOTENCY_EXPIRY_ATTRIBUTE = "expiration"
+# The callback secret: 64 letters and digits (no punctuation: it is used as raw HMAC key bytes).
+CALLBACK_KEY_LENGTH = 64
 
 # Control-plane actions the deployer needs on user functions (and their versions and aliases).
 DEPLOYER_LAMBDA_ACTIONS = [
@@ -70,6 +91,7 @@ DEPLOYER_DENIED_ACTIONS = [
     "lambda:UpdateEventSourceMapping",
 ]
 FUNCTION_CONFIG_ACTIONS = ["lambda:CreateFunction", "lambda:UpdateFunctionConfiguration"]
+ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 VPC_CONDITION_KEYS = ("lambda:VpcIds", "lambda:SubnetIds", "lambda:SecurityGroupIds")
 
 
@@ -91,15 +113,21 @@ class FunctionsStack(Stack):
         ]
         self.user_log_group_arn = f"{arn}:logs:{region_account}:log-group:{names.user_log_group(prefix)}*"
         self.secrets_arn = f"{arn}:ssm:{region_account}:parameter{self.secret_prefix}/*"
+        # Log streams of user functions' groups: what the API's per-invocation log look-up reads.
+        self.user_log_streams_arn = f"{self.user_log_group_arn}:*"
 
         self._table()
+        self._idempotency_table()
         self._bucket()
+        self._callback_key()
         self._queues()
         self._user_function_role()
         self._functions()
         self._grant_api()
         self._grant_deployer()
         self._grant_authorizer()
+        self._grant_recorder()
+        self._grant_batch()
         self._api()
         self._outputs()
 
@@ -128,6 +156,22 @@ class FunctionsStack(Stack):
         )
         self.gsi1_arn = f"{self.table.table_arn}/index/{names.GSI1}"
 
+    def _idempotency_table(self) -> None:
+        """Powertools idempotency records of `Idempotency-Key` requests (24 h, expired by TTL). A
+        table of its own: Powertools owns its items' layout, and the API can be granted exactly
+        the four item actions it uses here without touching the functions table's grants."""
+        self.idempotency_table = dynamodb.TableV2(
+            self,
+            "IdempotencyTable",
+            partition_key=dynamodb.Attribute(name=IDEMPOTENCY_KEY_ATTRIBUTE, type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute=IDEMPOTENCY_EXPIRY_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            deletion_protection=self.config.deletion_protection,
+            removal_policy=self.config.removal_policy,
+        )
+
     def _bucket(self) -> None:
         self.bucket = s3.Bucket(
             self,
@@ -137,7 +181,13 @@ class FunctionsStack(Stack):
             enforce_ssl=True,
             removal_policy=self.config.removal_policy,
             lifecycle_rules=[
-                s3.LifecycleRule(id="ExpireUploads", prefix=names.UPLOADS_PREFIX, expiration=Duration.days(1))
+                s3.LifecycleRule(id="ExpireUploads", prefix=names.UPLOADS_PREFIX, expiration=Duration.days(1)),
+                # Large async payloads live as long as the invocation records that point at them.
+                s3.LifecycleRule(
+                    id="ExpireInputs",
+                    prefix=names.INPUTS_PREFIX,
+                    expiration=Duration.days(self.settings.invocation_retention_days),
+                ),
             ],
         )
         acknowledge(
@@ -149,22 +199,58 @@ class FunctionsStack(Stack):
             "logs would repeat that record; CloudTrail S3 data events are the account-level option.",
         )
 
-    def _queues(self) -> None:
-        name = self.config.name
-        self.dead_letters = sqs.Queue(
+    def _callback_key(self) -> None:
+        """The key that signs callback tokens (given to functions per invocation) and the
+        `X-Platform-Signature` of callback_url POSTs; read by the API and the recorder only."""
+        name = f"functions-callback-key-{self.config.name}"
+        self.callback_key = secretsmanager.Secret(
             self,
-            "DeployDeadLetterQueue",
-            queue_name=f"functions-deploy-{name}-dlq.fifo",
-            fifo=True,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            "CallbackKey",
+            secret_name=name,
+            description="Signs Functions callback tokens and callback_url webhook signatures (HMAC-SHA256)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=CALLBACK_KEY_LENGTH, exclude_punctuation=True
+            ),
+            removal_policy=self.config.removal_policy,
         )
         acknowledge(
-            self.dead_letters,
-            "AwsSolutions-SQS3",
-            f"This queue is the dead-letter queue of functions-deploy-{name}.fifo.",
+            self.callback_key,
+            "AwsSolutions-SMG4",
+            f"{name} signs per-invocation callback tokens and the webhook signatures receivers "
+            "verify: an automatic rotation would invalidate every token of invocations still "
+            "running and break receivers' verification without notice. It is rotated by hand, "
+            "as the README describes (new value, receivers told, running invocations drained).",
         )
+
+    def _dead_letter_queue(self, construct_id: str, source_name: str, *, fifo: bool = False) -> sqs.Queue:
+        """The dead-letter queue of `source_name` (`{source}-dlq`), with an alarm on its first message."""
+        base = source_name.removesuffix(".fifo")
+        queue = sqs.Queue(
+            self,
+            f"{construct_id}DeadLetterQueue",
+            queue_name=f"{base}-dlq.fifo" if fifo else f"{base}-dlq",
+            fifo=fifo or None,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=DEAD_LETTER_RETENTION,
+        )
+        acknowledge(queue, "AwsSolutions-SQS3", f"This queue is the dead-letter queue of {source_name}.")
+        queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)).create_alarm(
+            self,
+            f"{construct_id}DeadLettersAlarm",
+            alarm_name=f"{base}-dead-letters",
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        return queue
+
+    def _queues(self) -> None:
+        name = self.config.name
+        settings = self.settings
+        # A message here left a function `deploying` after three attempts: an operator looks.
+        self.dead_letters = self._dead_letter_queue("Deploy", f"functions-deploy-{name}.fifo", fifo=True)
         self.deploy_queue = sqs.Queue(
             self,
             "DeployQueue",
@@ -178,31 +264,55 @@ class FunctionsStack(Stack):
             visibility_timeout=Duration.seconds(6 * self.settings.deployer_timeout_seconds),
             dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=DEPLOY_MAX_RECEIVES),
         )
-        # A message here left a function `deploying` after three attempts: an operator looks.
-        self.dead_letters.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)).create_alarm(
+
+        # Destination records of user functions' async invocations, and the recorder's own delayed
+        # callback retries. SQS-managed SSE (not KMS): Lambda sends destination records with each
+        # user function's execution role, which would otherwise need the key too. A record here
+        # means an invocation stayed `queued`/`running` in its record: an operator looks.
+        results = f"functions-results-{name}"
+        self.results_dead_letters = self._dead_letter_queue("Results", results)
+        self.results_queue = sqs.Queue(
             self,
-            "DeployDeadLettersAlarm",
-            alarm_name=f"functions-deploy-{name}-dead-letters",
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            "ResultsQueue",
+            queue_name=results,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(6 * settings.recorder_timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.results_dead_letters, max_receive_count=RESULTS_MAX_RECEIVES
+            ),
+        )
+        # One message per item of POST .../batch; a dead letter is an item never submitted.
+        batch = f"functions-batch-{name}"
+        self.batch_dead_letters = self._dead_letter_queue("Batch", batch)
+        self.batch_queue = sqs.Queue(
+            self,
+            "BatchQueue",
+            queue_name=batch,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(6 * settings.batch_timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.batch_dead_letters, max_receive_count=BATCH_MAX_RECEIVES),
         )
 
     def _user_function_role(self) -> None:
         """The one execution role of every user function: it may append to user functions' log
-        groups and do nothing else, and a permissions boundary holds it there even if a policy were
-        ever attached to it. One role for all means a function could append to another user
-        function's group (never read it); per-organization roles would be the next step."""
+        groups and send to the results queue (Lambda delivers async destination records with the
+        function's execution role), nothing else, and a permissions boundary holds it there even
+        if a policy were ever attached to it. One role for all means a function could append to
+        another user function's group (never read it), and user code itself holds these
+        credentials: the recorder must treat what arrives on the results queue as untrusted
+        input; per-organization roles would be the next step."""
         write_logs = iam.PolicyStatement(
             actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[f"{self.user_log_group_arn}:*"],
+            resources=[self.user_log_streams_arn],
         )
+        send_results = iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.results_queue.queue_arn])
         self.user_boundary = iam.ManagedPolicy(
             self,
             "UserFunctionBoundary",
             description=f"Permissions boundary of user functions ({names.user_function_prefix(self.config.name)}*)",
-            statements=[write_logs],
+            statements=[write_logs, send_results],
         )
         self.user_role = iam.Role(
             self,
@@ -210,13 +320,16 @@ class FunctionsStack(Stack):
             assumed_by=iam.ServicePrincipal(LAMBDA_SERVICE),
             description=f"Execution role of every user function ({names.user_function_prefix(self.config.name)}*)",
             permissions_boundary=self.user_boundary,
-            inline_policies={"WriteOwnLogs": iam.PolicyDocument(statements=[write_logs])},
+            inline_policies={
+                "WriteOwnLogs": iam.PolicyDocument(statements=[write_logs]),
+                "SendAsyncResults": iam.PolicyDocument(statements=[send_results]),
+            },
         )
         reason = (
             "User functions' logs: the deployer creates each /aws/lambda/ufn-{env}-{org}-{fid} group; "
             "this role (shared by all user functions) can only append log events to groups with that prefix."
         )
-        finding = self._finding(f"{self.user_log_group_arn}:*")
+        finding = self._finding(self.user_log_streams_arn)
         acknowledge_wildcards(self.user_role, reason, finding)
         acknowledge_wildcards(self.user_boundary, reason, finding)
 
@@ -241,19 +354,37 @@ class FunctionsStack(Stack):
     def _functions(self) -> None:
         settings = self.settings
         table = {names.ENV_TABLE: self.table.table_name}
-        common = {
+        # What every function that reads or writes invocations needs.
+        invoking = {
             **table,
             names.ENV_CODE_BUCKET: self.bucket.bucket_name,
             names.ENV_PLATFORM_ENV: self.config.name,
+            names.ENV_INVOCATION_RETENTION_DAYS: str(settings.invocation_retention_days),
+        }
+        common = {
+            **invoking,
             names.ENV_SECRET_PREFIX: self.secret_prefix,
             names.ENV_MAX_MEMORY_MB: str(settings.max_memory_mb),
             names.ENV_MAX_TIMEOUT_SECONDS: str(settings.max_timeout_seconds),
         }
+        versions_kept = {names.ENV_QUOTA_VERSIONS_KEPT: str(settings.quota_versions_kept)}
+        callback_key = {names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn}
         self.api_fn = self._function(
             "ApiFunction",
             names.API,
             "Functions API: functions, code uploads, versions, the live alias, invocations",
-            {**common, names.ENV_DEPLOY_QUEUE_URL: self.deploy_queue.queue_url},
+            {
+                **common,
+                **callback_key,
+                names.ENV_DEPLOY_QUEUE_URL: self.deploy_queue.queue_url,
+                names.ENV_BATCH_QUEUE_URL: self.batch_queue.queue_url,
+                names.ENV_IDEMPOTENCY_TABLE: self.idempotency_table.table_name,
+                names.ENV_QUOTA_MAX_FUNCTIONS: str(settings.quota_max_functions),
+                **versions_kept,
+                names.ENV_QUOTA_INVOCATIONS_PER_MINUTE: str(settings.quota_invocations_per_minute),
+                names.ENV_QUOTA_MONTHLY_GB_SECONDS: str(settings.quota_monthly_gb_seconds),
+                # PUBLIC_API_URL (the callback_url base given to functions) is added with the API.
+            },
             memory_mb=settings.api_memory_mb,
             # The HTTP API cuts every request off at 30 s, synchronous invocations included.
             timeout=Duration.seconds(29),
@@ -270,6 +401,11 @@ class FunctionsStack(Stack):
                 names.ENV_ALLOWED_LAYERS: ",".join(settings.allowed_layers),
                 # The environment's retention, as the platform's own functions get it.
                 names.ENV_LOG_RETENTION_DAYS: str(_retention_days(self.api_fn.log_group)),
+                **versions_kept,
+                # Every user function's async invocations end here (on success and on failure).
+                names.ENV_RESULTS_QUEUE_ARN: self.results_queue.queue_arn,
+                names.ENV_ASYNC_RETRY_ATTEMPTS: str(settings.user_async_retry_attempts),
+                names.ENV_ASYNC_MAX_EVENT_AGE_SECONDS: str(settings.user_async_max_event_age_seconds),
             },
             memory_mb=settings.deployer_memory_mb,
             timeout=Duration.seconds(settings.deployer_timeout_seconds),
@@ -290,6 +426,33 @@ class FunctionsStack(Stack):
             table,
             timeout=Duration.seconds(5),
         )
+        self.recorder_fn = self._function(
+            "RecorderFunction",
+            names.RECORDER,
+            "Functions recorder: async results of user functions into invocation records, callback_url POSTs",
+            {**invoking, **callback_key, names.ENV_RESULTS_QUEUE_URL: self.results_queue.queue_url},
+            timeout=Duration.seconds(settings.recorder_timeout_seconds),
+        )
+        self.recorder_fn.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.results_queue, batch_size=QUEUE_BATCH_SIZE, report_batch_item_failures=True
+            )
+        )
+        self.batch_fn = self._function(
+            "BatchFunction",
+            names.BATCH,
+            "Functions batch: one queued batch item -> one async (Event) invocation of a user function",
+            invoking,
+            timeout=Duration.seconds(settings.batch_timeout_seconds),
+        )
+        self.batch_fn.function.add_event_source(
+            event_sources.SqsEventSource(
+                self.batch_queue,
+                batch_size=QUEUE_BATCH_SIZE,
+                report_batch_item_failures=True,
+                max_concurrency=settings.batch_max_concurrency,
+            )
+        )
 
     # --- IAM ------------------------------------------------------------------------------------
     def _finding(self, arn: str) -> str:
@@ -308,23 +471,41 @@ class FunctionsStack(Stack):
 
     def _grant_api(self) -> None:
         fn = self.api_fn.function
-        item_actions = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
+        # TransactWriteItems (a change with its audit row) is authorized per item by these actions.
         fn.add_to_role_policy(
             iam.PolicyStatement(
-                actions=[*item_actions, "dynamodb:ConditionCheckItem"], resources=[self.table.table_arn]
+                actions=[*ITEM_ACTIONS, "dynamodb:ConditionCheckItem"], resources=[self.table.table_arn]
             )
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.table.table_arn, self.gsi1_arn])
         )
-        # PutObject signs the presigned POST (uploads/) and stores zips built from inline source (code/).
+        # Powertools idempotency: get, put (in progress), update (completed), delete (on failure).
+        fn.add_to_role_policy(iam.PolicyStatement(actions=ITEM_ACTIONS, resources=[self.idempotency_table.table_arn]))
+        # PutObject signs the presigned POST (uploads/), stores zips built from inline source
+        # (code/) and async payloads over the inline limit (inputs/, read back by GET .../input).
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:PutObject", "s3:GetObject"],
-                resources=self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX),
+                resources=self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX, names.INPUTS_PREFIX),
             )
         )
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.deploy_queue.queue_arn]))
+        # Large results the recorder stored, returned with one invocation record.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject"], resources=self._objects(names.RESULTS_PREFIX))
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sqs:SendMessage"], resources=[self.deploy_queue.queue_arn, self.batch_queue.queue_arn]
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.callback_key.secret_arn])
+        )
+        # GET .../invocations/{iid}/logs: the invocation's lines, filtered by its request id.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["logs:FilterLogEvents"], resources=[self.user_log_streams_arn])
+        )
         fn.add_to_role_policy(
             iam.PolicyStatement(actions=["ssm:PutParameter", "ssm:DeleteParameter"], resources=[self.secrets_arn])
         )
@@ -335,6 +516,19 @@ class FunctionsStack(Stack):
             "The API presigns uploads/{org}/{fid}/{upload id}.zip, stores inline sources as "
             "code/{org}/{fid}/{sha256}.zip and reads both back, for whichever function a request names.",
             *self._object_findings(names.UPLOADS_PREFIX, names.CODE_PREFIX),
+        )
+        acknowledge_wildcards(
+            self.api_fn.role,
+            "The API stores async payloads over Lambda's inline limit as inputs/{org}/{iid}.json "
+            "(read back by the invocation's input callback) and reads results/{org}/{iid}.json, "
+            "which the recorder wrote, for whichever invocation a request names.",
+            *self._object_findings(names.INPUTS_PREFIX, names.RESULTS_PREFIX),
+        )
+        acknowledge_wildcards(
+            self.api_fn.role,
+            "GET .../invocations/{iid}/logs reads one invocation's lines (FilterLogEvents by its "
+            "request id) from its user function's log group /aws/lambda/ufn-{env}-{org}-{fid}.",
+            self._finding(self.user_log_streams_arn),
         )
         acknowledge_wildcards(
             self.api_fn.role,
@@ -453,6 +647,62 @@ class FunctionsStack(Stack):
             iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
         )
 
+    def _grant_recorder(self) -> None:
+        """Consuming the results queue (the event source's grant), plus: the request-id look-up and
+        the invocation record and usage updates, large results under results/, its own delayed
+        callback retries on the same queue, and the key that signs callback_url POSTs."""
+        fn = self.recorder_fn.function
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.RESULTS_PREFIX))
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.results_queue.queue_arn])
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.callback_key.secret_arn])
+        )
+        acknowledge_wildcards(
+            self.recorder_fn.role,
+            "The recorder stores results over the inline limit as results/{org}/{iid}.json and "
+            "reads them back for the callback_url POST, for whichever invocation a record names.",
+            *self._object_findings(names.RESULTS_PREFIX),
+        )
+
+    def _grant_batch(self) -> None:
+        """Consuming the batch queue (the event source's grant), plus: Event invocations of user
+        functions (data plane only), the invocation records, and inputs/ for large items."""
+        fn = self.batch_fn.function
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=self.user_function_arns))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[self.table.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.INPUTS_PREFIX))
+        )
+        role = self.batch_fn.role
+        acknowledge_wildcards(
+            role,
+            "Each batch item is an Event invocation of one user function of this environment "
+            "(ufn-{env}-{org}-{fid}, qualified by version or alias); lambda:InvokeFunction is the "
+            "only Lambda action granted.",
+            *(self._finding(a) for a in self.user_function_arns),
+        )
+        acknowledge_wildcards(
+            role,
+            "A batch item over Lambda's inline Event limit travels as inputs/{org}/{iid}.json, "
+            "for whichever invocation the item names.",
+            *self._object_findings(names.INPUTS_PREFIX),
+        )
+
     # --- API ------------------------------------------------------------------------------------
     def _api(self) -> None:
         self.authorizer = authorizers.HttpLambdaAuthorizer(
@@ -496,6 +746,21 @@ class FunctionsStack(Stack):
             "GET /v1/openapi.json is the public, static description of this API (no data, no "
             "side effects); every /v1/orgs/... route is behind the key authorizer.",
         )
+        (callback,) = self.http.api.add_routes(
+            path="/v1/callback/{proxy+}",
+            methods=[apigw.HttpMethod.ANY],
+            integration=integration,
+            authorizer=apigw.HttpNoneAuthorizer(),
+        )
+        acknowledge(
+            callback,
+            "AwsSolutions-APIG4",
+            "/v1/callback/... is called by running user functions, which hold no API key: the API "
+            "handler verifies a per-invocation token (HMAC-SHA256 with the callback secret; org, "
+            "function, invocation, scopes and expiry in its claims) on every request instead.",
+        )
+        # The callback_url base handed to functions: this API's own URL.
+        self.api_fn.function.add_environment(names.ENV_PUBLIC_API_URL, self.http.url)
 
     def _outputs(self) -> None:
         CfnOutput(self, names.OUTPUT_API_URL, value=self.http.url)

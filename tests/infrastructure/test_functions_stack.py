@@ -1,5 +1,6 @@
-"""Functions-{env}: the three platform functions, the API and its authorizer, table, code bucket, deploy
-queue, the user functions' execution role, and the deployer's IAM guardrails, read from the template."""
+"""Functions-{env}: the five platform functions, the API and its authorizer, the tables, code bucket,
+queues (deploy, results, batch) and callback secret, the user functions' execution role, and every
+IAM grant (the deployer's guardrails included), read from the template."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ from tests.infrastructure.template_queries import find_function, policy_statemen
 PSEUDO = {"AWS::Partition": "aws", "AWS::Region": "eu-west-1", "AWS::AccountId": "123456789012"}
 BASELINE = {"logs:CreateLogStream", "logs:PutLogEvents", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 CONFIG_ACTIONS = {"lambda:CreateFunction", "lambda:UpdateFunctionConfiguration"}
+# What an SQS event source grants the function it feeds (on that queue only).
+CONSUME = {
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:GetQueueUrl",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+}
+PLATFORM_FUNCTIONS = (names.API, names.DEPLOYER, names.AUTHORIZER, names.RECORDER, names.BATCH)
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])
@@ -91,7 +101,54 @@ def _granting(statements: list[dict[str, Any]], action: str) -> list[dict[str, A
 
 
 def _table(template: Template) -> str:
-    return _logical_id(template, "AWS::DynamoDB::GlobalTable")
+    return _logical_id(
+        template,
+        "AWS::DynamoDB::GlobalTable",
+        {"KeySchema": Match.array_with([{"AttributeName": "pk", "KeyType": "HASH"}])},
+    )
+
+
+def _idempotency_table(template: Template) -> str:
+    return _logical_id(
+        template, "AWS::DynamoDB::GlobalTable", {"KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}
+    )
+
+
+def _queue(template: Template, name: str) -> str:
+    return _logical_id(template, "AWS::SQS::Queue", {"QueueName": name})
+
+
+def _secret(template: Template) -> str:
+    return _logical_id(template, "AWS::SecretsManager::Secret")
+
+
+def _results_queue_arn(template: Template, env: str) -> str:
+    return f"<{_queue(template, f'functions-results-{env}')}.Arn>"
+
+
+def _statements(template: Template, short: str, env: str) -> list[dict[str, Any]]:
+    return policy_statements(template, names.platform_function_name(short, env))
+
+
+def _role_of(template: Template, short: str, env: str) -> str:
+    return str(
+        find_function(template, names.platform_function_name(short, env))[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+    )
+
+
+def _every_statement(template: Template) -> list[tuple[str, dict[str, Any]]]:
+    """(holder, statement) for every statement of the stack's roles and managed policies: a
+    role's logical id for its inline and attached policies, the managed policy's id for one."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for role in policy["Properties"]["Roles"]:
+            found += [(role["Ref"], s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    for role_id, role in template.find_resources("AWS::IAM::Role").items():
+        for inline in role["Properties"].get("Policies", []):
+            found += [(role_id, s) for s in inline["PolicyDocument"]["Statement"]]
+    for policy_id, policy in template.find_resources("AWS::IAM::ManagedPolicy").items():
+        found += [(policy_id, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    return found
 
 
 def _bucket(template: Template) -> str:
@@ -105,9 +162,10 @@ def _user_role(template: Template) -> tuple[str, Any]:
 
 
 # --- functions and their environment ---------------------------------------------------------------
-def test_three_functions_with_their_handlers(template: Template, env_name: str) -> None:
+def test_platform_functions_with_their_handlers(template: Template, env_name: str) -> None:
     settings = get_config(env_name).functions
-    for short in (names.API, names.DEPLOYER, names.AUTHORIZER):
+    template.resource_count_is("AWS::Lambda::Function", len(PLATFORM_FUNCTIONS))
+    for short in PLATFORM_FUNCTIONS:
         fn = find_function(template, names.platform_function_name(short, env_name))[1]["Properties"]
         assert fn["Handler"] == f"lambdas.functions.{short}.handler"
         assert fn["Runtime"] == "python3.12" and fn["Architectures"] == ["arm64"]
@@ -120,6 +178,12 @@ def test_three_functions_with_their_handlers(template: Template, env_name: str) 
     assert api["Timeout"] < 30 and api["MemorySize"] == settings.api_memory_mb  # under the HTTP API's 30 s
     authorizer = find_function(template, names.platform_function_name(names.AUTHORIZER, env_name))[1]["Properties"]
     assert authorizer["Timeout"] <= 10
+    recorder = find_function(template, names.platform_function_name(names.RECORDER, env_name))[1]["Properties"]
+    assert recorder["Timeout"] == settings.recorder_timeout_seconds
+    batch = find_function(template, names.platform_function_name(names.BATCH, env_name))[1]["Properties"]
+    assert batch["Timeout"] == settings.batch_timeout_seconds
+    # Parallelism is bounded by the event source (see the mapping test), not by a reservation.
+    assert "ReservedConcurrentExecutions" not in batch
 
 
 def _variables(template: Template, short: str, env: str) -> dict[str, Any]:
@@ -131,33 +195,54 @@ def test_environment_variables_are_exactly_the_contracts(template: Template, env
     config = get_config(env_name)
     settings = config.functions
     table, bucket = f"<{_table(template)}>", f"<{_bucket(template)}>"
-    queue = f"<{_logical_id(template, 'AWS::SQS::Queue', {'QueueName': f'functions-deploy-{env_name}.fifo'})}>"
+    queue = f"<{_queue(template, f'functions-deploy-{env_name}.fifo')}>"
+    results = _queue(template, f"functions-results-{env_name}")
+    batch = f"<{_queue(template, f'functions-batch-{env_name}')}>"
+    secret = f"<{_secret(template)}>"
+    api = _logical_id(template, "AWS::ApiGatewayV2::Api")
     role = f"<{_user_role(template)[0]}.Arn>"
     prefix = f"{config.parameter_prefix}/functions/secrets"
     limits = {
         names.ENV_MAX_MEMORY_MB: str(settings.max_memory_mb),
         names.ENV_MAX_TIMEOUT_SECONDS: str(settings.max_timeout_seconds),
     }
+    retention = {names.ENV_INVOCATION_RETENTION_DAYS: {"dev": "7", "prod": "30"}[env_name]}
+    versions_kept = {names.ENV_QUOTA_VERSIONS_KEPT: {"dev": "10", "prod": "20"}[env_name]}
+    invoking = {names.ENV_TABLE: table, names.ENV_CODE_BUCKET: bucket, names.ENV_PLATFORM_ENV: env_name, **retention}
     assert _variables(template, names.API, env_name) == {
-        names.ENV_TABLE: table,
-        names.ENV_CODE_BUCKET: bucket,
+        **invoking,
         names.ENV_DEPLOY_QUEUE_URL: queue,
-        names.ENV_PLATFORM_ENV: env_name,
         names.ENV_SECRET_PREFIX: prefix,
         **limits,
+        names.ENV_BATCH_QUEUE_URL: batch,
+        names.ENV_IDEMPOTENCY_TABLE: f"<{_idempotency_table(template)}>",
+        names.ENV_CALLBACK_KEY_SECRET_ARN: secret,
+        names.ENV_PUBLIC_API_URL: f"<{api}.ApiEndpoint>",
+        names.ENV_QUOTA_MAX_FUNCTIONS: {"dev": "50", "prod": "500"}[env_name],
+        **versions_kept,
+        names.ENV_QUOTA_INVOCATIONS_PER_MINUTE: {"dev": "300", "prod": "6000"}[env_name],
+        names.ENV_QUOTA_MONTHLY_GB_SECONDS: {"dev": "50000", "prod": "1000000"}[env_name],
     }
     assert _variables(template, names.DEPLOYER, env_name) == {
-        names.ENV_TABLE: table,
-        names.ENV_CODE_BUCKET: bucket,
-        names.ENV_PLATFORM_ENV: env_name,
+        **invoking,
         names.ENV_EXECUTION_ROLE_ARN: role,
         names.ENV_SECRET_PREFIX: prefix,
         **limits,
         names.ENV_RESERVED_CONCURRENCY: {"dev": "", "prod": "10"}[env_name],
         names.ENV_ALLOWED_LAYERS: "",
         names.ENV_LOG_RETENTION_DAYS: {"dev": "7", "prod": "90"}[env_name],
+        **versions_kept,
+        names.ENV_RESULTS_QUEUE_ARN: f"<{results}.Arn>",
+        names.ENV_ASYNC_RETRY_ATTEMPTS: {"dev": "0", "prod": "2"}[env_name],
+        names.ENV_ASYNC_MAX_EVENT_AGE_SECONDS: {"dev": "3600", "prod": "21600"}[env_name],
     }
     assert _variables(template, names.AUTHORIZER, env_name) == {names.ENV_TABLE: table}
+    assert _variables(template, names.RECORDER, env_name) == {
+        **invoking,
+        names.ENV_RESULTS_QUEUE_URL: f"<{results}>",
+        names.ENV_CALLBACK_KEY_SECRET_ARN: secret,
+    }
+    assert _variables(template, names.BATCH, env_name) == invoking
     # The retention the deployer gives user log groups is the one the platform's own groups have.
     own = template.find_resources(
         "AWS::Logs::LogGroup", {"Properties": {"LogGroupName": f"/aws/lambda/functions-deployer-{env_name}"}}
@@ -205,11 +290,12 @@ def test_routes_and_their_authorization(template: Template) -> None:
         r["Properties"]["RouteKey"]: r["Properties"]
         for r in template.find_resources("AWS::ApiGatewayV2::Route").values()
     }
-    assert set(routes) == {"ANY /v1/orgs/{org}/{proxy+}", "GET /v1/openapi.json"}
+    assert set(routes) == {"ANY /v1/orgs/{org}/{proxy+}", "GET /v1/openapi.json", "ANY /v1/callback/{proxy+}"}
     orgs = routes["ANY /v1/orgs/{org}/{proxy+}"]
     assert orgs["AuthorizationType"] == "CUSTOM" and orgs["AuthorizerId"] == {"Ref": authorizer}
-    openapi = routes["GET /v1/openapi.json"]
-    assert openapi["AuthorizationType"] == "NONE" and "AuthorizerId" not in openapi
+    # Without the key authorizer: the description, and callbacks (a per-invocation token instead).
+    for key in ("GET /v1/openapi.json", "ANY /v1/callback/{proxy+}"):
+        assert routes[key]["AuthorizationType"] == "NONE" and "AuthorizerId" not in routes[key], key
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -247,6 +333,32 @@ def test_table_keys_gsi_ttl_and_protection(template: Template, env_name: str) ->
     assert table["DeletionPolicy"] == {"dev": "Delete", "prod": "Retain"}[env_name]
 
 
+def test_idempotency_table_in_powertools_layout(template: Template, env_name: str) -> None:
+    config = get_config(env_name)
+    template.resource_count_is("AWS::DynamoDB::GlobalTable", 2)
+    table = template.find_resources("AWS::DynamoDB::GlobalTable")[_idempotency_table(template)]
+    props = table["Properties"]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "id", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert "GlobalSecondaryIndexes" not in props
+    (replica,) = props["Replicas"]
+    assert replica["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert replica["DeletionProtectionEnabled"] is config.deletion_protection
+    assert table["DeletionPolicy"] == {"dev": "Delete", "prod": "Retain"}[env_name]
+
+
+def test_callback_key_is_a_generated_secret_without_rotation(template: Template, env_name: str) -> None:
+    secrets = template.find_resources("AWS::SecretsManager::Secret")
+    assert list(secrets) == [_secret(template)]
+    secret = secrets[_secret(template)]
+    assert set(secret["Properties"]) == {"Name", "Description", "GenerateSecretString"}  # no SecretString
+    assert secret["Properties"]["Name"] == f"functions-callback-key-{env_name}"
+    assert secret["Properties"]["GenerateSecretString"] == {"PasswordLength": 64, "ExcludePunctuation": True}
+    assert secret["DeletionPolicy"] == {"dev": "Delete", "prod": "Retain"}[env_name]
+    # Rotated by hand (README): a rotation would invalidate the tokens of running invocations.
+    template.resource_count_is("AWS::SecretsManager::RotationSchedule", 0)
+
+
 def _ssl_only(template: Template, type_: str, target: str) -> None:
     template.has_resource_properties(
         type_,
@@ -272,7 +384,7 @@ def _ssl_only(template: Template, type_: str, target: str) -> None:
     )
 
 
-def test_code_bucket_encrypted_private_tls_only_uploads_expire(template: Template) -> None:
+def test_code_bucket_encrypted_private_tls_only_uploads_and_inputs_expire(template: Template, env_name: str) -> None:
     bucket = template.find_resources("AWS::S3::Bucket")[_bucket(template)]["Properties"]
     assert bucket["BucketEncryption"] == {
         "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
@@ -284,7 +396,14 @@ def test_code_bucket_encrypted_private_tls_only_uploads_expire(template: Templat
         "RestrictPublicBuckets": True,
     }
     assert bucket["LifecycleConfiguration"]["Rules"] == [
-        {"Id": "ExpireUploads", "Prefix": names.UPLOADS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"}
+        {"Id": "ExpireUploads", "Prefix": names.UPLOADS_PREFIX, "ExpirationInDays": 1, "Status": "Enabled"},
+        # Large async payloads go with the invocation records that point at them.
+        {
+            "Id": "ExpireInputs",
+            "Prefix": names.INPUTS_PREFIX,
+            "ExpirationInDays": get_config(env_name).functions.invocation_retention_days,
+            "Status": "Enabled",
+        },
     ]
     assert "CorsConfiguration" not in bucket  # the CLI uploads, no browser
     policy = template.find_resources("AWS::S3::BucketPolicy")
@@ -292,45 +411,109 @@ def test_code_bucket_encrypted_private_tls_only_uploads_expire(template: Templat
     _ssl_only(template, "AWS::S3::BucketPolicy", "Bucket")
 
 
-def test_fifo_deploy_queue_dead_letters_and_mapping(template: Template, env_name: str) -> None:
-    settings = get_config(env_name).functions
-    dlq = _logical_id(template, "AWS::SQS::Queue", {"QueueName": f"functions-deploy-{env_name}-dlq.fifo"})
-    queue = _logical_id(template, "AWS::SQS::Queue", {"QueueName": f"functions-deploy-{env_name}.fifo"})
-    queues = template.find_resources("AWS::SQS::Queue")
-    props = queues[queue]["Properties"]
-    assert props["FifoQueue"] is True and props["ContentBasedDeduplication"] is False
-    assert props["SqsManagedSseEnabled"] is True
-    assert props["VisibilityTimeout"] >= 6 * settings.deployer_timeout_seconds
-    assert props["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3}
-    assert queues[dlq]["Properties"]["FifoQueue"] is True and queues[dlq]["Properties"]["SqsManagedSseEnabled"]
-    ssl = template.find_resources("AWS::SQS::QueuePolicy")
-    assert sorted(_flat(p["Properties"]["Queues"][0]) for p in ssl.values()) == sorted([f"<{queue}>", f"<{dlq}>"])
-    _ssl_only(template, "AWS::SQS::QueuePolicy", "Queues")
+def _mapping(template: Template, queue: str) -> dict[str, Any]:
+    found = [
+        m["Properties"]
+        for m in template.find_resources("AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    ]
+    assert len(found) == 1, f"expected one event source mapping on {queue}"
+    return found[0]
 
-    deployer = find_function(template, names.platform_function_name(names.DEPLOYER, env_name))[0]
-    mapping = template.find_resources("AWS::Lambda::EventSourceMapping")
-    assert len(mapping) == 1
-    m = next(iter(mapping.values()))["Properties"]
-    assert m["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]} and m["FunctionName"] == {"Ref": deployer}
-    assert 1 <= m["BatchSize"] <= 10 and m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert m["ScalingConfig"] == {"MaximumConcurrency": settings.deployer_max_concurrency}
+
+def _dead_letters_alarm(template: Template, dlq: str) -> None:
     template.has_resource_properties(
         "AWS::CloudWatch::Alarm",
         {
             "MetricName": "ApproximateNumberOfMessagesVisible",
+            "Threshold": 1,
             "Dimensions": [{"Name": "QueueName", "Value": Match.object_like({"Fn::GetAtt": [dlq, "QueueName"]})}],
         },
     )
 
 
+def test_every_queue_is_encrypted_and_tls_only(template: Template, env_name: str) -> None:
+    queues = template.find_resources("AWS::SQS::Queue")
+    assert {q["Properties"]["QueueName"] for q in queues.values()} == {
+        f"functions-deploy-{env_name}.fifo",
+        f"functions-deploy-{env_name}-dlq.fifo",
+        f"functions-results-{env_name}",
+        f"functions-results-{env_name}-dlq",
+        f"functions-batch-{env_name}",
+        f"functions-batch-{env_name}-dlq",
+    }
+    assert all(q["Properties"]["SqsManagedSseEnabled"] is True for q in queues.values())
+    ssl = template.find_resources("AWS::SQS::QueuePolicy")
+    assert sorted(_flat(p["Properties"]["Queues"][0]) for p in ssl.values()) == sorted(f"<{q}>" for q in queues)
+    for policy in ssl.values():
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert [s["Effect"] for s in statements] == ["Deny"]  # TLS only, nobody granted anything here
+        assert statements[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    _ssl_only(template, "AWS::SQS::QueuePolicy", "Queues")
+
+
+def test_fifo_deploy_queue_dead_letters_and_mapping(template: Template, env_name: str) -> None:
+    settings = get_config(env_name).functions
+    dlq = _queue(template, f"functions-deploy-{env_name}-dlq.fifo")
+    queue = _queue(template, f"functions-deploy-{env_name}.fifo")
+    queues = template.find_resources("AWS::SQS::Queue")
+    props = queues[queue]["Properties"]
+    assert props["FifoQueue"] is True and props["ContentBasedDeduplication"] is False
+    assert props["VisibilityTimeout"] >= 6 * settings.deployer_timeout_seconds
+    assert props["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]}, "maxReceiveCount": 3}
+    assert queues[dlq]["Properties"]["FifoQueue"] is True
+
+    deployer = find_function(template, names.platform_function_name(names.DEPLOYER, env_name))[0]
+    template.resource_count_is("AWS::Lambda::EventSourceMapping", 3)  # deploy, results, batch
+    m = _mapping(template, queue)
+    assert m["FunctionName"] == {"Ref": deployer}
+    assert 1 <= m["BatchSize"] <= 10 and m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert m["ScalingConfig"] == {"MaximumConcurrency": settings.deployer_max_concurrency}
+    _dead_letters_alarm(template, dlq)
+
+
+@pytest.mark.parametrize(
+    ("base", "consumer", "max_receives"),
+    [("functions-results", names.RECORDER, 5), ("functions-batch", names.BATCH, 3)],
+)
+def test_standard_queues_dead_letters_and_mappings(
+    template: Template, env_name: str, base: str, consumer: str, max_receives: int
+) -> None:
+    queue, dlq = _queue(template, f"{base}-{env_name}"), _queue(template, f"{base}-{env_name}-dlq")
+    queues = template.find_resources("AWS::SQS::Queue")
+    props = queues[queue]["Properties"]
+    assert "FifoQueue" not in props and "FifoQueue" not in queues[dlq]["Properties"]  # standard queues
+    assert props["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dlq, "Arn"]},
+        "maxReceiveCount": max_receives,
+    }
+    assert queues[dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    fn_id, fn = find_function(template, names.platform_function_name(consumer, env_name))
+    # AWS's guidance for SQS event sources: visibility at least 6x the function's timeout.
+    assert props["VisibilityTimeout"] >= 6 * fn["Properties"]["Timeout"]
+    m = _mapping(template, queue)
+    assert m["FunctionName"] == {"Ref": fn_id}
+    assert m["BatchSize"] == 10 and m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert "Enabled" not in m or m["Enabled"] is True
+    if consumer == names.BATCH:  # bounded parallelism, from config
+        settings = get_config(env_name).functions
+        assert m["ScalingConfig"] == {"MaximumConcurrency": settings.batch_max_concurrency}
+        assert settings.batch_max_concurrency == {"dev": 2, "prod": 10}[env_name]
+    _dead_letters_alarm(template, dlq)
+
+
 # --- user functions' execution role ----------------------------------------------------------------
-def test_user_function_role_only_writes_its_logs_under_a_boundary(template: Template, env_name: str) -> None:
-    logs_only = [
+def test_user_function_role_only_writes_its_logs_and_results_under_a_boundary(
+    template: Template, env_name: str
+) -> None:
+    allowed = [
         {
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Effect": "Allow",
             "Resource": f"{_user_log_group_arn(env_name)}:*",
-        }
+        },
+        # Lambda sends each async invocation's destination record with the function's own role.
+        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _results_queue_arn(template, env_name)},
     ]
     role_id, role = _user_role(template)
     props = role["Properties"]
@@ -340,7 +523,7 @@ def test_user_function_role_only_writes_its_logs_under_a_boundary(template: Temp
     assert "ManagedPolicyArns" not in props
     assert [
         {**s, "Resource": _flat(s["Resource"])} for p in props["Policies"] for s in p["PolicyDocument"]["Statement"]
-    ] == logs_only
+    ] == allowed
     # Nothing else is attached to it.
     attached = [
         p for p in template.find_resources("AWS::IAM::Policy").values() if {"Ref": role_id} in p["Properties"]["Roles"]
@@ -349,7 +532,22 @@ def test_user_function_role_only_writes_its_logs_under_a_boundary(template: Temp
     boundary = template.find_resources("AWS::IAM::ManagedPolicy")
     assert props["PermissionsBoundary"] == {"Ref": next(iter(boundary))} and len(boundary) == 1
     statements = next(iter(boundary.values()))["Properties"]["PolicyDocument"]["Statement"]
-    assert [{**s, "Resource": _flat(s["Resource"])} for s in statements] == logs_only
+    assert [{**s, "Resource": _flat(s["Resource"])} for s in statements] == allowed
+
+
+def test_only_the_recorder_and_user_functions_send_to_the_results_queue(template: Template, env_name: str) -> None:
+    results = _results_queue_arn(template, env_name)
+    user_role, boundary = _user_role(template)[0], next(iter(template.find_resources("AWS::IAM::ManagedPolicy")))
+    senders = set()
+    for holder, statement in _every_statement(template):
+        if (
+            statement["Effect"] == "Allow"
+            and "sqs:SendMessage" in _actions(statement)
+            and results in _resources(statement)
+        ):
+            assert _resources(statement) == [results] and _actions(statement) == {"sqs:SendMessage"}, statement
+            senders.add(holder)
+    assert senders == {user_role, boundary, _role_of(template, names.RECORDER, env_name)}
 
 
 # --- deployer IAM ------------------------------------------------------------------------------------
@@ -398,6 +596,18 @@ def test_deployer_lambda_actions_only_on_user_functions(deployer: list[dict[str,
     (control,) = [s for s in lambda_allows if "lambda:UpdateFunctionCode" in _actions(s)]
     assert _actions(control) == expected and _resources(control) == _function_arns(env_name)
     assert "Condition" not in control
+
+
+def test_deployer_sets_destinations_and_deletes_old_versions(deployer: list[dict[str, Any]], env_name: str) -> None:
+    """PutFunctionEventInvokeConfig (the results queue as destination) on the function and its
+    `live` alias; DeleteFunction with a Qualifier (versions beyond QUOTA_VERSIONS_KEPT) is
+    authorized on the qualified ARN `ufn-{env}-*:*`."""
+    qualified = _function_arns(env_name)[1]
+    for action in ("lambda:PutFunctionEventInvokeConfig", "lambda:DeleteFunction", "lambda:ListVersionsByFunction"):
+        (statement,) = _granting(deployer, action)
+        assert qualified in _resources(statement) and "Condition" not in statement, action
+    # The destination needs nothing of the deployer on the queue: Lambda delivers with the user role.
+    assert not any(a.startswith(("sqs:SendMessage", "secretsmanager:")) for a in statement_actions(deployer))
 
 
 def test_deployer_creates_only_tagged_user_functions(deployer: list[dict[str, Any]], env_name: str) -> None:
@@ -486,14 +696,34 @@ def test_deployer_reads_only_its_own_queue(template: Template, deployer: list[di
 
 
 def test_no_wildcard_actions_and_no_star_allows_anywhere(template: Template, env_name: str) -> None:
-    for short in (names.API, names.DEPLOYER, names.AUTHORIZER):
+    for short in PLATFORM_FUNCTIONS:
         statements = policy_statements(template, names.platform_function_name(short, env_name))
         assert not any("*" in a for a in statement_actions(statements)), short
         for statement in _allows(statements):
             if "*" in _resources(statement):
                 assert _actions(statement) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, short
-    for policy in template.find_resources("AWS::IAM::Policy").values():
-        assert not any("*" in a for a in statement_actions(policy["Properties"]["PolicyDocument"]["Statement"]))
+    for _, statement in _every_statement(template):
+        assert not any("*" in a for a in _actions(statement)), statement
+
+
+def test_user_functions_are_invoked_only_by_the_api_and_batch(template: Template, env_name: str) -> None:
+    invokers = set()
+    for holder, statement in _every_statement(template):
+        if statement["Effect"] == "Allow" and any(a.startswith("lambda:Invoke") for a in _actions(statement)):
+            assert _actions(statement) == {"lambda:InvokeFunction"}, statement
+            assert _resources(statement) == _function_arns(env_name) and "Condition" not in statement
+            invokers.add(holder)
+    assert invokers == {_role_of(template, short, env_name) for short in (names.API, names.BATCH)}
+
+
+def test_callback_key_is_read_only_by_the_api_and_recorder(template: Template, env_name: str) -> None:
+    readers = set()
+    for holder, statement in _every_statement(template):
+        if any(a.startswith("secretsmanager:") for a in _actions(statement)):
+            assert statement["Effect"] == "Allow" and _actions(statement) == {"secretsmanager:GetSecretValue"}
+            assert _resources(statement) == [f"<{_secret(template)}>"]
+            readers.add(holder)
+    assert readers == {_role_of(template, short, env_name) for short in (names.API, names.RECORDER)}
 
 
 def test_allowed_layers_are_the_only_layers(tmp_path: Path) -> None:
@@ -519,9 +749,11 @@ def test_allowed_layers_are_the_only_layers(tmp_path: Path) -> None:
 
 # --- API and authorizer IAM --------------------------------------------------------------------------
 def test_api_permissions(template: Template, env_name: str) -> None:
-    statements = policy_statements(template, names.platform_function_name(names.API, env_name))
+    statements = _statements(template, names.API, env_name)
     bucket, table = f"<{_bucket(template)}.Arn>", f"<{_table(template)}.Arn>"
-    queue = _logical_id(template, "AWS::SQS::Queue", {"QueueName": f"functions-deploy-{env_name}.fifo"})
+    idempotency = f"<{_idempotency_table(template)}.Arn>"
+    deploy = _queue(template, f"functions-deploy-{env_name}.fifo")
+    batch = _queue(template, f"functions-batch-{env_name}")
     assert statement_actions(statements) - BASELINE == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
@@ -535,15 +767,85 @@ def test_api_permissions(template: Template, env_name: str) -> None:
         "ssm:PutParameter",
         "ssm:DeleteParameter",
         "lambda:InvokeFunction",
+        "secretsmanager:GetSecretValue",
+        "logs:FilterLogEvents",
     }
-    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"):
-        assert [_resources(s) for s in _granting(statements, action)] == [[table]]
+    # TransactWriteItems (a change and its audit row) is authorized per item: Put/Update/Delete/ConditionCheck.
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:GetItem"):
+        assert sorted(_resources(s)[0] for s in _granting(statements, action)) == sorted([table, idempotency]), action
+    assert [_resources(s) for s in _granting(statements, "dynamodb:ConditionCheckItem")] == [[table]]
     assert [_resources(s) for s in _granting(statements, "dynamodb:Query")] == [[table, f"{table}/index/{names.GSI1}"]]
-    for action in ("s3:PutObject", "s3:GetObject"):
-        assert [_resources(s) for s in _granting(statements, action)] == [[f"{bucket}/uploads/*", f"{bucket}/code/*"]]
-    assert [_resources(s) for s in _granting(statements, "sqs:SendMessage")] == [[f"<{queue}.Arn>"]]
+    (powertools,) = [s for s in _allows(statements) if _resources(s) == [idempotency]]
+    assert _actions(powertools) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert [_resources(s) for s in _granting(statements, "s3:PutObject")] == [
+        [f"{bucket}/uploads/*", f"{bucket}/code/*", f"{bucket}/inputs/*"]
+    ]
+    assert sorted(r for s in _granting(statements, "s3:GetObject") for r in _resources(s)) == sorted(
+        f"{bucket}/{prefix}*" for prefix in ("uploads/", "code/", "inputs/", "results/")
+    )
+    assert [_resources(s) for s in _granting(statements, "sqs:SendMessage")] == [[f"<{deploy}.Arn>", f"<{batch}.Arn>"]]
     for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
         assert [_resources(s) for s in _granting(statements, action)] == [[_secrets_arn(env_name)]]
+    # Per-invocation logs: the user functions' log groups of this environment, read only.
+    assert {a for a in statement_actions(statements) if a.startswith("logs:")} - BASELINE == {"logs:FilterLogEvents"}
+    (filter_logs,) = _granting(statements, "logs:FilterLogEvents")
+    assert _actions(filter_logs) == {"logs:FilterLogEvents"}
+    assert _resources(filter_logs) == [f"{_user_log_group_arn(env_name)}:*"]
+
+
+def test_recorder_permissions(template: Template, env_name: str) -> None:
+    statements = _statements(template, names.RECORDER, env_name)
+    bucket, table, results = (
+        f"<{_bucket(template)}.Arn>",
+        f"<{_table(template)}.Arn>",
+        _results_queue_arn(template, env_name),
+    )
+    assert statement_actions(statements) - BASELINE == CONSUME | {
+        "sqs:SendMessage",  # its own delayed callback retries
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",
+        "s3:PutObject",
+        "secretsmanager:GetSecretValue",
+    }
+    for statement in _allows(statements):
+        actions = _actions(statement)
+        if actions & (CONSUME | {"sqs:SendMessage"}):
+            assert _resources(statement) == [results], statement
+        elif any(a.startswith("dynamodb:") for a in actions):
+            assert _resources(statement) == [table]
+        elif any(a.startswith("s3:") for a in actions):
+            assert _resources(statement) == [f"{bucket}/results/*"]
+
+
+def test_batch_permissions(template: Template, env_name: str) -> None:
+    statements = _statements(template, names.BATCH, env_name)
+    bucket, table = f"<{_bucket(template)}.Arn>", f"<{_table(template)}.Arn>"
+    queue = f"<{_queue(template, f'functions-batch-{env_name}')}.Arn>"
+    assert statement_actions(statements) - BASELINE == CONSUME | {
+        "lambda:InvokeFunction",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "s3:GetObject",
+        "s3:PutObject",
+    }
+    (invoke,) = _granting(statements, "lambda:InvokeFunction")
+    assert _actions(invoke) == {"lambda:InvokeFunction"} and _resources(invoke) == _function_arns(env_name)
+    for statement in _allows(statements):
+        actions = _actions(statement)
+        if actions & CONSUME:
+            assert _resources(statement) == [queue]
+        elif any(a.startswith("dynamodb:") for a in actions):
+            assert _resources(statement) == [table]
+        elif any(a.startswith("s3:") for a in actions):
+            assert _resources(statement) == [f"{bucket}/inputs/*"]
 
 
 def test_api_invokes_only_user_functions(template: Template, env_name: str) -> None:
