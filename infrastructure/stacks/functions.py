@@ -91,6 +91,11 @@ DEPLOYER_DENIED_ACTIONS = [
     "lambda:UpdateEventSourceMapping",
 ]
 FUNCTION_CONFIG_ACTIONS = ["lambda:CreateFunction", "lambda:UpdateFunctionConfiguration"]
+# Lambda puts this key in the request context of every call made with the execution role from
+# inside the execution environment (user code), and of nothing else it does outside it except
+# writing logs and traces: asynchronous destination records are sent without it. Requiring it
+# absent lets Lambda deliver results while user code cannot send (forge) a message itself.
+NOT_FROM_FUNCTION_CODE = {"Null": {"lambda:SourceFunctionArn": "true"}}
 ITEM_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
 VPC_CONDITION_KEYS = ("lambda:VpcIds", "lambda:SubnetIds", "lambda:SecurityGroupIds")
 
@@ -297,17 +302,19 @@ class FunctionsStack(Stack):
 
     def _user_function_role(self) -> None:
         """The one execution role of every user function: it may append to user functions' log
-        groups and send to the results queue (Lambda delivers async destination records with the
-        function's execution role), nothing else, and a permissions boundary holds it there even
-        if a policy were ever attached to it. One role for all means a function could append to
-        another user function's group (never read it), and user code itself holds these
-        credentials: the recorder must treat what arrives on the results queue as untrusted
-        input; per-organization roles would be the next step."""
+        groups and let Lambda send async destination records to the results queue (Lambda sends
+        them with the function's execution role; user code itself cannot, see
+        NOT_FROM_FUNCTION_CODE), nothing else, and a permissions boundary holds it there even if
+        a policy were ever attached to it. One role for all means a function could append to
+        another user function's group (never read it); per-organization roles would be the next
+        step."""
         write_logs = iam.PolicyStatement(
             actions=["logs:CreateLogStream", "logs:PutLogEvents"],
             resources=[self.user_log_streams_arn],
         )
-        send_results = iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.results_queue.queue_arn])
+        send_results = iam.PolicyStatement(
+            actions=["sqs:SendMessage"], resources=[self.results_queue.queue_arn], conditions=NOT_FROM_FUNCTION_CODE
+        )
         self.user_boundary = iam.ManagedPolicy(
             self,
             "UserFunctionBoundary",
@@ -490,9 +497,10 @@ class FunctionsStack(Stack):
                 resources=self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX, names.INPUTS_PREFIX),
             )
         )
-        # Large results the recorder stored, returned with one invocation record.
+        # Results over the inline limit: written by synchronous runs (the recorder writes async
+        # ones), read back with one invocation record.
         fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=self._objects(names.RESULTS_PREFIX))
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.RESULTS_PREFIX))
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -520,8 +528,8 @@ class FunctionsStack(Stack):
         acknowledge_wildcards(
             self.api_fn.role,
             "The API stores async payloads over Lambda's inline limit as inputs/{org}/{iid}.json "
-            "(read back by the invocation's input callback) and reads results/{org}/{iid}.json, "
-            "which the recorder wrote, for whichever invocation a request names.",
+            "(read back by the invocation's input callback) and results over the inline limit of "
+            "synchronous runs as results/{org}/{iid}.json, for whichever invocation a request names.",
             *self._object_findings(names.INPUTS_PREFIX, names.RESULTS_PREFIX),
         )
         acknowledge_wildcards(
@@ -650,7 +658,8 @@ class FunctionsStack(Stack):
     def _grant_recorder(self) -> None:
         """Consuming the results queue (the event source's grant), plus: the request-id look-up and
         the invocation record and usage updates, large results under results/, its own delayed
-        callback retries on the same queue, and the key that signs callback_url POSTs."""
+        callback retries on the same queue, the key that signs callback_url POSTs, and the REPORT
+        lines of user functions' logs."""
         fn = self.recorder_fn.function
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -666,6 +675,16 @@ class FunctionsStack(Stack):
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.callback_key.secret_arn])
+        )
+        # Destination records carry no duration: the invocation's REPORT line has the billed one.
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["logs:FilterLogEvents"], resources=[self.user_log_streams_arn])
+        )
+        acknowledge_wildcards(
+            self.recorder_fn.role,
+            "The recorder reads one invocation's REPORT line (billed duration, for the GB-second "
+            "quota) from its user function's log group /aws/lambda/ufn-{env}-{org}-{fid}.",
+            self._finding(self.user_log_streams_arn),
         )
         acknowledge_wildcards(
             self.recorder_fn.role,

@@ -512,8 +512,14 @@ def test_user_function_role_only_writes_its_logs_and_results_under_a_boundary(
             "Effect": "Allow",
             "Resource": f"{_user_log_group_arn(env_name)}:*",
         },
-        # Lambda sends each async invocation's destination record with the function's own role.
-        {"Action": "sqs:SendMessage", "Effect": "Allow", "Resource": _results_queue_arn(template, env_name)},
+        # Lambda sends each async invocation's destination record with the function's own role;
+        # calls from user code carry lambda:SourceFunctionArn, so user code cannot send one itself.
+        {
+            "Action": "sqs:SendMessage",
+            "Effect": "Allow",
+            "Resource": _results_queue_arn(template, env_name),
+            "Condition": {"Null": {"lambda:SourceFunctionArn": "true"}},
+        },
     ]
     role_id, role = _user_role(template)
     props = role["Properties"]
@@ -546,6 +552,8 @@ def test_only_the_recorder_and_user_functions_send_to_the_results_queue(template
             and results in _resources(statement)
         ):
             assert _resources(statement) == [results] and _actions(statement) == {"sqs:SendMessage"}, statement
+            if holder in (user_role, boundary):  # Lambda's delivery only, never user code
+                assert statement["Condition"] == {"Null": {"lambda:SourceFunctionArn": "true"}}
             senders.add(holder)
     assert senders == {user_role, boundary, _role_of(template, names.RECORDER, env_name)}
 
@@ -782,12 +790,12 @@ def test_api_permissions(template: Template, env_name: str) -> None:
         "dynamodb:UpdateItem",
         "dynamodb:DeleteItem",
     }
-    assert [_resources(s) for s in _granting(statements, "s3:PutObject")] == [
-        [f"{bucket}/uploads/*", f"{bucket}/code/*", f"{bucket}/inputs/*"]
-    ]
-    assert sorted(r for s in _granting(statements, "s3:GetObject") for r in _resources(s)) == sorted(
-        f"{bucket}/{prefix}*" for prefix in ("uploads/", "code/", "inputs/", "results/")
-    )
+    # results/: large results of synchronous runs (the recorder writes those of async ones).
+    for action in ("s3:PutObject", "s3:GetObject"):
+        assert [_resources(s) for s in _granting(statements, action)] == [
+            [f"{bucket}/uploads/*", f"{bucket}/code/*", f"{bucket}/inputs/*"],
+            [f"{bucket}/results/*"],
+        ], action
     assert [_resources(s) for s in _granting(statements, "sqs:SendMessage")] == [[f"<{deploy}.Arn>", f"<{batch}.Arn>"]]
     for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
         assert [_resources(s) for s in _granting(statements, action)] == [[_secrets_arn(env_name)]]
@@ -813,7 +821,11 @@ def test_recorder_permissions(template: Template, env_name: str) -> None:
         "s3:GetObject",
         "s3:PutObject",
         "secretsmanager:GetSecretValue",
+        "logs:FilterLogEvents",  # the invocation's REPORT line: its billed duration
     }
+    (filter_logs,) = _granting(statements, "logs:FilterLogEvents")
+    assert _actions(filter_logs) == {"logs:FilterLogEvents"}
+    assert _resources(filter_logs) == [f"{_user_log_group_arn(env_name)}:*"]
     for statement in _allows(statements):
         actions = _actions(statement)
         if actions & (CONSUME | {"sqs:SendMessage"}):
