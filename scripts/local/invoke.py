@@ -41,6 +41,8 @@ class Invoker:
         self.retry_delay = retry_delay
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="async-invoke")
         self._stopping = threading.Event()
+        # Functions created at run time (the Lambda API): destinations may name them.
+        self.other_functions: Callable[[str, Any], bool] | None = None
 
     def function_for(self, arn_or_name: str) -> FunctionSpec | None:
         if arn_or_name in self.specs:
@@ -70,6 +72,14 @@ class Invoker:
         self._executor.submit(self._run_async, spec, event)
         return True
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def wait_stopping(self, seconds: float) -> bool:
+        """Sleep between retries; True if the runtime is stopping."""
+        return self._stopping.wait(seconds)
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run work off the caller's thread (moto's request threads must answer at once)."""
         if not self._stopping.is_set():
@@ -87,14 +97,14 @@ class Invoker:
                 return
             if not invocation.failed:
                 if spec.on_success:
-                    self.deliver(spec.on_success, _record(spec, event, invocation, "Success", attempt))
+                    self.deliver(spec.on_success, record(spec.arn, event, invocation, "Success", attempt))
                 return
             if attempt < attempts:
                 self._stopping.wait(self.retry_delay * attempt)
         assert invocation is not None
         self.trace("invoke.exhausted", {"function": spec.name, "attempts": attempts})
         if spec.on_failure:
-            self.deliver(spec.on_failure, _record(spec, event, invocation, "RetriesExhausted", attempts))
+            self.deliver(spec.on_failure, record(spec.arn, event, invocation, "RetriesExhausted", attempts))
         elif spec.dead_letter:
             error = invocation.error or {}
             self.deliver(
@@ -112,8 +122,7 @@ class Invoker:
         body = payload if isinstance(payload, str) else json.dumps(payload, default=str)
         resource = self.resolver.find(arn)
         if resource is None:
-            self.trace("deliver.unknown", {"arn": arn})
-            return False
+            return self._deliver_by_arn(arn, body, attributes)
         if resource.type == "AWS::SQS::Queue":
             message: dict[str, Any] = {"QueueUrl": self.resolver.ref(resource), "MessageBody": body}
             if attributes:
@@ -147,13 +156,67 @@ class Invoker:
         self.trace("deliver", {"arn": arn})
         return True
 
+    def _deliver_by_arn(self, arn: str, body: str, attributes: dict[str, str] | None) -> bool:
+        """A destination that is not in the templates (created at run time): found in moto by ARN."""
+        parts = arn.split(":")
+        service = parts[2] if len(parts) > 5 else ""
+        try:
+            if service == "sqs":
+                sqs = self.factory.client("sqs")
+                url = sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
+                message: dict[str, Any] = {"QueueUrl": url, "MessageBody": body}
+                if attributes:
+                    message["MessageAttributes"] = {
+                        k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+                    }
+                if parts[5].endswith(".fifo"):
+                    message["MessageGroupId"] = "local"
+                    message["MessageDeduplicationId"] = str(time.time_ns())
+                sqs.send_message(**message)
+            elif service == "sns":
+                self.factory.client("sns").publish(TopicArn=arn, Message=body)
+            elif service == "lambda" and self.other_functions is not None:
+                if not self.other_functions(arn, json.loads(body)):
+                    raise LookupError(arn)
+            elif service == "events":
+                detail = json.loads(body)
+                condition = detail.get("requestContext", {}).get("condition") if isinstance(detail, dict) else None
+                self.factory.client("events").put_events(
+                    Entries=[
+                        {
+                            "EventBusName": arn,
+                            "Source": "lambda",
+                            "DetailType": "Lambda Function Invocation Result - "
+                            + ("Success" if condition == "Success" else "Failure"),
+                            "Detail": body,
+                        }
+                    ]
+                )
+            else:
+                self.trace("deliver.unknown", {"arn": arn})
+                return False
+        except Exception as exc:  # a destination that does not exist (any more): AWS drops the record too
+            self.trace("deliver.unknown", {"arn": arn, "error": type(exc).__name__})
+            return False
+        self.trace("deliver", {"arn": arn})
+        return True
+
     def stop(self) -> None:
         self._stopping.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def _record(spec: FunctionSpec, event: Any, invocation: Invocation, condition: str, count: int) -> dict[str, Any]:
-    response: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+def record(
+    arn: str,
+    event: Any,
+    invocation: Invocation,
+    condition: str,
+    count: int,
+    qualifier: str = "$LATEST",
+    executed_version: str = "$LATEST",
+) -> dict[str, Any]:
+    """What Lambda sends a destination after an asynchronous invocation."""
+    response: dict[str, Any] = {"statusCode": 200, "executedVersion": executed_version}
     if invocation.failed:
         response["functionError"] = "Unhandled"
     return {
@@ -161,7 +224,7 @@ def _record(spec: FunctionSpec, event: Any, invocation: Invocation, condition: s
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "requestContext": {
             "requestId": invocation.request_id,
-            "functionArn": f"{spec.arn}:$LATEST",
+            "functionArn": f"{arn}:{qualifier}",
             "condition": condition,
             "approximateInvokeCount": count,
         },

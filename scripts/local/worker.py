@@ -1,9 +1,16 @@
 """One warm Lambda "container": imports one handler once, then serves invocations one at a time.
 
-Run as a script (`python worker.py HANDLER TASK_ROOT`) with exactly the function's environment.
-Requests arrive as JSON lines on stdin; answers go as JSON lines to the original stdout, while
-fd 1 itself is pointed at stderr so that everything the handler prints or logs (Powertools writes
-to stdout) reaches the runtime's log stream, as it reaches CloudWatch on AWS.
+Run as a script (`python worker.py HANDLER TASK_ROOT [--memory-mb N] [--strict-json]`) with exactly
+the function's environment. Requests arrive as JSON lines on stdin; answers go as JSON lines to the
+original stdout, while fd 1 itself is pointed at stderr so that everything the handler prints or
+logs (Powertools writes to stdout) reaches the runtime's log stream, as it reaches CloudWatch on AWS.
+After the import and after each invocation a marker line (`\\x1e` + `init` or the request id)
+follows the handler's output on stderr, so the runtime knows which lines belong to which invocation.
+
+`--memory-mb N` caps the process's data segment (RLIMIT_DATA: heap and private writable mappings,
+not reserved address space, so threads still start) at the function's memory size; a handler that
+goes over gets `Runtime.OutOfMemory` and the process exits, as Lambda replaces a container after an
+out-of-memory error. `--strict-json` refuses results JSON cannot encode (`Runtime.MarshalError`).
 Standard library only: it must not import the runtime (or anything else) before the handler.
 """
 
@@ -16,6 +23,8 @@ import sys
 import time
 import traceback
 from typing import Any
+
+MARKER = "\x1e"
 
 
 class LambdaContext:
@@ -44,8 +53,32 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
     }
 
 
+def _limit_memory(megabytes: int) -> None:
+    import resource
+
+    limit = megabytes * 1024 * 1024
+    _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+
+
+def _end_of_output(marker: str) -> None:
+    """Flush what the handler wrote, then mark where it ends (the runtime waits for the mark)."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.write(2, f"{MARKER}{marker}\n".encode())
+
+
 def main() -> None:
     handler_spec, task_root = sys.argv[1], sys.argv[2]
+    options = sys.argv[3:]
+    strict = "--strict-json" in options
+    if "--memory-mb" in options:
+        _limit_memory(int(options[options.index("--memory-mb") + 1]))
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # handler output -> stderr (the log stream)
     sys.stdout = os.fdopen(1, "w", buffering=1)
@@ -53,6 +86,7 @@ def main() -> None:
     os.chdir(task_root)
 
     module_name, _, function_name = handler_spec.rpartition(".")
+    module_name = module_name.replace("/", ".")  # Lambda accepts "dir/module.function" too
     handler = None
     init_error: dict[str, Any] | None = None
     try:
@@ -61,12 +95,14 @@ def main() -> None:
         kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else "Runtime.HandlerNotFound"
         init_error = _error(exc, kind)
         print(f"[ERROR] {kind}: Unable to import module '{module_name}': {exc}", file=sys.stderr, flush=True)
+    _end_of_output("init")
     out.write(json.dumps({"ready": init_error is None}) + "\n")
 
     for line in sys.stdin:
         request = json.loads(line)
         os.environ["_X_AMZN_TRACE_ID"] = request["trace_id"]
         started = time.time()
+        exit_after = False
         if handler is None:
             answer: dict[str, Any] = {"error": init_error}
         else:
@@ -75,15 +111,34 @@ def main() -> None:
                     request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"])
                 )
                 answer = {"result": result}
+                if strict:
+                    try:
+                        json.dumps(result)
+                    except (TypeError, ValueError) as exc:
+                        answer = {"error": _error(exc, "Runtime.MarshalError")}
+                        answer["error"]["errorMessage"] = f"Unable to marshal response: {exc}"
+                        answer["error"]["stackTrace"] = []
+            except MemoryError:
+                answer = {
+                    "error": {
+                        "errorType": "Runtime.OutOfMemory",
+                        "errorMessage": f"RequestId: {request['request_id']} Error: Runtime exited with error: "
+                        "signal: killed",
+                    }
+                }
+                exit_after = True
             except Exception as exc:
                 error = _error(exc)
                 print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
                 traceback.print_exc()
-                sys.stderr.flush()
                 answer = {"error": error}
         answer["duration_ms"] = round((time.time() - started) * 1000, 2)
         answer["id"] = request["id"]
+        _end_of_output(request["id"])
         out.write(json.dumps(answer, default=str) + "\n")
+        if exit_after:
+            out.flush()
+            os._exit(1)
 
 
 if __name__ == "__main__":
