@@ -13,8 +13,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.common.http import make_resolver
-from lambdas.functions import functions_routes, invoke_routes, openapi
+from lambdas.common.http import json_response, make_resolver
+from lambdas.functions import callback_routes, functions_routes, invoke_routes, openapi, org_routes
+from lambdas.functions.invoke_service import QuotaError
 
 logger = Logger()
 tracer = Tracer()
@@ -22,6 +23,14 @@ metrics = Metrics()
 app = make_resolver(logger)
 app.include_router(functions_routes.router)
 app.include_router(invoke_routes.router)
+app.include_router(org_routes.router)
+app.include_router(callback_routes.router)
+
+
+@app.exception_handler(QuotaError)
+def _quota(exc: QuotaError) -> Response[dict]:
+    """429 with `Retry-After` when waiting helps (the per-minute limit)."""
+    return json_response(429, {"error": exc.msg}, headers=exc.headers)
 
 
 @app.get("/v1/openapi.json", summary="This API's OpenAPI document", tags=["meta"])

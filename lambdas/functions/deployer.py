@@ -24,7 +24,7 @@ from lambdas.common.aws import client
 from lambdas.functions import names
 from lambdas.functions.code import CodeError, digest, validate_zip
 from lambdas.functions.deploy_queue import DeployMessage
-from lambdas.functions.lambda_control import LambdaControl, UserFunctionSpec
+from lambdas.functions.lambda_control import AsyncConfig, LambdaControl, UserFunctionSpec
 from lambdas.functions.settings import settings
 from lambdas.functions.store import Conflict, FunctionStore
 
@@ -67,6 +67,9 @@ def control() -> LambdaControl:
         role_arn=s.need(s.execution_role_arn, names.ENV_EXECUTION_ROLE_ARN),
         reserved_concurrency=s.reserved_concurrency,
         log_retention_days=s.log_retention_days,
+        async_config=AsyncConfig(s.async_retry_attempts, s.async_max_event_age_seconds, s.results_queue_arn)
+        if s.results_queue_arn
+        else None,
     )
 
 
@@ -208,6 +211,30 @@ def publish(message: DeployMessage) -> None:
     )
     store().record_lambda_version(org, fid, lambda_version, number)
     logger.info("version published", extra={"fid": fid, "version": number, "lambda_version": lambda_version})
+    collect_versions(org, fid)
+
+
+def collect_versions(org: str, fid: str) -> None:
+    """Keep the newest `versions_kept` published versions, plus any that live, its canary or the
+    rollback history point at; delete the Lambda versions of the rest (their records stay, marked
+    `deleted`, so the history of what ran is not lost)."""
+    fn = store().get(org, fid)
+    if fn is None:
+        return
+    published = store().published_versions(org, fid)
+    keep = settings().quotas.versions_kept
+    referenced = set()
+    for target in [fn.get("live"), *(fn.get("live_history") or [])]:
+        if target:
+            referenced.add(int(target["version"]))
+            if target.get("canary"):
+                referenced.add(int(target["canary"]["version"]))
+    for version in published[: max(0, len(published) - keep)]:
+        if version["version"] in referenced:
+            continue
+        control().delete_version(fn["lambda_function"], str(version["lambda_version"]))
+        store().update_version(org, fid, version["version"], {"status": "deleted"}, only_if_status="published")
+        logger.info("version garbage-collected", extra={"fid": fid, "version": version["version"]})
 
 
 # --- alias: where live points -------------------------------------------------------------------------

@@ -72,13 +72,48 @@ def platform_version(fn: dict[str, Any], executed: str) -> str:
     return str((fn.get("lambda_versions") or {}).get(executed, executed))
 
 
-def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
+def check_sync(fn: dict[str, Any]) -> None:
     if int(fn["timeout_seconds"]) > MAX_SYNC_TIMEOUT_SECONDS:
         raise HttpError(
             409,
             f"the function's timeout ({fn['timeout_seconds']} s) is longer than a synchronous call may last "
             f"({MAX_SYNC_TIMEOUT_SECONDS} s): invoke it with mode async",
         )
+
+
+def outcome_of_error(error: Any, function_error: str) -> dict[str, Any]:
+    """A function error (Lambda's `{"errorType", "errorMessage"}`) as the platform reports it."""
+    error = error if isinstance(error, dict) else {"errorMessage": str(error)}
+    error_type = str(error.get("errorType") or function_error)
+    message = str(error.get("errorMessage", ""))
+    timed_out = error_type == "Sandbox.Timedout" or "Task timed out" in message
+    return {"status": "timed_out" if timed_out else "failed", "error": {"type": error_type, "message": message[:4096]}}
+
+
+def invoke_event(fn: dict[str, Any], qualifier: str, payload: bytes) -> str:
+    """Queue an asynchronous invocation (Lambda's `Event`); returns Lambda's request id, which its
+    destination record will carry."""
+    lam = lambda_client()
+    try:
+        response = lam.invoke(
+            FunctionName=fn["lambda_function"], Qualifier=qualifier, InvocationType="Event", Payload=payload
+        )
+    except lam.exceptions.ResourceNotFoundException:
+        raise HttpError(409, "the function or version is not deployed yet") from None
+    return str(response["ResponseMetadata"]["RequestId"])
+
+
+def invoke_dry_run(fn: dict[str, Any], qualifier: str) -> None:
+    """Lambda's `DryRun`: checks the function, qualifier and permission; runs nothing (204)."""
+    lam = lambda_client()
+    try:
+        lam.invoke(FunctionName=fn["lambda_function"], Qualifier=qualifier, InvocationType="DryRun", Payload=b"{}")
+    except lam.exceptions.ResourceNotFoundException:
+        raise HttpError(409, "the function or version is not deployed yet") from None
+
+
+def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
+    check_sync(fn)
     lam = lambda_client()
     started = time.monotonic()
     try:
@@ -112,13 +147,5 @@ def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
         "billed_duration_ms": int(billed.group(1)) if billed else None,
     }
     if response.get("FunctionError"):
-        error = result if isinstance(result, dict) else {"errorMessage": str(result)}
-        error_type = str(error.get("errorType") or response["FunctionError"])
-        message = str(error.get("errorMessage", ""))
-        timed_out = error_type == "Sandbox.Timedout" or "Task timed out" in message
-        outcome.update(
-            status="timed_out" if timed_out else "failed",
-            result=None,
-            error={"type": error_type, "message": message},
-        )
+        outcome.update(result=None, **outcome_of_error(result, response["FunctionError"]))
     return outcome

@@ -42,11 +42,35 @@ def _b64(hex_digest: str | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class AsyncConfig:
+    """How Lambda handles a user function's asynchronous invocations: its own retries and maximum
+    event age, then the results queue (on success and on failure) that the recorder reads."""
+
+    retry_attempts: int
+    max_event_age_seconds: int
+    destination_arn: str
+
+
+@dataclass(frozen=True)
 class LambdaControl:
     env: str
     role_arn: str
     reserved_concurrency: int | None
     log_retention_days: int
+    async_config: AsyncConfig | None = None
+
+    def configure_async(self, name: str, qualifier: str) -> None:
+        """Event invoke configuration is per qualifier: `$LATEST`, each version, the alias."""
+        if self.async_config is None:
+            return
+        target = {"Destination": self.async_config.destination_arn}
+        self.lam.put_function_event_invoke_config(
+            FunctionName=name,
+            Qualifier=qualifier,
+            MaximumRetryAttempts=self.async_config.retry_attempts,
+            MaximumEventAgeInSeconds=self.async_config.max_event_age_seconds,
+            DestinationConfig={"OnSuccess": target, "OnFailure": target},
+        )
 
     @property
     def lam(self) -> Any:
@@ -115,6 +139,7 @@ class LambdaControl:
             self.lam.put_function_concurrency(
                 FunctionName=spec.name, ReservedConcurrentExecutions=self.reserved_concurrency
             )
+        self.configure_async(spec.name, "$LATEST")
 
     def publish(self, name: str, config: dict[str, Any], description: str) -> str:
         """Publish `$LATEST` as a version, only if it still holds the code and settings of
@@ -132,7 +157,9 @@ class LambdaControl:
         ):
             raise CodeError("the draft changed before this version was published: publish again")
         response = self.lam.publish_version(FunctionName=name, CodeSha256=expected, Description=description)
-        return str(response["Version"])
+        version = str(response["Version"])
+        self.configure_async(name, version)
+        return version
 
     def point_alias(self, name: str, alias: str, version: str, canary: tuple[str, float] | None) -> None:
         routing = {"AdditionalVersionWeights": {canary[0]: canary[1]}} if canary else {"AdditionalVersionWeights": {}}
@@ -140,6 +167,11 @@ class LambdaControl:
             self.lam.update_alias(FunctionName=name, Name=alias, FunctionVersion=version, RoutingConfig=routing)
         except self.lam.exceptions.ResourceNotFoundException:
             self.lam.create_alias(FunctionName=name, Name=alias, FunctionVersion=version, RoutingConfig=routing)
+        self.configure_async(name, alias)
+
+    def delete_version(self, name: str, version: str) -> None:
+        with contextlib.suppress(self.lam.exceptions.ResourceNotFoundException):
+            self.lam.delete_function(FunctionName=name, Qualifier=version)
 
     def delete(self, name: str) -> None:
         """Deleting the function deletes its versions and aliases with it. Its log group stays

@@ -110,10 +110,36 @@ def parse_config(body: dict[str, Any], max_memory: int, max_timeout: int, creati
         ):
             raise Invalid(f"tags must be a list of at most {MAX_TAGS} short words (letters, digits, _.:-)")
         config["tags"] = sorted(set(tags))
+    if "store_payloads" in body:
+        if not isinstance(body["store_payloads"], bool):
+            raise Invalid("store_payloads must be true or false")
+        config["store_payloads"] = body["store_payloads"]
+    if "input_schema" in body:
+        config["input_schema"] = check_schema(body["input_schema"])
     for forbidden in ("vpc_config", "layers", "role", "runtime", "architecture"):
         if forbidden in body:
             raise Invalid(f"{forbidden} cannot be chosen: user functions run with the platform's fixed {forbidden}")
     return config
+
+
+MAX_SCHEMA_BYTES = 64 * 1024
+
+
+def check_schema(schema: Any) -> dict[str, Any] | None:
+    """A JSON Schema (2020-12) for invoke payloads, or null to remove it. Interpreted by the
+    `jsonschema` library (no code is generated from it)."""
+    if schema is None:
+        return None
+    if not isinstance(schema, dict) or len(json.dumps(schema)) > MAX_SCHEMA_BYTES:
+        raise Invalid(f"input_schema must be a JSON Schema object of at most {MAX_SCHEMA_BYTES} bytes")
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        raise Invalid(f"input_schema is not a valid JSON Schema: {exc.message}") from None
+    return schema
 
 
 def check_env_size(environment: dict[str, str], secret_names: list[str], secret_sizes: int) -> None:
@@ -172,6 +198,8 @@ def function_view(fn: dict[str, Any]) -> dict[str, Any]:
         "environment": fn.get("environment", {}),
         "secret_environment": sorted(fn.get("secret_names", [])),
         "tags": fn.get("tags", []),
+        "input_schema": fn.get("input_schema"),
+        "store_payloads": bool(fn.get("store_payloads", False)),
         "status": fn["status"],
         "error": fn.get("error"),
         "revision": fn.get("revision", 0),

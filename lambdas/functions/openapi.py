@@ -17,10 +17,14 @@ def document() -> str:
 
 
 def generate() -> str:
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
     from lambdas.functions.api import app  # the routes and their summaries
 
     return (
         app.get_openapi_json_schema(
+            security_schemes={"orgKey": HTTPBearer(description="An organization key (scripts/functions_keys.py)")},
+            security=[{"orgKey": []}],
             title="Functions API",
             version="1",
             description="User-defined functions per organization, run as AWS Lambda functions: registry, "

@@ -26,6 +26,9 @@ REGION = "eu-west-1"
 TABLE = "functions-test"
 BUCKET = "functions-code-test"
 QUEUE = "functions-deploy-test.fifo"
+RESULTS_QUEUE = "functions-results-test"
+BATCH_QUEUE = "functions-batch-test"
+IDEMPOTENCY_TABLE = "functions-idempotency-test"
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "functions"
 
 
@@ -78,6 +81,17 @@ def create_resources() -> str:
     boto3.client("sqs", region_name=REGION).create_queue(
         QueueName=QUEUE, Attributes={"FifoQueue": "true", "VisibilityTimeout": "0"}
     )
+    ddb.create_table(
+        TableName=IDEMPOTENCY_TABLE,
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for queue in (RESULTS_QUEUE, BATCH_QUEUE):
+        boto3.client("sqs", region_name=REGION).create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "0"})
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="functions-callback-key-test", SecretString="k" * 64
+    )
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName="ufn-test-execution",
         AssumeRolePolicyDocument=json.dumps(
@@ -115,6 +129,8 @@ class Platform:
         key_id: str = "fk0123456789",
         query: str = "",
         raw_body: str | None = None,
+        headers: dict[str, str] | None = None,
+        no_key: bool = False,
     ) -> Answer:
         from lambdas.functions import api
 
@@ -130,6 +146,10 @@ class Platform:
             "key_id": key_id,
             "function": function,
         }
+        if no_key:  # routes without the key authorizer (callbacks) get no verdict at all
+            del event["requestContext"]["authorizer"]
+            del event["headers"]["authorization"]
+        event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
         if raw_body is not None:
             event["body"] = raw_body
         elif body is not None:
@@ -182,7 +202,13 @@ def platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
     monkeypatch.setenv("AWS_REGION", REGION)
     with mock_aws():
         role_arn = create_resources()
-        queue_url = boto3.client("sqs", region_name=REGION).get_queue_url(QueueName=QUEUE)["QueueUrl"]
+        sqs = boto3.client("sqs", region_name=REGION)
+        queue_url = sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"]
+        results_url = sqs.get_queue_url(QueueName=RESULTS_QUEUE)["QueueUrl"]
+        batch_url = sqs.get_queue_url(QueueName=BATCH_QUEUE)["QueueUrl"]
+        secret_arn = boto3.client("secretsmanager", region_name=REGION).describe_secret(
+            SecretId="functions-callback-key-test"
+        )["ARN"]
         for name, value in {
             names.ENV_TABLE: TABLE,
             names.ENV_CODE_BUCKET: BUCKET,
@@ -193,8 +219,24 @@ def platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
             names.ENV_MAX_MEMORY_MB: "1024",
             names.ENV_MAX_TIMEOUT_SECONDS: "300",
             names.ENV_LOG_RETENTION_DAYS: "7",
+            names.ENV_RESULTS_QUEUE_URL: results_url,
+            names.ENV_RESULTS_QUEUE_ARN: f"arn:aws:sqs:{REGION}:123456789012:{RESULTS_QUEUE}",
+            names.ENV_BATCH_QUEUE_URL: batch_url,
+            names.ENV_IDEMPOTENCY_TABLE: IDEMPOTENCY_TABLE,
+            names.ENV_CALLBACK_KEY_SECRET_ARN: secret_arn,
+            names.ENV_INVOCATION_RETENTION_DAYS: "30",
         }.items():
             monkeypatch.setenv(name, value)
-        functions_settings.clear()
+        reset_caches()
         yield Platform()
-        functions_settings.clear()
+        reset_caches()
+
+
+def reset_caches() -> None:
+    """Per-container caches of the Functions handlers (settings, signing key, idempotency layer)."""
+    from lambdas.functions import callbacks, invoke_routes, invoking
+
+    functions_settings.clear()
+    callbacks.clear()
+    invoke_routes._idempotent.cache_clear()
+    invoking.lambda_client.cache_clear()
