@@ -1,5 +1,6 @@
 """What the HTTP and WebSocket servers share: the Api model read from the templates (routes,
-integrations, stage, CORS), the event loop thread they run on, and a listening-site helper."""
+integrations, authorizers, stage, CORS), the event loop thread they run on, and a listening-site
+helper."""
 
 from __future__ import annotations
 
@@ -25,12 +26,27 @@ class PortInUse(OSError):
 
 
 @dataclass
+class Authorizer:
+    """An `AWS::ApiGatewayV2::Authorizer` (REQUEST authorizers run locally; JWT ones do not)."""
+
+    id: str
+    name: str
+    type: str  # REQUEST or JWT
+    function: str | None  # the authorizer function's ARN
+    identity_sources: list[str]  # "$request.header.Authorization", "$request.querystring.key", ...
+    ttl: int  # AuthorizerResultTtlInSeconds; 0 = no caching
+    payload_version: str = "2.0"
+    simple_responses: bool = False
+
+
+@dataclass
 class Route:
     key: str  # "GET /sessions/{id}", "$default", "$connect", "ANY /{proxy+}"
     function: str | None  # function ARN, None for non-Lambda integrations
     payload_version: str = "2.0"
     authorization: str = "NONE"
     returns_response: bool = False
+    authorizer: Authorizer | None = None
 
 
 @dataclass
@@ -75,6 +91,23 @@ def read_apis(resolver: Resolver) -> list[Api]:
     integrations: dict[str, dict[str, Any]] = {}
     for resource in assembly.resources("AWS::ApiGatewayV2::Integration"):
         integrations[resolver.ref(resource)] = resolver.resolve(resource.properties, resource.stack)
+    authorizers: dict[str, Authorizer] = {}
+    for resource in assembly.resources("AWS::ApiGatewayV2::Authorizer"):
+        props = resolver.resolve(resource.properties, resource.stack)
+        uri = str(props.get("AuthorizerUri", ""))
+        match = _FUNCTION_IN_URI.search(uri)
+        sources = props.get("IdentitySource") or []
+        authorizer_id = resolver.ref(resource)
+        authorizers[authorizer_id] = Authorizer(
+            id=authorizer_id,
+            name=str(props.get("Name", resource.logical_id)),
+            type=str(props.get("AuthorizerType", "REQUEST")),
+            function=match.group(1) if match else (uri if uri.startswith("arn:aws:lambda:") else None),
+            identity_sources=[str(s).strip() for s in ([sources] if isinstance(sources, str) else sources)],
+            ttl=int(props.get("AuthorizerResultTtlInSeconds", 300 if "IdentitySource" in props else 0)),
+            payload_version=str(props.get("AuthorizerPayloadFormatVersion", "2.0")),
+            simple_responses=bool(props.get("EnableSimpleResponses", False)),
+        )
     for resource in assembly.resources("AWS::ApiGatewayV2::Route"):
         props = resolver.resolve(resource.properties, resource.stack)
         api = apis.get(str(props.get("ApiId")))
@@ -93,6 +126,7 @@ def read_apis(resolver: Resolver) -> list[Api]:
                 ),
                 authorization=str(props.get("AuthorizationType", "NONE")),
                 returns_response=bool(props.get("RouteResponseSelectionExpression")),
+                authorizer=authorizers.get(str(props.get("AuthorizerId", ""))),
             )
         )
     ordered = sorted(apis.values(), key=lambda a: a.protocol != "HTTP")  # stable sort keeps template order

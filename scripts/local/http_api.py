@@ -3,21 +3,39 @@
 Route selection follows API Gateway: the most specific path wins (literal segments over
 `{param}` over `{proxy+}`), a method over ANY, and `$default` catches the rest. AWS_IAM routes
 accept any SigV4-signed request (nothing checks signatures locally) and refuse unsigned ones.
+
+Lambda REQUEST authorizers (AuthorizationType CUSTOM) run as API Gateway runs them: a missing or
+empty identity source answers 401 `{"message":"Unauthorized"}` without invoking; the authorizer
+gets the REQUEST event of its payload format (2.0: `type`, `routeArn`, `identitySource` list, the
+request's headers, query, cookies, path parameters, requestContext; 1.0: REST's shape with
+`methodArn`); a simple response (2.0 with EnableSimpleResponses) with `isAuthorized` false, or an
+IAM policy that does not allow `execute-api:Invoke` on the route's ARN (an explicit Deny wins),
+answers 403 `{"message":"Forbidden"}`; an error, a timeout or an answer of the wrong shape answers
+500. The route's event carries the returned `context` as `requestContext.authorizer.lambda`.
+Answers are cached per authorizer by identity-source values for `AuthorizerResultTtlInSeconds`
+(0: never), denials included; a cached policy is evaluated against each request's route.
+
+Not emulated locally: JWT authorizers (the route runs unchecked), stage variables (an identity
+source naming one is always missing), mutual TLS, throttling and the 30 s integration timeout.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
+import json
 import re
 import time
 import uuid
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from scripts.local.apis import Api, LoopThread, Route, serve
+from scripts.local.apis import Api, Authorizer, LoopThread, Route, serve
+from scripts.local.functions import InvokeError
 from scripts.local.intrinsics import ACCOUNT
 from scripts.local.invoke import Invoker
 
@@ -139,8 +157,6 @@ async def build_event(
 def to_response(result: Any) -> web.Response:
     if not isinstance(result, dict) or "statusCode" not in result:
         # Payload 2.0 without statusCode: API Gateway assumes 200 and a JSON body.
-        import json
-
         body = result if isinstance(result, str) else json.dumps(result)
         return web.Response(status=200, body=body.encode(), headers={"Content-Type": "application/json"})
     response = web.Response(status=int(result["statusCode"]))
@@ -162,12 +178,184 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
 
+def identity_values(sources: list[str], event: dict[str, Any]) -> list[str] | None:
+    """The identity sources' values from a route event, None if one is missing or empty."""
+    values = []
+    for source in sources:
+        value: Any = None
+        if source.startswith("$request.header."):
+            value = event["headers"].get(source.removeprefix("$request.header.").lower())
+        elif source.startswith("$request.querystring."):
+            value = (event.get("queryStringParameters") or {}).get(source.removeprefix("$request.querystring."))
+        elif source.startswith("$context."):
+            value = event["requestContext"]
+            for part in source.removeprefix("$context.").split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+        if value is None or value == "":
+            return None
+        values.append(str(value))
+    return values
+
+
+def authorizer_event(api: Api, route: Route, event: dict[str, Any], identity: list[str], region: str) -> dict[str, Any]:
+    """API Gateway's payload 2.0 REQUEST authorizer event for a route event."""
+    context = {k: v for k, v in event["requestContext"].items() if k != "authorizer"}
+    method = context["http"]["method"]
+    found: dict[str, Any] = {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"arn:aws:execute-api:{region}:{ACCOUNT}:{api.id}/{api.stage}/{method}{event['rawPath']}",
+        "identitySource": identity,
+        "routeKey": route.key,
+        "rawPath": event["rawPath"],
+        "rawQueryString": event["rawQueryString"],
+        "headers": event["headers"],
+        "requestContext": context,
+    }
+    for key in ("cookies", "queryStringParameters", "pathParameters", "stageVariables"):
+        if key in event:
+            found[key] = event[key]
+    return found
+
+
+def authorizer_event_v1(
+    api: Api, route: Route, event: dict[str, Any], identity: list[str], region: str
+) -> dict[str, Any]:
+    """API Gateway's payload 1.0 REQUEST authorizer event (REST's request authorizer shape)."""
+    context = event["requestContext"]
+    method = context["http"]["method"]
+    resource = route.key.split(" ", 1)[1] if " " in route.key else route.key
+    return {
+        "version": "1.0",
+        "type": "REQUEST",
+        "methodArn": f"arn:aws:execute-api:{region}:{ACCOUNT}:{api.id}/{api.stage}/{method}{event['rawPath']}",
+        "identitySource": ",".join(identity),
+        "authorizationToken": ",".join(identity),
+        "resource": resource,
+        "path": event["rawPath"],
+        "httpMethod": method,
+        "headers": event["headers"],
+        "queryStringParameters": event.get("queryStringParameters") or {},
+        "pathParameters": event.get("pathParameters") or {},
+        "stageVariables": {},
+        "requestContext": {
+            "path": event["rawPath"],
+            "accountId": ACCOUNT,
+            "resourceId": route.key,
+            "stage": api.stage,
+            "requestId": context["requestId"],
+            "identity": {"sourceIp": context["http"]["sourceIp"], "userAgent": context["http"]["userAgent"]},
+            "resourcePath": resource,
+            "httpMethod": method,
+            "apiId": api.id,
+        },
+    }
+
+
+def policy_allows(policy: Any, route_arn: str) -> bool | None:
+    """Whether an IAM policy allows `execute-api:Invoke` on the route; None if it is malformed."""
+    if not isinstance(policy, dict):
+        return None
+    statements = policy.get("Statement")
+    statements = [statements] if isinstance(statements, dict) else statements
+    if not isinstance(statements, list):
+        return None
+    allowed = False
+    for statement in statements:
+        if not isinstance(statement, dict):
+            return None
+        actions = statement.get("Action", [])
+        resources = statement.get("Resource", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = [resources] if isinstance(resources, str) else resources
+        if not any(fnmatch.fnmatchcase("execute-api:Invoke", str(a)) for a in actions):
+            continue
+        if any(fnmatch.fnmatchcase(route_arn, str(r)) for r in resources):
+            if statement.get("Effect") == "Deny":
+                return False
+            if statement.get("Effect") == "Allow":
+                allowed = True
+    return allowed
+
+
 class HttpApiServer:
+    CACHE_ENTRIES = 10_000  # per authorizer
+
     def __init__(self, api: Api, invoker: Invoker, loop: LoopThread) -> None:
         self.api = api
         self.invoker = invoker
         self.loop = loop
         self._runner: web.AppRunner | None = None
+        # authorizer id -> identity values -> (expires, answer); touched on the loop's thread only
+        self._cache: dict[str, OrderedDict[tuple[str, ...], tuple[float, dict[str, Any]]]] = {}
+
+    async def _authorize(self, route: Route, authorizer: Authorizer, event: dict[str, Any]) -> web.Response | None:
+        """Run (or recall) the route's Lambda authorizer: None if the request may go on, else the
+        answer API Gateway gives. On success the route event gets `requestContext.authorizer`."""
+        identity = identity_values(authorizer.identity_sources, event)
+        if identity is None:
+            return _error(401, "Unauthorized")
+        region = self.invoker.resolver.region
+        if authorizer.payload_version == "1.0":
+            auth_event = authorizer_event_v1(self.api, route, event, identity, region)
+            route_arn = auth_event["methodArn"]
+        else:
+            auth_event = authorizer_event(self.api, route, event, identity, region)
+            route_arn = auth_event["routeArn"]
+        cache = self._cache.setdefault(authorizer.id, OrderedDict())
+        key = tuple(identity)
+        cached = cache.get(key) if authorizer.ttl > 0 and identity else None
+        if cached is not None and cached[0] > time.time():
+            answer = cached[1]
+            self.invoker.trace("authorizer", {"authorizer": authorizer.name, "cached": True})
+        else:
+            fresh = await self._run_authorizer(authorizer, auth_event)
+            if fresh is None:
+                return _error(500, "Internal Server Error")
+            answer = fresh
+            if authorizer.ttl > 0 and identity:
+                cache[key] = (time.time() + authorizer.ttl, answer)
+                cache.move_to_end(key)
+                while len(cache) > self.CACHE_ENTRIES:
+                    cache.popitem(last=False)
+        if self._simple(authorizer):
+            allowed: bool | None = answer["isAuthorized"]
+        else:
+            allowed = policy_allows(answer.get("policyDocument"), route_arn)
+            if allowed is None:
+                return _error(500, "Internal Server Error")
+        if not allowed:
+            return _error(403, "Forbidden")
+        event["requestContext"]["authorizer"] = {"lambda": answer.get("context")}
+        return None
+
+    @staticmethod
+    def _simple(authorizer: Authorizer) -> bool:
+        return authorizer.simple_responses and authorizer.payload_version == "2.0"
+
+    async def _run_authorizer(self, authorizer: Authorizer, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The authorizer's answer if it has the configured shape, else None (API Gateway's 500)."""
+        if authorizer.function is None or authorizer.payload_version not in ("1.0", "2.0"):
+            self.invoker.trace("authorizer.unsupported", {"authorizer": authorizer.name})
+            return None
+        try:
+            invocation = await self.loop.loop.run_in_executor(
+                self.loop.executor, self.invoker.invoke, authorizer.function, event
+            )
+        except InvokeError:
+            return None
+        self.invoker.trace("authorizer", {"authorizer": authorizer.name, "cached": False})
+        answer = invocation.result
+        if invocation.failed or not isinstance(answer, dict):
+            return None
+        if self._simple(authorizer) and not isinstance(answer.get("isAuthorized"), bool):
+            return None
+        if not self._simple(authorizer) and not isinstance(answer.get("policyDocument"), dict):
+            return None
+        context = answer.get("context")
+        if context is not None and not isinstance(context, dict):
+            return None
+        return answer
 
     async def start(self) -> None:
         app = web.Application(client_max_size=10 * 1024 * 1024)
@@ -215,16 +403,22 @@ class HttpApiServer:
             return _error(500, "Internal Server Error")
         event = await build_event(self.api, route, params, request, path)
         started = time.time()
-        invocation = await self.loop.loop.run_in_executor(
-            self.loop.executor, self.invoker.invoke, route.function, event
-        )
-        if invocation.failed:
-            response = _error(500, "Internal Server Error")
+        denied = None
+        if route.authorization == "CUSTOM" and route.authorizer is not None and route.authorizer.type == "REQUEST":
+            denied = await self._authorize(route, route.authorizer, event)
+        if denied is not None:
+            response = denied
         else:
-            try:
-                response = to_response(invocation.result)
-            except (ValueError, TypeError):
-                response = _error(502, "Internal Server Error")
+            invocation = await self.loop.loop.run_in_executor(
+                self.loop.executor, self.invoker.invoke, route.function, event
+            )
+            if invocation.failed:
+                response = _error(500, "Internal Server Error")
+            else:
+                try:
+                    response = to_response(invocation.result)
+                except (ValueError, TypeError):
+                    response = _error(502, "Internal Server Error")
         self._cors(request, response)
         self.invoker.trace(
             "http",

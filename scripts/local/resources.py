@@ -1,5 +1,6 @@
 """Create the templates' data resources in moto: buckets, tables, queues, topics, buses, parameters,
-secrets. Every other type is either served by another module (functions, APIs, rules, database)
+secrets. Every other type is either served by another module (functions, APIs, authorizers, rules,
+database)
 or has no local meaning (IAM, log groups, alarms, permissions) and is listed as skipped.
 """
 
@@ -21,6 +22,7 @@ SERVED_ELSEWHERE = {
     "AWS::Lambda::EventInvokeConfig",
     "AWS::Lambda::EventSourceMapping",
     "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGatewayV2::Route",
     "AWS::ApiGatewayV2::Integration",
     "AWS::ApiGatewayV2::Stage",
@@ -50,7 +52,6 @@ NO_LOCAL_MEANING_PREFIXES = (
     "AWS::SecretsManager::RotationSchedule",
     "AWS::SecretsManager::ResourcePolicy",
     "AWS::CDK::Metadata",
-    "AWS::ApiGatewayV2::Authorizer",
     "AWS::ApiGateway::Account",
     "AWS::Lambda::Version",
     "AWS::Lambda::Alias",

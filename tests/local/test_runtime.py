@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import boto3
@@ -206,3 +207,71 @@ def test_sqs_event_source_mapping_delivers_batches(runtime: LocalRuntime) -> Non
     assert (
         attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
     )
+
+
+def authorizer_runs(rt: LocalRuntime) -> int:
+    """How many times the fixture's authorizer function has been invoked so far."""
+    return sum(
+        1
+        for _, kind, info in rt.timeline
+        if kind == "invoke.start" and info["function"].startswith(f"{STACK}-AuthorizerFunction")
+    )
+
+
+def test_authorizer_allows_and_its_context_reaches_the_route(runtime: LocalRuntime) -> None:
+    token = f"good-{uuid.uuid4().hex}"
+    response = requests.get(
+        f"{out(runtime, 'HttpUrl')}/private/thing", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["routeKey"] == "GET /private/{item}" and body["pathParameters"] == {"item": "thing"}
+    assert body["authorizer"] == {
+        "lambda": {"org": "acme", "token": token, "routeKey": "GET /private/{item}", "type": "REQUEST"}
+    }
+
+
+def test_authorizer_refuses_as_api_gateway_does(runtime: LocalRuntime) -> None:
+    url = f"{out(runtime, 'HttpUrl')}/private/thing"
+    before = authorizer_runs(runtime)
+    missing = requests.get(url, timeout=10)
+    assert (missing.status_code, missing.json()) == (401, {"message": "Unauthorized"})
+    empty = requests.get(url, headers={"Authorization": ""}, timeout=10)
+    assert empty.status_code == 401
+    assert authorizer_runs(runtime) == before  # not invoked without its identity source
+    denied = requests.get(url, headers={"Authorization": f"Bearer bad-{uuid.uuid4().hex}"}, timeout=10)
+    assert (denied.status_code, denied.json()) == (403, {"message": "Forbidden"})
+    for failing in ("Bearer boom", "Bearer junk"):  # raises; answers the wrong shape
+        response = requests.get(url, headers={"Authorization": failing}, timeout=10)
+        assert (response.status_code, response.json()) == (500, {"message": "Internal Server Error"})
+
+
+def test_authorizer_answers_are_cached_by_identity_for_the_ttl(runtime: LocalRuntime) -> None:
+    url = f"{out(runtime, 'HttpUrl')}/private/thing"
+    allowed, denied = f"Bearer good-{uuid.uuid4().hex}", f"Bearer bad-{uuid.uuid4().hex}"
+    before = authorizer_runs(runtime)
+    assert [requests.get(url, headers={"Authorization": allowed}, timeout=10).status_code for _ in range(2)] == [
+        200,
+        200,
+    ]
+    assert authorizer_runs(runtime) == before + 1
+    assert [requests.get(url, headers={"Authorization": denied}, timeout=10).status_code for _ in range(2)] == [
+        403,
+        403,
+    ]
+    assert authorizer_runs(runtime) == before + 2
+    other = requests.get(url, headers={"Authorization": f"Bearer good-{uuid.uuid4().hex}"}, timeout=10)
+    assert other.status_code == 200 and authorizer_runs(runtime) == before + 3
+
+
+def test_policy_authorizer_is_evaluated_per_request_without_a_cache(runtime: LocalRuntime) -> None:
+    url = f"{out(runtime, 'HttpUrl')}/policy/thing"
+    headers = {"Authorization": "Bearer good"}
+    before = authorizer_runs(runtime)
+    allowed = requests.get(url, params={"item": "x"}, headers=headers, timeout=10)
+    assert allowed.status_code == 200
+    assert allowed.json()["authorizer"] == {"lambda": {"via": "policy", "resource": "/policy/{item}"}}
+    assert requests.get(url, params={"item": "x"}, headers=headers, timeout=10).status_code == 200
+    assert requests.get(url, params={"item": "secret"}, headers=headers, timeout=10).status_code == 403
+    assert authorizer_runs(runtime) == before + 3  # TTL 0: every request
+    assert requests.get(url, headers=headers, timeout=10).status_code == 401  # the query identity source is missing

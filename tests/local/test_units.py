@@ -1,8 +1,12 @@
-"""Pattern matching and intrinsic resolution, without servers."""
+"""Pattern matching, intrinsic resolution, and the runtime's small rules (authorizer identity sources
+and policies), without servers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from scripts.local.assembly import Assembly, StackTemplate
+from scripts.local.http_api import identity_values, policy_allows
 from scripts.local.intrinsics import Resolver
 from scripts.local.patterns import matches
 
@@ -68,3 +72,20 @@ def test_intrinsics() -> None:
     r.api_addresses[api_id] = "127.0.0.1:8001"
     assert r.resolve(endpoint, "P") == "http://127.0.0.1:8001/dev"
     assert r.resolve({"Fn::GetAtt": ["Api", "ApiEndpoint"]}, "P") == "ws://127.0.0.1:8001"
+
+
+def test_authorizer_identity_sources_and_policies() -> None:
+    event = {"headers": {"authorization": "Bearer x"}, "queryStringParameters": {"k": "v"}, "requestContext": {}}
+    assert identity_values(["$request.header.Authorization", "$request.querystring.k"], event) == ["Bearer x", "v"]
+    assert identity_values(["$request.header.X-Missing"], event) is None
+    assert identity_values(["$stageVariables.v"], event) is None
+    arn = "arn:aws:execute-api:us-east-1:123456789012:api/$default/GET/items/1"
+
+    def policy(*statements: tuple[str, str]) -> dict[str, Any]:
+        return {"Statement": [{"Action": "execute-api:Invoke", "Effect": e, "Resource": r} for e, r in statements]}
+
+    assert policy_allows(policy(("Allow", arn)), arn) is True
+    assert policy_allows(policy(("Allow", "arn:aws:execute-api:*:*:api/*/GET/*")), arn) is True
+    assert policy_allows(policy(("Allow", "arn:aws:execute-api:*:*:api/*/POST/*")), arn) is False
+    assert policy_allows(policy(("Allow", "*"), ("Deny", arn)), arn) is False
+    assert policy_allows({"Statement": "nonsense"}, arn) is None

@@ -1,5 +1,6 @@
-"""The fixture stack: an HTTP route, a WebSocket route replying through @connections, a filtered
-S3 notification, an EventBridge rule, and an asynchronous failure with a retry and a destination.
+"""The fixture stack: an HTTP route, routes behind Lambda REQUEST authorizers (simple responses,
+cached; IAM policies, uncached), a WebSocket route replying through @connections, a filtered S3
+notification, an EventBridge rule, an asynchronous failure with a retry and a destination.
 
 Context keys change the wiring (tests show the runtime follows): `fixture_route` (HTTP route path),
 `fixture_prefix` (S3 notification prefix).
@@ -12,6 +13,7 @@ from typing import Any
 
 from aws_cdk import App, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -37,13 +39,13 @@ class FixtureStack(Stack):
         code = lambda_.Code.from_asset(str(HANDLERS))
 
         def function(logical_id: str, handler: str, **extra: Any) -> lambda_.Function:
+            extra.setdefault("timeout", Duration.seconds(10))
             fn = lambda_.Function(
                 self,
                 logical_id,
                 runtime=lambda_.Runtime.PYTHON_3_12,
                 handler=handler,
                 code=code,
-                timeout=Duration.seconds(10),
                 environment={"OBSERVED_QUEUE_URL": observed.queue_url, "GREETING": "hello"},
                 **extra,
             )
@@ -56,6 +58,33 @@ class FixtureStack(Stack):
             path=route,
             methods=[apigw.HttpMethod.GET, apigw.HttpMethod.POST],
             integration=integrations.HttpLambdaIntegration("Http", http_fn),
+        )
+
+        # Behind authorizers: "Bearer good..." is allowed (simple responses, cached 300 s), "Bearer
+        # bad..." denied; the policy route's authorizer answers IAM policies and is not cached.
+        authorizer_fn = function("AuthorizerFunction", "authorizer.handler")
+        http_api.add_routes(
+            path="/private/{item}",
+            methods=[apigw.HttpMethod.GET],
+            integration=integrations.HttpLambdaIntegration("Private", http_fn),
+            authorizer=authorizers.HttpLambdaAuthorizer(
+                "Simple",
+                authorizer_fn,
+                response_types=[authorizers.HttpLambdaResponseType.SIMPLE],
+                results_cache_ttl=Duration.seconds(300),
+            ),
+        )
+        http_api.add_routes(
+            path="/policy/{item}",
+            methods=[apigw.HttpMethod.GET],
+            integration=integrations.HttpLambdaIntegration("Policy", http_fn),
+            authorizer=authorizers.HttpLambdaAuthorizer(
+                "Policy",
+                authorizer_fn,
+                response_types=[authorizers.HttpLambdaResponseType.IAM],
+                results_cache_ttl=Duration.seconds(0),
+                identity_source=["$request.header.Authorization", "$request.querystring.item"],
+            ),
         )
 
         ws_api = apigw.WebSocketApi(self, "WsApi")

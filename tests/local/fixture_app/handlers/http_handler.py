@@ -24,6 +24,7 @@ def handler(event, context):
                 "body": event.get("body"),
                 "isBase64Encoded": event["isBase64Encoded"],
                 "function": context.function_name,
+                "authorizer": event["requestContext"].get("authorizer"),
             }
         ),
     }
