@@ -7,8 +7,13 @@
   `InputPath` or `InputTransformer`; Lambda targets are invoked asynchronously (the function's
   retries and destinations apply); a target that cannot be reached goes to its `DeadLetterConfig`
   after `RetryPolicy.MaximumRetryAttempts`.
-- SQS event source mappings: long-polling pollers; a failed batch stays on the queue (its
-  visibility timeout and redrive policy apply); `ReportBatchItemFailures` is honoured.
+- SQS event source mappings: long-polling pollers, one per mapping; a failed batch stays on the
+  queue (its visibility timeout and redrive policy apply); `ReportBatchItemFailures` is honoured
+  (an answer naming a message that is not in the batch fails the whole batch, as on AWS).
+  FIFO queues: batches keep the order of each message group; a message that failed stays in
+  flight until its visibility timeout and holds back the rest of its group until it is retried
+  (the function should report every message after a failure in the same group, as Powertools'
+  `SqsFifoPartialProcessor` does); after `maxReceiveCount` receives it goes to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -346,9 +351,9 @@ class SqsPollers:
                 return
             if invocation.failed:
                 continue
-            failed = set()
-            if partial and isinstance(invocation.result, dict):
-                failed = {f.get("itemIdentifier") for f in invocation.result.get("batchItemFailures") or []}
+            failed = batch_item_failures(invocation.result, {m["MessageId"] for m in messages}) if partial else set()
+            if failed is None:  # an invalid answer fails the whole batch
+                continue
             for m in messages:
                 if m["MessageId"] not in failed:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
@@ -357,3 +362,20 @@ class SqsPollers:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=3)
+
+
+def batch_item_failures(result: Any, ids: set[str]) -> set[str] | None:
+    """The messages a `ReportBatchItemFailures` answer names as failed; None when Lambda would treat
+    the answer as invalid (an entry without an identifier, or one that is not in the batch)."""
+    if not isinstance(result, dict) or not result.get("batchItemFailures"):
+        return set()  # null, {} or an empty list: the whole batch succeeded
+    entries = result["batchItemFailures"]
+    if not isinstance(entries, list):
+        return None
+    failed = set()
+    for entry in entries:
+        identifier = entry.get("itemIdentifier") if isinstance(entry, dict) else None
+        if not isinstance(identifier, str) or identifier not in ids:
+            return None
+        failed.add(identifier)
+    return failed

@@ -4,6 +4,12 @@ In-process hooks (not polling) keep the S3 upload -> handler latency at a few mi
 calls `notifications.send_event` for every object it creates (PUT, POST form, copy, multipart),
 and `EventsBackend.put_events` for every PutEvents call. moto's own targets stay untouched; rules
 and notifications are dispatched by the runtime from the templates.
+
+One fix to moto (5.2): FIFO queues keep their order when messages come back after their visibility
+timeout. moto counted a message group as in flight while any of its messages sat in its pending set,
+even one visible again, so of two returning messages of one group the second was delivered first.
+A group is in flight only while one of its messages is received and not yet visible again, as on
+AWS; receiving starts by forgetting returned messages, so they come back together and in order.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from urllib.request import Request, urlopen
 from moto.events.models import EventsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3 import notifications as s3_notifications
+from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import BaseWSGIServer, make_server
 
 # (bucket name, key, size, etag, event name like "ObjectCreated:Post")
@@ -58,6 +65,24 @@ def _install_hooks() -> None:
         return entries
 
     EventsBackend.put_events = put_events  # type: ignore[method-assign]
+    _fix_fifo_order()
+
+
+def _fix_fifo_order() -> None:
+    def pending_message_groups(self: Queue) -> set[str]:
+        return {m.group_id for m in self._pending_messages if m.group_id is not None and not m.visible}
+
+    Queue.pending_message_groups = property(pending_message_groups)  # type: ignore[assignment,method-assign]
+    original_receive = SQSBackend.receive_message
+
+    def receive_message(self: SQSBackend, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        queue = self.get_queue(queue_name)
+        if queue.fifo_queue:
+            for message in [m for m in queue._pending_messages if m.visible]:
+                queue._pending_messages.discard(message)
+        return original_receive(self, queue_name, *args, **kwargs)
+
+    SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
 
 
 class _QuietHandler(MotoRequestHandler):

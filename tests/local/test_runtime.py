@@ -195,7 +195,10 @@ def test_sqs_event_source_mapping_delivers_batches(runtime: LocalRuntime) -> Non
     sqs = runtime.client("sqs")
     for n in range(3):
         sqs.send_message(QueueUrl=out(runtime, "JobsQueueUrl"), MessageBody=json.dumps({"job": n}))
-    records = [r for m in observed(runtime, 3, timeout=10) for r in m["event"]["Records"]]
+    records: list[dict[str, Any]] = []
+    deadline = time.time() + 10
+    while time.time() < deadline and len(records) < 3:  # batches of up to 5: one to three messages
+        records += [r for m in observed(runtime, 1, timeout=1) for r in m["event"]["Records"]]
     assert sorted(json.loads(r["body"])["job"] for r in records) == [0, 1, 2]
     assert all(
         r["eventSource"] == "aws:sqs"
@@ -275,3 +278,45 @@ def test_policy_authorizer_is_evaluated_per_request_without_a_cache(runtime: Loc
     assert requests.get(url, params={"item": "secret"}, headers=headers, timeout=10).status_code == 403
     assert authorizer_runs(runtime) == before + 3  # TTL 0: every request
     assert requests.get(url, headers=headers, timeout=10).status_code == 401  # the query identity source is missing
+
+
+def test_fifo_mapping_keeps_each_groups_order_through_failures_and_dead_letters(runtime: LocalRuntime) -> None:
+    sqs = runtime.client("sqs")
+    processed: list[dict[str, Any]] = []
+
+    def send(group: str, name: str, fail_until: int = 0) -> None:
+        sqs.send_message(
+            QueueUrl=out(runtime, "DeploysQueueUrl"),
+            MessageBody=json.dumps({"name": name, "fail_until": fail_until}),
+            MessageGroupId=group,
+            MessageDeduplicationId=f"{name}-{uuid.uuid4().hex}",
+        )
+
+    def wait_for(name: str) -> None:
+        deadline = time.time() + 15
+        while time.time() < deadline and name not in {p["name"] for p in processed}:
+            for m in sqs.receive_message(
+                QueueUrl=out(runtime, "FifoObservedQueueUrl"), MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", []):
+                processed.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=out(runtime, "FifoObservedQueueUrl"), ReceiptHandle=m["ReceiptHandle"])
+
+    # a2 fails on its first receive: a3 must wait for it. b2 always fails: after maxReceiveCount (2)
+    # receives it goes to the dead-letter queue, and only then does its group move on (b3).
+    for group, name, fail_until in [("A", "a1", 0), ("B", "b1", 0), ("A", "a2", 2), ("B", "b2", 99), ("A", "a3", 0)]:
+        send(group, name, fail_until)
+    wait_for("a3")
+    dead: list[dict[str, Any]] = []
+    deadline = time.time() + 15
+    while time.time() < deadline and not dead:
+        dead = sqs.receive_message(
+            QueueUrl=out(runtime, "DeploysDlqUrl"), AttributeNames=["All"], WaitTimeSeconds=1
+        ).get("Messages", [])
+    send("B", "b3")
+    wait_for("b3")
+    assert [p["name"] for p in processed if p["group"] == "A"] == ["a1", "a2", "a3"]
+    assert next(p["attempt"] for p in processed if p["name"] == "a2") == 2
+    assert [p["name"] for p in processed if p["group"] == "B"] == ["b1", "b3"]
+    assert [json.loads(m["Body"])["name"] for m in dead] == ["b2"]
+    assert dead[0]["Attributes"]["MessageGroupId"] == "B"
+    assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= 2

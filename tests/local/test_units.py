@@ -1,11 +1,12 @@
-"""Pattern matching, intrinsic resolution, and the runtime's small rules (authorizer identity sources
-and policies), without servers."""
+"""Pattern matching, intrinsic resolution, and the runtime's small rules (authorizer policies, batch
+failures), without servers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from scripts.local.assembly import Assembly, StackTemplate
+from scripts.local.events import batch_item_failures
 from scripts.local.http_api import identity_values, policy_allows
 from scripts.local.intrinsics import Resolver
 from scripts.local.patterns import matches
@@ -89,3 +90,12 @@ def test_authorizer_identity_sources_and_policies() -> None:
     assert policy_allows(policy(("Allow", "arn:aws:execute-api:*:*:api/*/POST/*")), arn) is False
     assert policy_allows(policy(("Allow", "*"), ("Deny", arn)), arn) is False
     assert policy_allows({"Statement": "nonsense"}, arn) is None
+
+
+def test_batch_item_failures_as_lambda_reads_them() -> None:
+    ids = {"m1", "m2"}
+    assert batch_item_failures(None, ids) == set()
+    assert batch_item_failures({"batchItemFailures": []}, ids) == set()
+    assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": "m2"}]}, ids) == {"m2"}
+    assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": "other"}]}, ids) is None
+    assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": ""}]}, ids) is None

@@ -1,6 +1,7 @@
 """The fixture stack: an HTTP route, routes behind Lambda REQUEST authorizers (simple responses,
 cached; IAM policies, uncached), a WebSocket route replying through @connections, a filtered S3
-notification, an EventBridge rule, an asynchronous failure with a retry and a destination.
+notification, an EventBridge rule, an asynchronous failure with a retry and a destination, an SQS
+FIFO mapping with partial batch failures and a dead-letter queue.
 
 Context keys change the wiring (tests show the runtime follows): `fixture_route` (HTTP route path),
 `fixture_prefix` (S3 notification prefix).
@@ -20,6 +21,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
@@ -109,6 +111,23 @@ class FixtureStack(Stack):
         jobs_fn.add_event_source_mapping("JobsSource", event_source_arn=jobs.queue_arn, batch_size=5)
         jobs.grant_consume_messages(jobs_fn)
 
+        # A FIFO queue like the deployer's: a message group per function, partial batch failures,
+        # a FIFO dead-letter queue. Short timeouts keep the retries quick.
+        fifo_observed = sqs.Queue(self, "FifoObserved")
+        deploys_dlq = sqs.Queue(self, "DeploysDlq", fifo=True)
+        deploys = sqs.Queue(
+            self,
+            "Deploys",
+            fifo=True,
+            content_based_deduplication=False,
+            visibility_timeout=Duration.seconds(1),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=deploys_dlq, max_receive_count=2),
+        )
+        fifo_fn = function("FifoFunction", "fifo_handler.handler", timeout=Duration.seconds(1))
+        fifo_fn.add_environment("OBSERVED_QUEUE_URL", fifo_observed.queue_url)
+        fifo_fn.add_event_source(sources.SqsEventSource(deploys, batch_size=10, report_batch_item_failures=True))
+        fifo_observed.grant_send_messages(fifo_fn)
+
         bus = events.EventBus(self, "Bus")
         rule_fn = function("RuleFunction", "observe.handler")
         events.Rule(
@@ -145,6 +164,9 @@ class FixtureStack(Stack):
         CfnOutput(self, "ObservedQueueUrl", value=observed.queue_url)
         CfnOutput(self, "FailureQueueUrl", value=failures.queue_url)
         CfnOutput(self, "JobsQueueUrl", value=jobs.queue_url)
+        CfnOutput(self, "DeploysQueueUrl", value=deploys.queue_url)
+        CfnOutput(self, "DeploysDlqUrl", value=deploys_dlq.queue_url)
+        CfnOutput(self, "FifoObservedQueueUrl", value=fifo_observed.queue_url)
 
     def _database(self, function: Any, http_api: apigw.HttpApi) -> None:
         vpc = ec2.Vpc(
