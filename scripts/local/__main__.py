@@ -29,7 +29,7 @@ def parse_set_env(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def print_table(runtime: LocalRuntime) -> None:
-    rows = [("moto (AWS services)", runtime.moto_url)]
+    rows = [("moto (AWS services)", runtime.moto_url), ("Lambda API (Invoke runs functions)", runtime.lambda_url)]
     rows += [
         (f"{a.protocol} API {a.name}", f"{'http' if a.protocol == 'HTTP' else 'ws'}://{a.address}")
         for a in runtime.apis
@@ -55,8 +55,8 @@ def print_table(runtime: LocalRuntime) -> None:
 def hints(runtime: LocalRuntime) -> list[str]:
     """How to use what runs: the AWS CLI/SDK environment for moto, and commands keyed on outputs."""
     env = (
-        f"AWS_ENDPOINT_URL={runtime.moto_url} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
-        f"AWS_DEFAULT_REGION={runtime.region}"
+        f"AWS_ENDPOINT_URL={runtime.moto_url} AWS_ENDPOINT_URL_LAMBDA={runtime.lambda_url} "
+        f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={runtime.region}"
     )
     found = [f"AWS SDK/CLI against the local services: {env}"]
     for stack, outputs in runtime.outputs.items():

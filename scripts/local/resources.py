@@ -1,7 +1,8 @@
 """Create the templates' data resources in moto: buckets, tables, queues, topics, buses, parameters,
-secrets. Every other type is either served by another module (functions, APIs, authorizers, rules,
-database)
-or has no local meaning (IAM, log groups, alarms, permissions) and is listed as skipped.
+secrets, and IAM roles (without their policies: a function created at run time names its role, and
+moto's CreateFunction refuses a role it does not know). Every other type is either served by
+another module (functions, APIs, authorizers, rules, database) or has no local meaning (IAM
+policies, log groups, alarms, permissions) and is listed as skipped.
 """
 
 from __future__ import annotations
@@ -65,8 +66,11 @@ NO_LOCAL_MEANING_PREFIXES = (
 
 
 class ResourceFactory:
-    def __init__(self, resolver: Resolver, endpoint_url: str, region: str) -> None:
+    def __init__(
+        self, resolver: Resolver, endpoint_url: str, region: str, endpoints: dict[str, str] | None = None
+    ) -> None:
         self.resolver = resolver
+        self._endpoints = endpoints or {}  # per service, e.g. lambda -> the runtime's Lambda API
         self._session = boto3.session.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 (moto accepts any credentials)
@@ -77,7 +81,8 @@ class ResourceFactory:
         self.created: list[str] = []
 
     def client(self, service: str) -> Any:
-        return self._session.client(service, endpoint_url=self._endpoint)  # type: ignore[call-overload]
+        endpoint = self._endpoints.get(service, self._endpoint)
+        return self._session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
     def _props(self, resource: Resource) -> dict[str, Any]:
         return dict(self.resolver.resolve(resource.properties, resource.stack))
@@ -92,6 +97,7 @@ class ResourceFactory:
             "AWS::Events::EventBus": self.event_bus,
             "AWS::SSM::Parameter": self.parameter,
             "AWS::SecretsManager::Secret": self.secret,
+            "AWS::IAM::Role": self.role,
         }
         # Dead-letter queues first: a queue's RedrivePolicy names its DLQ's ARN.
         ordered = sorted(resources, key=lambda r: bool(r.properties.get("RedrivePolicy")))
@@ -166,6 +172,18 @@ class ResourceFactory:
             attributes["RedrivePolicy"] = json.dumps(props["RedrivePolicy"])
         url = self.client("sqs").create_queue(QueueName=self.resolver.name(resource), Attributes=attributes)["QueueUrl"]
         self.resolver.record(resource, Ref=url, QueueUrl=url)
+
+    def role(self, resource: Resource) -> None:
+        """The role only (no policies: nothing checks IAM locally), so that CreateFunction with
+        its ARN finds it as Lambda would (moto refuses a role it does not know)."""
+        props = self._props(resource)
+        trust = props.get("AssumeRolePolicyDocument") or {}
+        arn = self.client("iam").create_role(
+            RoleName=self.resolver.name(resource),
+            Path=str(props.get("Path", "/")),
+            AssumeRolePolicyDocument=trust if isinstance(trust, str) else json.dumps(trust),
+        )["Role"]["Arn"]
+        self.resolver.record(resource, Arn=arn)
 
     def topic(self, resource: Resource) -> None:
         arn = self.client("sns").create_topic(Name=self.resolver.name(resource))["TopicArn"]

@@ -4,7 +4,8 @@
         runtime.outputs["QrUpload-dev"]["DesktopPageUrl"]   # http://127.0.0.1:8000/
 
 Ports: HTTP APIs from `port_base` upward in template order, then WebSocket APIs; moto at
-`port_base + 100`. The database (if any stack declares RDS) uses a Unix socket.
+`port_base + 100`; the Lambda API (`lambda_url`: moto's control plane, Invoke served by the runtime)
+at `port_base + 101`. The database (if any stack declares RDS) uses a Unix socket.
 """
 
 from __future__ import annotations
@@ -30,13 +31,16 @@ from scripts.local.functions import FunctionPool, build_specs, lambda_environmen
 from scripts.local.http_api import HttpApiServer
 from scripts.local.intrinsics import Resolver
 from scripts.local.invoke import Invoker
+from scripts.local.lambda_api import LambdaApiServer
 from scripts.local.logs import LogLine, LogStream
 from scripts.local.resources import ResourceFactory
 from scripts.local.services import MotoServer
 from scripts.local.synth import DEFAULT_APP, PROJECT_ROOT, synthesize
+from scripts.local.user_functions import UserFunctions
 from scripts.local.websocket_api import WebSocketApiServer
 
 MOTO_OFFSET = 100
+LAMBDA_OFFSET = 101
 # The project's migration command, run when a database exists and no stack declares a
 # deploy-time Trigger that would apply them (it gets DATABASE_URL).
 MIGRATION_COMMANDS = (("lambdas/migrations/__main__.py", [sys.executable, "-m", "lambdas.migrations"]),
@@ -49,6 +53,7 @@ _RUNTIME_EVENTS = {
     "deliver.unknown",
     "deliver.unsupported",
     "events.match",
+    "lambda",
 }
 
 
@@ -83,6 +88,7 @@ class LocalRuntime:
         # Bounded: `make local` may run for days.
         self._timeline: deque[tuple[float, str, dict[str, Any]]] = deque(maxlen=20_000)
         self.moto_url = f"http://127.0.0.1:{port_base + MOTO_OFFSET}"
+        self.lambda_url = f"http://127.0.0.1:{port_base + LAMBDA_OFFSET}"
         self.apis: list[Api] = []
         self.outputs: dict[str, dict[str, Any]] = {}
         self.skipped: list[str] = []
@@ -90,7 +96,8 @@ class LocalRuntime:
         self._scratch: Path | None = None
         self._moto: MotoServer | None = None
         self._loop: LoopThread | None = None
-        self._servers: list[HttpApiServer | WebSocketApiServer] = []
+        self._servers: list[HttpApiServer | WebSocketApiServer | LambdaApiServer] = []
+        self._functions: UserFunctions | None = None
         self._pools: dict[str, FunctionPool] = {}
         self._invoker: Invoker | None = None
         self._pollers: SqsPollers | None = None
@@ -108,7 +115,7 @@ class LocalRuntime:
 
     @property
     def ports(self) -> list[int]:
-        return [a.port for a in self.apis] + [self.port_base + MOTO_OFFSET]
+        return [a.port for a in self.apis] + [self.port_base + MOTO_OFFSET, self.port_base + LAMBDA_OFFSET]
 
     @property
     def timeline(self) -> list[tuple[float, str, dict[str, Any]]]:
@@ -121,7 +128,7 @@ class LocalRuntime:
         return self._invoker
 
     def client(self, service: str) -> Any:
-        """A boto3 client on the runtime's moto (fake credentials)."""
+        """A boto3 client on the runtime's moto (fake credentials); `lambda` on the Lambda API."""
         assert self._factory is not None, "start() first"
         return self._factory.client(service)
 
@@ -156,7 +163,7 @@ class LocalRuntime:
         return self
 
     def _start(self) -> None:
-        _check_ports_free([self.port_base, self.port_base + MOTO_OFFSET])  # before the slow part
+        _check_ports_free([self.port_base, self.port_base + MOTO_OFFSET, self.port_base + LAMBDA_OFFSET])  # early
         self._scratch = scratch_dir()
         self.progress(f"synthesizing {self.env} (bundling skipped)")
         assembly = Assembly.load(synthesize(self._scratch / "cdk.out", self.env, self.app, self.context))
@@ -170,7 +177,7 @@ class LocalRuntime:
         self.progress(f"starting moto on {self.moto_url}")
         self._moto = MotoServer("127.0.0.1", self.port_base + MOTO_OFFSET)
         self._moto.start()
-        self._factory = ResourceFactory(resolver, self.moto_url, self.region)
+        self._factory = ResourceFactory(resolver, self.moto_url, self.region, {"lambda": self.lambda_url})
         resources = [r for r in assembly.resources() if resolver.exists(r)]
         databases = [r for r in resources if r.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster")]
         if databases:
@@ -188,8 +195,13 @@ class LocalRuntime:
         self._pools = {}
         specs = build_specs(resolver, resources, self.set_env, self._scratch / "inline")
         for spec in specs.values():
-            self._pools[spec.name] = FunctionPool(spec, lambda_environment(spec, self.region, self.moto_url), self.logs)
+            env = lambda_environment(spec, self.region, self.moto_url, self.lambda_url)
+            self._pools[spec.name] = FunctionPool(spec, env, self.logs)
         self._invoker = Invoker(specs, self._pools, resolver, self._factory, self.trace, self.retry_delay)
+        factory = self._factory
+        self._functions = UserFunctions(
+            self.region, self.moto_url, self._scratch, self.logs, lambda: factory.client("logs")
+        )
         router = EventRouter(resolver, self._invoker, self.region)
         notifications = S3Notifications(resolver, self._invoker, self.region, router)
         self._moto.on_s3_object(notifications.on_object)
@@ -198,6 +210,13 @@ class LocalRuntime:
         self._pollers.start()
 
         self._loop = LoopThread()
+        lambda_api = LambdaApiServer(
+            self.port_base + LAMBDA_OFFSET, self.moto_url, self._invoker, self._functions, self._loop, self.retry_delay
+        )
+        self.progress(f"serving the Lambda API on {self.lambda_url}")
+        self._loop.run(lambda_api.start())
+        self._servers.append(lambda_api)
+        self._invoker.other_functions = lambda_api.invoke_async
         for api in self.apis:
             server: HttpApiServer | WebSocketApiServer = (
                 HttpApiServer(api, self._invoker, self._loop)
@@ -268,6 +287,8 @@ class LocalRuntime:
             self._pollers.stop()
         for pool in self._pools.values():
             pool.close()
+        if self._functions is not None:
+            self._functions.close()
         if self._loop is not None:
             self._loop.stop()
         if self._moto is not None:
@@ -291,4 +312,8 @@ def _check_ports_free(ports: list[int]) -> None:
 def _describe(kind: str, info: dict[str, Any]) -> str:
     if kind == "http":
         return f"{info['method']} {info['path']} -> {info['status']} ({info['ms']} ms) [{info['api']}]"
+    if kind == "lambda":
+        version = f":{info['version']}" if info.get("version") else ""
+        error = f" {info['error']}" if info.get("error") else ""
+        return f"Invoke {info['function']}{version} {info['type']} -> {info['status']}{error} ({info['ms']} ms)"
     return f"{kind} " + " ".join(f"{k}={v}" for k, v in info.items())

@@ -6,14 +6,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from scripts.local.runtime import LocalRuntime
+from scripts.local.runtime import LAMBDA_OFFSET, LocalRuntime
 from tests import ports
 
 FIXTURE_APP = "tests.local.fixture_app.stack:build"
 
 
 def free_port_base(count: int = 3) -> int:
-    return ports.free_port_base(count, 20000, 40000)
+    """A base whose API ports, moto port and Lambda API port are all free."""
+    for _ in range(20):
+        base = ports.free_port_base(count, 20000, 40000)
+        if ports.port_is_free(base + LAMBDA_OFFSET):
+            return base
+    raise RuntimeError("no free port range")
 
 
 def start_fixture(**context: object) -> LocalRuntime:

@@ -14,6 +14,7 @@ import time
 import pytest
 import requests
 
+from scripts.local.runtime import LAMBDA_OFFSET, MOTO_OFFSET
 from scripts.local.synth import PROJECT_ROOT
 from tests.local.conftest import free_port_base, start_fixture
 from tests.ports import port_is_free
@@ -149,6 +150,8 @@ def test_cli_prints_where_things_run_and_ctrl_c_stops_everything() -> None:
                 break
         table = "".join(lines)
         assert re.search(rf"QrUpload-dev DesktopPageUrl +http://127\.0\.0\.1:{base}/\n", table), table
+        assert re.search(rf"Lambda API .* +http://127\.0\.0\.1:{base + LAMBDA_OFFSET}\n", table), table
+        assert f"AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:{base + LAMBDA_OFFSET}" in table
         assert requests.get(f"http://127.0.0.1:{base}/", timeout=20).status_code == 200
         time.sleep(0.5)
         workers = _children_of(process.pid)
@@ -158,5 +161,5 @@ def test_cli_prints_where_things_run_and_ctrl_c_stops_everything() -> None:
         rest = process.communicate(timeout=30)[0]
     assert process.returncode == 0
     assert "GET / -> 200" in rest  # the runtime's access line, streamed with the function logs
-    assert all(port_is_free(p) for p in (base, base + 1, base + 100))
+    assert all(port_is_free(p) for p in (base, base + 1, base + MOTO_OFFSET, base + LAMBDA_OFFSET))
     assert not [pid for pid in workers if _alive(pid)]

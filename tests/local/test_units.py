@@ -1,15 +1,23 @@
-"""Pattern matching, intrinsic resolution, and the runtime's small rules (authorizer policies, batch
-failures), without servers."""
+"""Pattern matching, intrinsic resolution, and the runtime's small rules (code unpacking, names,
+authorizer policies, batch failures, Lambda's log frame), without servers."""
 
 from __future__ import annotations
 
+import io
+import stat
+import zipfile
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from scripts.local.assembly import Assembly, StackTemplate
 from scripts.local.events import batch_item_failures
+from scripts.local.functions import Invocation
 from scripts.local.http_api import identity_values, policy_allows
 from scripts.local.intrinsics import Resolver
 from scripts.local.patterns import matches
+from scripts.local.user_functions import BadRequest, CodeError, report_lines, split_name, unpack, weighted_version
 
 EVENT = {
     "source": "shop",
@@ -75,6 +83,46 @@ def test_intrinsics() -> None:
     assert r.resolve({"Fn::GetAtt": ["Api", "ApiEndpoint"]}, "P") == "ws://127.0.0.1:8001"
 
 
+def _zip(*entries: tuple[str, str], link: str | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in entries:
+            archive.writestr(name, text)
+        if link is not None:
+            info = zipfile.ZipInfo(link)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    return buffer.getvalue()
+
+
+def test_unpack_refuses_entries_that_leave_the_directory(tmp_path: Path) -> None:
+    unpack(_zip(("main.py", "x = 1"), ("pkg/mod.py", "")), tmp_path / "ok")
+    assert (tmp_path / "ok" / "main.py").read_text() == "x = 1" and (tmp_path / "ok" / "pkg" / "mod.py").exists()
+    for bad, why in (
+        (_zip(("../evil.py", "")), "unsafe path"),
+        (_zip(("/abs.py", "")), "unsafe path"),
+        (_zip(("a/../../evil.py", "")), "unsafe path"),
+        (_zip(("main.py", ""), link="link.py"), "symbolic link"),
+        (b"not a zip", "not a zip"),
+    ):
+        with pytest.raises(CodeError, match=why):
+            unpack(bad, tmp_path / "refused")
+        assert not (tmp_path / "refused").exists()
+    assert not (tmp_path / "evil.py").exists()
+
+
+def test_function_names_and_alias_weights() -> None:
+    assert split_name("fn", None) == ("fn", None)
+    assert split_name("fn:live", None) == ("fn", "live")
+    assert split_name("arn:aws:lambda:us-east-1:123456789012:function:fn:3", None) == ("fn", "3")
+    assert split_name("123456789012:function:fn", "7") == ("fn", "7")
+    with pytest.raises(BadRequest):
+        split_name("fn:live", "3")
+    assert weighted_version("1", {"AdditionalVersionWeights": {"2": 1.0}}) == "2"
+    assert weighted_version("1", {"AdditionalVersionWeights": {"2": 0.0}}) == "1"
+    assert weighted_version("1", None) == "1"
+
+
 def test_authorizer_identity_sources_and_policies() -> None:
     event = {"headers": {"authorization": "Bearer x"}, "queryStringParameters": {"k": "v"}, "requestContext": {}}
     assert identity_values(["$request.header.Authorization", "$request.querystring.k"], event) == ["Bearer x", "v"]
@@ -99,3 +147,18 @@ def test_batch_item_failures_as_lambda_reads_them() -> None:
     assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": "m2"}]}, ids) == {"m2"}
     assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": "other"}]}, ids) is None
     assert batch_item_failures({"batchItemFailures": [{"itemIdentifier": ""}]}, ids) is None
+
+
+def test_report_lines_frame_an_invocation() -> None:
+    invocation = Invocation(
+        "rid", started=100.0, finished=100.5, duration_ms=12.3, max_memory_mb=40, init_ms=150.0,
+        logs=[(99.0, "imported"), (100.1, "hello")],
+    )  # fmt: skip
+    assert [text for _, text in report_lines(invocation, "3", 256)] == [
+        "imported",
+        "START RequestId: rid Version: 3",
+        "hello",
+        "END RequestId: rid",
+        "REPORT RequestId: rid\tDuration: 12.30 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
+        "Max Memory Used: 40 MB\tInit Duration: 150.00 ms",
+    ]

@@ -1,7 +1,8 @@
 """The fixture stack: an HTTP route, routes behind Lambda REQUEST authorizers (simple responses,
 cached; IAM policies, uncached), a WebSocket route replying through @connections, a filtered S3
 notification, an EventBridge rule, an asynchronous failure with a retry and a destination, an SQS
-FIFO mapping with partial batch failures and a dead-letter queue.
+FIFO mapping with partial batch failures and a dead-letter queue, and for functions created at run
+time through the Lambda API: their role, and a function that invokes them through boto3.
 
 Context keys change the wiring (tests show the runtime follows): `fixture_route` (HTTP route path),
 `fixture_prefix` (S3 notification prefix).
@@ -19,6 +20,7 @@ from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_lambda_event_sources as sources
@@ -128,6 +130,10 @@ class FixtureStack(Stack):
         fifo_fn.add_event_source(sources.SqsEventSource(deploys, batch_size=10, report_batch_item_failures=True))
         fifo_observed.grant_send_messages(fifo_fn)
 
+        user_role = iam.Role(self, "UserFunctionRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"))
+        lambda_caller = function("LambdaCaller", "lambda_caller.handler")
+        lambda_caller.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=["*"]))
+
         bus = events.EventBus(self, "Bus")
         rule_fn = function("RuleFunction", "observe.handler")
         events.Rule(
@@ -167,6 +173,8 @@ class FixtureStack(Stack):
         CfnOutput(self, "DeploysQueueUrl", value=deploys.queue_url)
         CfnOutput(self, "DeploysDlqUrl", value=deploys_dlq.queue_url)
         CfnOutput(self, "FifoObservedQueueUrl", value=fifo_observed.queue_url)
+        CfnOutput(self, "UserFunctionRoleArn", value=user_role.role_arn)
+        CfnOutput(self, "LambdaCallerName", value=lambda_caller.function_name)
 
     def _database(self, function: Any, http_api: apigw.HttpApi) -> None:
         vpc = ec2.Vpc(
