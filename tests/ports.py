@@ -1,12 +1,13 @@
 """Free loopback ports for tests that start the local runtime (APIs from a base port upward,
-moto at base + MOTO_OFFSET), so parallel or repeated runs never collide with `make local`."""
+moto at base + MOTO_OFFSET, the Lambda API at base + LAMBDA_OFFSET), so parallel or repeated runs
+never collide with `make local`."""
 
 from __future__ import annotations
 
 import random
 import socket
 
-from scripts.local.runtime import MOTO_OFFSET
+from scripts.local.runtime import LAMBDA_OFFSET, MOTO_OFFSET
 
 
 def port_is_free(port: int) -> bool:
@@ -20,9 +21,9 @@ def port_is_free(port: int) -> bool:
 
 
 def free_port_base(count: int, low: int = 20000, high: int = 60000) -> int:
-    """A base with `count` consecutive free ports and a free moto port."""
+    """A base with `count` consecutive free ports and free moto and Lambda API ports."""
     for _ in range(50):
         base = random.randrange(low, high)
-        if all(port_is_free(p) for p in [*range(base, base + count), base + MOTO_OFFSET]):
+        if all(port_is_free(p) for p in [*range(base, base + count), base + MOTO_OFFSET, base + LAMBDA_OFFSET]):
             return base
     raise RuntimeError("no free port range")

@@ -19,7 +19,7 @@ from lambdas.functions.code import CodeError, check_handler
 
 DEFAULT_HANDLER = "main.handler"
 DEFAULT_MEMORY_MB = 256
-DEFAULT_TIMEOUT_SECONDS = 30
+DEFAULT_TIMEOUT_SECONDS = 10  # fits a synchronous call (at most 25 s) with room to spare
 MIN_MEMORY_MB = 128
 MAX_DESCRIPTION = 256
 MAX_TAGS = 20

@@ -23,8 +23,8 @@ CHROMIUM_ARGS = [
 
 
 def free_port_base() -> int:
-    # The dev platform serves three HTTP APIs and two WebSocket APIs from the base upward.
-    return ports.free_port_base(5, 40000, 60000)
+    # The dev platform serves four HTTP APIs and two WebSocket APIs from the base upward.
+    return ports.free_port_base(6, 40000, 60000)
 
 
 def start_platform(**kwargs: Any) -> LocalRuntime:
