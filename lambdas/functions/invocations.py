@@ -25,7 +25,7 @@ from boto3.dynamodb.conditions import Key
 
 from lambdas.common.aws import client, resource
 from lambdas.functions import names
-from lambdas.functions.dynamo import MAX_PAGE, Update, decode_cursor, encode_cursor, plain
+from lambdas.functions.dynamo import MAX_PAGE, Conflict, Update, decode_cursor, encode_cursor, plain, put, transact
 
 FINAL = ("succeeded", "failed", "timed_out")
 INLINE_RESULT_BYTES = 256 * 1024
@@ -107,6 +107,10 @@ class InvocationStore:
     def put(self, record: dict[str, Any]) -> None:
         self.table.put_item(Item=record, ConditionExpression="attribute_not_exists(pk)")
 
+    def put_operation(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The transaction operation that creates `record` (written with its quota reservation)."""
+        return put(self.table_name, record, "attribute_not_exists(pk)")
+
     def get(self, org: str, iid: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"pk": inv_pk(org), "sk": iid}, ConsistentRead=True).get("Item")
         return plain(item) if item else None
@@ -138,24 +142,38 @@ class InvocationStore:
 
     def update(self, org: str, iid: str, changes: dict[str, Any], *, unless_final: bool = True) -> bool:
         """SET `changes`; with `unless_final`, only while the invocation has not finished."""
-        update = Update(key={"pk": inv_pk(org), "sk": iid}, set=changes, condition="attribute_exists(pk)")
         if unless_final:
-            update.condition = "attribute_exists(pk) AND NOT #status IN (:a, :b, :c)"
-            update.names["#status"] = "status"
-            update.values.update({":a": FINAL[0], ":b": FINAL[1], ":c": FINAL[2]})
+            update = self._unfinished_update(org, iid, changes)
+        else:
+            update = Update(key={"pk": inv_pk(org), "sk": iid}, set=changes, condition="attribute_exists(pk)")
         try:
             self.table.update_item(**update.params())
         except self.table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
         return True
 
-    def finish(self, org: str, iid: str, outcome: dict[str, Any]) -> bool:
-        """Record a final status, result and timings; False if it had already finished."""
+    def finish(self, org: str, iid: str, outcome: dict[str, Any], charge: dict[str, Any] | None = None) -> bool:
+        """Record a final status, result and timings, together with `charge` (the usage it adds) in
+        one transaction, so usage is counted exactly once; False if it had already finished."""
         changes = {k: v for k, v in outcome.items() if k != "result"}
         changes["finished_at"] = changes.get("finished_at") or iso(time.time())
         if "result" in outcome:
             changes.update(self._stored_result(org, iid, outcome["result"]))
-        return self.update(org, iid, changes)
+        if charge is None:
+            return self.update(org, iid, changes)
+        update = self._unfinished_update(org, iid, changes)
+        try:
+            transact([update.transact(self.table_name), charge])
+        except Conflict:
+            return False
+        return True
+
+    def _unfinished_update(self, org: str, iid: str, changes: dict[str, Any]) -> Update:
+        update = Update(key={"pk": inv_pk(org), "sk": iid}, set=changes)
+        update.condition = "attribute_exists(pk) AND NOT #status IN (:a, :b, :c)"
+        update.names["#status"] = "status"
+        update.values.update({":a": FINAL[0], ":b": FINAL[1], ":c": FINAL[2]})
+        return update
 
     def _stored_result(self, org: str, iid: str, result: Any) -> dict[str, Any]:
         encoded = json.dumps(result, separators=(",", ":"), default=str).encode()

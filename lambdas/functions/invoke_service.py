@@ -44,9 +44,12 @@ def usage() -> Usage:
     return Usage(settings().table, settings().quotas)
 
 
-def take_quota(org: str, count: int = 1) -> None:
+def take_quota(org: str, count: int = 1, records: list[dict[str, Any]] | None = None) -> None:
+    """Reserve quota and create `records`, in one transaction (one round trip, and no record
+    without its reservation or the other way round)."""
+    operations = [invocations().put_operation(r) for r in records or []]
     try:
-        usage().take(org, count)
+        usage().take(org, count, with_operations=operations)
     except QuotaExceeded as exc:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         raise QuotaError(str(exc), headers) from None
@@ -87,12 +90,10 @@ def _finish(record: dict[str, Any], outcome: dict[str, Any], keep_result: bool) 
     }
     if keep_result and outcome["status"] == "succeeded":
         changes["result"] = outcome.get("result")
-    if invocations().finish(
-        record["org"], record["invocation_id"], {k: v for k, v in changes.items() if v is not None}
-    ):
-        usage().record(
-            record["org"], outcome.get("billed_duration_ms") or outcome.get("duration_ms"), record["memory_mb"]
-        )
+    billed = outcome.get("billed_duration_ms") or outcome.get("duration_ms")
+    charge = usage().charge(record["org"], billed, record["memory_mb"])
+    finished = {k: v for k, v in changes.items() if v is not None}
+    invocations().finish(record["org"], record["invocation_id"], finished, charge)
 
 
 # --- sync ------------------------------------------------------------------------------------------------
@@ -106,11 +107,10 @@ def run_sync(
     **extra: Any,
 ) -> dict[str, Any]:
     check_sync(fn)
-    take_quota(fn["org"])
     store = invocations()
     record = store.new(fn, mode=mode, qualifier=request.label, payload=request.payload, actor=actor, **extra)
     record.update(status="running", started_at=iso(time.time()))
-    store.put(record)
+    take_quota(fn["org"], records=[record])
     try:
         outcome = invoke_sync(fn, InvokeRequest(request.qualifier, request.label, event or request.payload))
     except HttpError as exc:
@@ -161,8 +161,6 @@ def run_async(
 ) -> dict[str, Any]:
     if len(request.payload) > MAX_SYNC_PAYLOAD:
         raise HttpError(413, f"payload exceeds the {MAX_SYNC_PAYLOAD} byte limit (6 MB)")
-    if batch is None:
-        take_quota(fn["org"])
     store = invocations()
     record = store.new(
         fn, mode="batch" if batch else "async", qualifier=request.label, payload=request.payload, actor=actor,
@@ -182,9 +180,9 @@ def run_async(
         valid_for = max(INPUT_URL_MIN_SECONDS, queue_seconds() + int(fn["timeout_seconds"]) + 60)
         event = _by_reference(fn["org"], record["invocation_id"], event, valid_for)
         record["input_by_reference"] = True
-    store.put(record)
-    if batch is not None:
+    if batch is not None:  # the batch reserves quota for all its records at once
         return {"record": record, "event": event}
+    take_quota(fn["org"], records=[record])
     request_id = invoke_event(fn, request.qualifier, event)
     store.remember_request(fn["org"], record["invocation_id"], request_id)
     store.update(fn["org"], record["invocation_id"], {"request_id": request_id})
@@ -244,15 +242,15 @@ def run_batch(fn: dict[str, Any], qualifier: Any, payloads: Any, actor: str, sto
             validate_payload(fn, payloads[index])
         except BadRequestError as exc:
             raise BadRequestError(f"payload {index}: {exc.msg}") from None
-    take_quota(fn["org"], len(requests))
     batch_id = "bt" + secrets.token_hex(10)
-    items, messages = [], []
+    items, messages, records = [], [], []
     for index, request in enumerate(requests):
         queued = run_async(
             fn, request, actor, callback_url=None, with_token=False, base_url="",
             batch={"batch_id": batch_id, "batch_index": index},
         )  # fmt: skip
         iid = queued["record"]["invocation_id"]
+        records.append(queued["record"])
         items.append({"index": index, "invocation_id": iid})
         messages.append(
             {
@@ -262,6 +260,8 @@ def run_batch(fn: dict[str, Any], qualifier: Any, payloads: Any, actor: str, sto
                 ),
             }
         )
+    # DynamoDB transactions hold at most 100 operations: 2 for the quota + 25 records fit.
+    take_quota(fn["org"], len(records), records=records)
     url = settings().need(settings().batch_queue_url, names.ENV_BATCH_QUEUE_URL)
     for start in range(0, len(messages), 10):
         answer = client("sqs").send_message_batch(QueueUrl=url, Entries=messages[start : start + 10])

@@ -125,11 +125,11 @@ def finish(destination: dict[str, Any], attempt: int = 1) -> None:
     outcome["finished_at"] = iso(finished_ms / 1000)
     if timings:
         outcome.update(duration_ms=timings[0], billed_duration_ms=timings[1])
-    if not svc.invocations().finish(org, iid, outcome):
+    billed_ms = timings[1] if timings else max(1, finished_ms - int(record["created_ms"]))
+    charge = svc.usage().charge(org, billed_ms, int(record["memory_mb"]))
+    if not svc.invocations().finish(org, iid, outcome, charge):
         logger.info("invocation already finished", extra={"invocation_id": iid})
         return
-    billed_ms = timings[1] if timings else max(1, finished_ms - int(record["created_ms"]))
-    svc.usage().record(org, billed_ms, int(record["memory_mb"]))
     metrics.add_metric(name=f"Invocation_{outcome['status']}", unit=MetricUnit.Count, value=1)
     if record.get("callback_url"):
         deliver(org, iid, 1)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lambdas.common.aws import resource
-from lambdas.functions.dynamo import Update, plain
+from lambdas.functions.dynamo import Conflict, Update, plain, transact, typed
 from lambdas.functions.settings import Quotas
 
 
@@ -65,16 +65,18 @@ class Usage:
                 "invocations resume next month or when the budget is raised"
             )
 
-    def take(self, org: str, count: int = 1, now: float | None = None) -> None:
-        """Reserve `count` invocations in this minute and check the month's budget; QuotaExceeded
-        (with the seconds until the next minute) when either is exhausted."""
+    def take(
+        self, org: str, count: int = 1, now: float | None = None, with_operations: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Reserve `count` invocations in this minute, check the month's budget, and write
+        `with_operations` (e.g. the invocation records), all in one transaction; QuotaExceeded
+        (with the seconds until the next minute for the rate limit) when a quota is exhausted."""
         now = now or time.time()
-        self.check_budget(org, now)
         limit = self.quotas.invocations_per_minute
         retry_after = max(1, 60 - int(now) % 60)
         if count > limit:
             raise QuotaExceeded(f"{count} invocations at once exceed the limit of {limit} per minute", retry_after)
-        update = Update(
+        minute = Update(
             key={"pk": usage_pk(org), "sk": f"MIN#{_minute(now)}"},
             add={"count": count},
             set={"ttl": int(now) + 86400},
@@ -82,10 +84,33 @@ class Usage:
             names={"#count": "count"},
             values={":room": limit - count},
         )
+        budget = {
+            "ConditionCheck": {
+                "TableName": self.table_name,
+                "Key": typed({"pk": usage_pk(org), "sk": f"MONTH#{_month(now)}"}),
+                "ConditionExpression": "attribute_not_exists(gb_seconds) OR gb_seconds < :budget",
+                "ExpressionAttributeValues": typed({":budget": self.quotas.monthly_gb_seconds}),
+            }
+        }
         try:
-            self.table.update_item(**update.params())
-        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
-            raise QuotaExceeded(f"rate limit: at most {limit} invocations per minute", retry_after) from None
+            transact([minute.transact(self.table_name), budget, *(with_operations or [])])
+        except Conflict as exc:
+            reasons = exc.args[1] if len(exc.args) > 1 else []
+            if reasons[:1] == ["ConditionalCheckFailed"]:
+                raise QuotaExceeded(f"rate limit: at most {limit} invocations per minute", retry_after) from None
+            if reasons[1:2] == ["ConditionalCheckFailed"]:
+                self.check_budget(org, now)  # raises with the figures
+            raise
+
+    def charge(self, org: str, billed_ms: float | None, memory_mb: int, now: float | None = None) -> dict[str, Any]:
+        """The transaction operation adding a finished invocation's GB-seconds to its month."""
+        now = now or time.time()
+        spent = gb_seconds(billed_ms or 0.0, memory_mb)
+        update = Update(
+            key={"pk": usage_pk(org), "sk": f"MONTH#{_month(now)}"},
+            add={"gb_seconds": round(spent, 6), "invocations": 1},
+        )
+        return update.transact(self.table_name)
 
     def record(self, org: str, billed_ms: float | None, memory_mb: int, now: float | None = None) -> None:
         """Add a finished invocation's GB-seconds to the month (call once per invocation)."""

@@ -19,6 +19,7 @@ MODULES = [
     ("QR upload, local runtime", "scripts.bench.bench_local_qr"),
     ("HTTP tunnel", "scripts.bench.bench_tunnel"),
     ("Collections", "scripts.bench.bench_collections"),
+    ("Functions, local runtime", "scripts.bench.bench_functions"),
 ]
 
 

@@ -62,7 +62,25 @@ def hints(runtime: LocalRuntime) -> list[str]:
     for stack, outputs in runtime.outputs.items():
         if "TokensTableName" in outputs and "WebSocketUrl" in outputs:  # a tunnel stack: how to attach an agent
             found.append(f"tunnel agent ({stack}): " + _agent_command(runtime, outputs, env))
+        if "FunctionsApiUrl" in outputs and "FunctionsTableName" in outputs:  # functions: a CLI with an admin key
+            found.append(f"functions CLI ({stack}, org demo, admin key): " + _functions_command(runtime, outputs, env))
     return found
+
+
+def _functions_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> str:
+    """A ready CLI command with a fresh admin key for org `demo`, or how to make one."""
+    try:
+        from scripts.functions_keys import cli_command, create_key
+
+        key = create_key(
+            outputs["FunctionsTableName"], "demo", "admin", label="make local", ddb=runtime.client("dynamodb")
+        )
+        return cli_command(outputs["FunctionsApiUrl"], key, "demo")
+    except Exception:  # the helper changed or is missing: fall back to the two commands
+        return (
+            f"{env} python scripts/functions_keys.py --table {outputs['FunctionsTableName']} create --org demo --role admin\n"
+            f"    FUNCTIONS_API_URL={outputs['FunctionsApiUrl']} FUNCTIONS_API_KEY=KEY FUNCTIONS_ORG=demo python scripts/functions.py list"
+        )
 
 
 def _agent_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> str:
