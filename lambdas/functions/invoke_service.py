@@ -113,10 +113,12 @@ def run_sync(
     take_quota(fn["org"], records=[record])
     try:
         outcome = invoke_sync(fn, InvokeRequest(request.qualifier, request.label, event or request.payload))
-    except HttpError as exc:
-        store.finish(
-            fn["org"], record["invocation_id"], {"status": "failed", "error": {"type": "Platform", "message": exc.msg}}
-        )
+    except Exception as exc:
+        # A platform fault (Lambda unreachable, throttled, not deployed): the record says so
+        # rather than staying `running`, and the caller gets the error (4xx/429, or a 5xx).
+        message = exc.msg if isinstance(exc, HttpError) else f"{type(exc).__name__}: the call to Lambda failed"
+        failure = {"status": "failed", "error": {"type": "Platform", "message": message}}
+        store.finish(fn["org"], record["invocation_id"], failure)
         raise
     _finish(record, outcome, keep_result=bool(fn.get("store_payloads")) or mode == "run")
     return {"invocation_id": record["invocation_id"], **outcome}

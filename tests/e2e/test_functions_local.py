@@ -294,6 +294,9 @@ def flaky(api: ApiClient) -> str:
         assert time.time() < deadline
         time.sleep(0.2)
     api.request("PUT", api.path("functions", "flaky", "aliases", "live"), {"version": 1})
+    while api.request("GET", api.path("functions", "flaky", "aliases", "live"))["status"] != "ready":
+        assert time.time() < deadline
+        time.sleep(0.2)
     return "flaky"
 
 
@@ -399,3 +402,49 @@ def test_every_change_is_in_the_audit_log(api: ApiClient) -> None:
         "key.issue",
     } <= actions
     assert any(a.startswith("result.edit") for a in actions)
+
+
+def test_dry_run_checks_without_running(api: ApiClient, flaky: str) -> None:
+    before = len(api.request("GET", api.path("functions", flaky, "invocations"), query={"limit": "100"})["invocations"])
+    answer = invoke(api, flaky, {"i": 1}, mode="dryrun")
+    assert answer["status"] == "valid" and any("DryRun" in check for check in answer["checks"])
+    after = len(api.request("GET", api.path("functions", flaky, "invocations"), query={"limit": "100"})["invocations"])
+    assert after == before  # nothing ran, nothing was recorded
+
+
+def test_callback_url_receives_the_signed_record(api: ApiClient, flaky: str) -> None:
+    import hmac
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[tuple[dict[str, str], bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(500 if len(received) == 1 else 204)  # the first delivery fails
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/done"
+        queued = invoke(api, flaky, {"i": 42}, mode="async", callback_url=url)
+        deadline = time.time() + 30
+        while len(received) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(received) == 2, "the webhook was not retried after a 500"
+    headers, body = received[1]
+    assert headers["X-Platform-Attempt"] == "2"
+    key = api.request("GET", f"/v1/orgs/{ORG}/webhook-secret")["key"]
+    stamp, signature = (part.split("=", 1)[1] for part in headers["X-Platform-Signature"].split(","))
+    expected = hmac.new(bytes.fromhex(key), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(signature, expected)
+    record = json.loads(body)
+    assert record["invocation_id"] == queued["invocation_id"] and record["result"] == {"i": 42}
