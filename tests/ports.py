@@ -20,7 +20,12 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def free_port_base(count: int, low: int = 20000, high: int = 60000) -> int:
+# Below Linux's default ephemeral range (32768-60999): a port checked free there can be taken by an
+# outgoing connection before the runtime binds it.
+LOWEST, HIGHEST = 10000, 32500
+
+
+def free_port_base(count: int, low: int = LOWEST, high: int = HIGHEST) -> int:
     """A base with `count` consecutive free ports and free moto and Lambda API ports."""
     for _ in range(50):
         base = random.randrange(low, high)

@@ -93,7 +93,7 @@ def main() -> int:
 
     runtime = LocalRuntime(
         "dev",
-        port_base=free_port_base(2, 30000, 40000),
+        port_base=free_port_base(2, 10000, 20000),
         app="scripts.bench.bench_functions:functions_only_app",
         set_env={"functions-api-dev": {"QUOTA_INVOCATIONS_PER_MINUTE": "1000000"}},
     ).start()

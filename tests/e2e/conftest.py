@@ -24,7 +24,7 @@ CHROMIUM_ARGS = [
 
 def free_port_base() -> int:
     # The dev platform serves four HTTP APIs and two WebSocket APIs from the base upward.
-    return ports.free_port_base(6, 40000, 60000)
+    return ports.free_port_base(6, 26000, 32500)
 
 
 def start_platform(**kwargs: Any) -> LocalRuntime:

@@ -15,7 +15,7 @@ FIXTURE_APP = "tests.local.fixture_app.stack:build"
 def free_port_base(count: int = 3) -> int:
     """A base whose API ports, moto port and Lambda API port are all free."""
     for _ in range(20):
-        base = ports.free_port_base(count, 20000, 40000)
+        base = ports.free_port_base(count, 20000, 26000)
         if ports.port_is_free(base + LAMBDA_OFFSET):
             return base
     raise RuntimeError("no free port range")

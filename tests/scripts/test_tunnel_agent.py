@@ -199,6 +199,7 @@ def test_pings_keep_the_connection_alive(tunnel, app, agent) -> None:
 
 
 def test_reconnects_with_the_same_subdomain_after_a_drop(tunnel, app, agent) -> None:
+    until(lambda: agent.lines())  # the agent prints once it is connected
     assert agent.lines()[0] == f"Forwarding https://k3v9x2m7q1wz.tunnel.test -> http://127.0.0.1:{app.port}"
     tunnel.drop(0)
     tunnel.wait_connections(2)
