@@ -27,6 +27,8 @@ from moto.s3 import notifications as s3_notifications
 from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from scripts.local import dynamodb_transactions
+
 # (bucket name, key, size, etag, event name like "ObjectCreated:Post")
 S3Listener = Callable[[str, str, int, str, str], None]
 # (bus name, event entry as PutEvents received it, event id)
@@ -65,6 +67,7 @@ def _install_hooks() -> None:
         return entries
 
     EventsBackend.put_events = put_events  # type: ignore[method-assign]
+    dynamodb_transactions.install()
     _fix_fifo_order()
 
 
