@@ -23,7 +23,7 @@ from lambdas.functions import names
 
 # The HTTP API cuts an integration off at 30 s: a synchronous call must end well before that.
 MAX_SYNC_TIMEOUT_SECONDS = 25
-_REPORT = re.compile(r"Billed Duration: (\d+) ms")
+_REPORT = re.compile(r"Duration: ([\d.]+) ms\s+Billed Duration: (\d+) ms")
 
 
 @cache
@@ -128,14 +128,14 @@ def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
         raise HttpError(409, f"{request.label} is not deployed yet") from None
     except (lam.exceptions.TooManyRequestsException, lam.exceptions.ResourceConflictException) as exc:
         raise HttpError(429 if "TooMany" in type(exc).__name__ else 409, str(exc)) from None
-    duration_ms = round((time.monotonic() - started) * 1000, 1)
+    round_trip_ms = round((time.monotonic() - started) * 1000, 1)
     raw = response["Payload"].read()
     try:
         result = json.loads(raw) if raw else None
     except ValueError:
         result = raw.decode("utf-8", errors="replace")
     tail = base64.b64decode(response.get("LogResult", "")).decode("utf-8", errors="replace")
-    billed = _REPORT.search(tail)
+    report = _REPORT.findall(tail)  # the last REPORT line is Lambda's (a function could print a look-alike)
     outcome: dict[str, Any] = {
         "status": "succeeded",
         "result": result,
@@ -143,8 +143,9 @@ def invoke_sync(fn: dict[str, Any], request: InvokeRequest) -> dict[str, Any]:
         "qualifier": request.label,
         "executed_version": platform_version(fn, str(response.get("ExecutedVersion", ""))),
         "request_id": response["ResponseMetadata"]["RequestId"],
-        "duration_ms": duration_ms,
-        "billed_duration_ms": int(billed.group(1)) if billed else None,
+        "duration_ms": float(report[-1][0]) if report else round_trip_ms,
+        "billed_duration_ms": int(report[-1][1]) if report else None,
+        "round_trip_ms": round_trip_ms,
     }
     if response.get("FunctionError"):
         outcome.update(result=None, **outcome_of_error(result, response["FunctionError"]))
