@@ -61,7 +61,7 @@ def handler(event, context):
     foreign, answer = call(other + "/input", token)
     return {"input_status": status, "own_input": own.get("input"), "progress": progress,
             "foreign_status": foreign, "foreign_error": answer.get("error"),
-            "length": len(event["input"]["text"])}
+            "length": len(event["input"]["text"]), "token_tail": token[-24:]}
 """
 
 
@@ -350,13 +350,13 @@ def test_results_are_kept_edited_and_verified(api: ApiClient, flaky: str) -> Non
     assert forced["original_result"] == {"i": 7} and forced["reused"] is False
 
 
-def test_callback_token_reads_its_own_input_and_nothing_else(api: ApiClient) -> None:
+def test_callback_token_reads_its_own_input_and_nothing_else(runtime: LocalRuntime, api: ApiClient, flaky: str) -> None:
     api.request("POST", api.path("functions"), {"name": "caller", "source": CALLBACKS})
     deadline = time.time() + 60
     while api.request("GET", api.path("functions", "caller"))["status"] != "deployed":
         assert time.time() < deadline
         time.sleep(0.2)
-    other = invoke(api, "flaky", {"i": 1}, mode="async")["invocation_id"]
+    other = invoke(api, flaky, {"i": 1}, mode="async")["invocation_id"]
     text = "x" * 1000
     answer = invoke(api, "caller", {"other": other, "text": text}, qualifier="draft", mode="async", callback=True)
     record = wait_invocation(api, answer["invocation_id"])
@@ -365,6 +365,9 @@ def test_callback_token_reads_its_own_input_and_nothing_else(api: ApiClient) -> 
     assert result["input_status"] == 200 and result["own_input"] == {"other": other, "text": text}
     assert result["progress"] == 200 and result["foreign_status"] == 401
     assert "another invocation" in result["foreign_error"]
+    # The token appears in no log line of the platform's own functions (nor the runtime's).
+    platform_lines = [line.raw for line in runtime.logs.lines if not line.function.startswith("ufn-")]
+    assert platform_lines and not any(result["token_tail"] in raw for raw in platform_lines)
 
 
 def test_quota_and_budget_stops(runtime: LocalRuntime, api: ApiClient, flaky: str) -> None:

@@ -384,3 +384,20 @@ def test_every_change_writes_an_audit_row(platform: Platform, live: dict[str, An
     assert all(e["actor"] == "fk0123456789" for e in entries)
     assert platform.call("GET", "/v1/orgs/acme/audit", role="developer").status == 403
     assert platform.call("GET", "/v1/orgs/acme/audit", org="globex").status == 404
+
+
+def test_old_versions_are_garbage_collected_unless_referenced(
+    platform: Platform, live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUOTA_VERSIONS_KEPT", "2")
+    reset_caches()
+    for n in range(2, 5):  # versions 2, 3, 4; live stays on 1
+        platform.call("PATCH", f"{BASE}/echo", {"description": f"v{n}", "memory_mb": 128 + n})
+        platform.drain()
+        assert platform.call("POST", f"{BASE}/echo/versions", {}).status == 201
+        platform.drain()
+    statuses = {v["version"]: v["status"] for v in platform.call("GET", f"{BASE}/echo/versions").body["versions"]}
+    assert statuses == {1: "published", 2: "deleted", 3: "published", 4: "published"}
+    versions = platform.lam.list_versions_by_function(FunctionName=live["lambda_function"])["Versions"]
+    assert sorted(v["Version"] for v in versions) == ["$LATEST", "1", "3", "4"]
+    assert platform.call("PUT", f"{BASE}/echo/aliases/live", {"version": 2}).status == 409  # gone
