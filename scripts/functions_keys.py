@@ -24,11 +24,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/functions_keys.py`: make `lambdas` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
 from lambdas.functions.keys import ROLES, KeyStore
 from lambdas.functions.names import FUNCTION_ID_PATTERN, ORG_PATTERN, OUTPUT_API_URL, OUTPUT_TABLE, STACK_BASE
+from scripts.operator_cli import print_or_fail
 
 AUTHORIZER_CACHE_SECONDS = 300
 
@@ -158,16 +159,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        lines = run(args)
-    except KeysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (BotoCoreError, ClientError) as exc:
-        print(f"error: AWS call failed: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    return 0
+    return print_or_fail(lambda: run(args), (KeysError,))
 
 
 if __name__ == "__main__":

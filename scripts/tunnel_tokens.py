@@ -21,11 +21,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make `lambdas` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
 from lambdas.tunnel.store import TokenStore
 from lambdas.tunnel.tokens import new_token
+from scripts.operator_cli import print_or_fail
 
 OUTPUT_KEY = "TokensTableName"
 
@@ -102,16 +103,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    try:
-        lines = run(args)
-    except TokensError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (BotoCoreError, ClientError) as exc:
-        print(f"error: AWS call failed: {exc}", file=sys.stderr)
-        return 1
-    print("\n".join(lines))
-    return 0
+    return print_or_fail(lambda: run(args), (TokensError,))
 
 
 if __name__ == "__main__":

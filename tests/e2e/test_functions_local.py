@@ -5,13 +5,11 @@ the runtime's Lambda API (moto keeps the control plane). Nothing is mocked."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
 import sys
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import pytest
 from scripts.functions import ApiClient, ApiError
 from scripts.local.runtime import LocalRuntime
 from tests.e2e.conftest import free_port_base
+from tests.lambdas.functions.stack_schema import bomb, zip_of
 
 ROOT = Path(__file__).resolve().parents[2]
 ORG = "acme"
@@ -191,35 +190,13 @@ def test_zip_upload_flow(runtime: LocalRuntime, admin_key: str, api: ApiClient, 
     assert answer == {"words": 3}
 
 
-def _zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777) << 16
-            archive.writestr(info, "/etc/passwd")
-    return buffer.getvalue()
-
-
-def _bomb() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("main.py", "def handler(e, c):\n    return 1\n")
-        with archive.open("zeros.bin", "w", force_zip64=True) as member:
-            for _ in range(65):
-                member.write(b"\0" * (4 * 1024 * 1024))
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        ("symlinked", _zip({"main.py": b"def handler(e, c):\n    return 1\n"}, symlink="link"), "symbolic link"),
-        ("dotdot", _zip({"main.py": b"def handler(e, c):\n    return 1\n", "../x.py": b""}), "contains '..'"),
+        ("symlinked", zip_of({"main.py": b"def handler(e, c):\n    return 1\n"}, symlink="link"), "symbolic link"),
+        ("dotdot", zip_of({"main.py": b"def handler(e, c):\n    return 1\n", "../x.py": b""}), "contains '..'"),
         ("bomb", b"", "250 MB"),
-        ("nohandler", _zip({"other.py": b"x = 1\n"}), "handler module not found"),
+        ("nohandler", zip_of({"other.py": b"x = 1\n"}), "handler module not found"),
     ],
 )
 def test_hostile_zips_end_failed_with_their_reason(
@@ -228,7 +205,7 @@ def test_hostile_zips_end_failed_with_their_reason(
     """Through the API (the CLI refuses some of these before uploading): the deployer must."""
     fn = api.request("POST", api.path("functions"), {"name": name})
     grant = api.request("POST", api.path("functions", fn["id"], "code-upload"))
-    api.upload(grant["url"], grant["fields"], data or _bomb())
+    api.upload(grant["url"], grant["fields"], data or bomb(b"def handler(e, c):\n    return 1\n"))
     api.request("PATCH", api.path("functions", fn["id"]), {"code_upload_id": grant["upload_id"]})
     deadline = time.time() + 60
     while (shown := api.request("GET", api.path("functions", name)))["status"] == "deploying":
@@ -242,7 +219,7 @@ def test_hostile_zips_end_failed_with_their_reason(
 
 def test_the_cli_reports_a_failed_deployment_in_one_line(runtime: LocalRuntime, admin_key: str, tmp_path: Path) -> None:
     path = tmp_path / "linked.zip"
-    path.write_bytes(_zip({"main.py": b"def handler(e, c):\n    return 1\n"}, symlink="link"))
+    path.write_bytes(zip_of({"main.py": b"def handler(e, c):\n    return 1\n"}, symlink="link"))
     result = cli(runtime, admin_key, "create", "linked", "--source", str(path), "--handler", "main.handler")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]  # progress lines, then one error line

@@ -13,30 +13,14 @@ from lambdas.common import aws
 from lambdas.functions import names
 from lambdas.functions.keys import KeyStore, parse_key
 from scripts import functions_keys
+from tests.lambdas.functions.stack_schema import create_functions_table
 
 TABLE = "functions-test"
 API_URL = "https://abc123.execute-api.us-east-1.amazonaws.com"
 
 
 def _create_table() -> None:
-    """The functions table as the contract defines it: pk/sk strings, GSI gsi1 (gsi1pk/gsi1sk)."""
-    attributes = ("pk", "sk", names.GSI1_PK, names.GSI1_SK)
-    aws.client("dynamodb").create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in attributes],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": names.GSI1,
-                "KeySchema": [
-                    {"AttributeName": names.GSI1_PK, "KeyType": "HASH"},
-                    {"AttributeName": names.GSI1_SK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_functions_table(aws.client("dynamodb"), TABLE)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from lambdas.functions import names
 from lambdas.functions import settings as functions_settings
+from tests.lambdas.functions.stack_schema import create_functions_table, create_idempotency_table
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "functions")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PlatformTest")
@@ -57,35 +58,13 @@ class Answer:
 def create_resources() -> str:
     """The stack's data resources, by the contract's names; returns the execution role's ARN."""
     ddb = boto3.client("dynamodb", region_name=REGION)
-    ddb.create_table(
-        TableName=TABLE,
-        AttributeDefinitions=[
-            {"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", names.GSI1_PK, names.GSI1_SK)
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": names.GSI1,
-                "KeySchema": [
-                    {"AttributeName": names.GSI1_PK, "KeyType": "HASH"},
-                    {"AttributeName": names.GSI1_SK, "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_functions_table(ddb, TABLE)
+    create_idempotency_table(ddb, IDEMPOTENCY_TABLE)
     boto3.client("s3", region_name=REGION).create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
     boto3.client("sqs", region_name=REGION).create_queue(
         QueueName=QUEUE, Attributes={"FifoQueue": "true", "VisibilityTimeout": "0"}
-    )
-    ddb.create_table(
-        TableName=IDEMPOTENCY_TABLE,
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
     )
     for queue in (RESULTS_QUEUE, BATCH_QUEUE):
         boto3.client("sqs", region_name=REGION).create_queue(QueueName=queue, Attributes={"VisibilityTimeout": "0"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import stat
 import struct
 import zipfile
 
@@ -11,18 +10,7 @@ import pytest
 
 from lambdas.functions import code
 from lambdas.functions.code import CodeError, check_source, validate_zip, zip_source
-
-
-def make_zip(entries: dict[str, bytes], *, symlink: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/passwd")
-    return buffer.getvalue()
+from tests.lambdas.functions.stack_schema import zip_of
 
 
 def validate(data: bytes, handler: str = "main.handler") -> int:
@@ -72,11 +60,11 @@ def test_hostile_or_broken_zips_are_refused_with_a_reason(
     entries: dict[str, bytes], symlink: str | None, message: str
 ) -> None:
     with pytest.raises(CodeError, match=message.replace(".", r"\.").replace("(", r"\(")):
-        validate(make_zip(entries, symlink=symlink))
+        validate(zip_of(entries, symlink=symlink))
 
 
 def test_a_package_handler_is_found() -> None:
-    assert validate(make_zip({"app/__init__.py": b"def handler(e, c): pass\n"}), "app.handler") > 0
+    assert validate(zip_of({"app/__init__.py": b"def handler(e, c): pass\n"}), "app.handler") > 0
 
 
 def test_not_a_zip() -> None:
@@ -87,12 +75,12 @@ def test_not_a_zip() -> None:
 def test_too_many_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(code, "MAX_FILES", 5)
     with pytest.raises(CodeError, match="6 entries; at most 5"):
-        validate(make_zip({"main.py": b"x", **{f"f{i}.txt": b"x" for i in range(5)}}))
+        validate(zip_of({"main.py": b"x", **{f"f{i}.txt": b"x" for i in range(5)}}))
 
 
 def test_a_bomb_is_refused_by_its_declared_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(code, "MAX_UNZIPPED_BYTES", 1024 * 1024)
-    data = make_zip({"main.py": b"x", "zeros.bin": b"\0" * (2 * 1024 * 1024)})
+    data = zip_of({"main.py": b"x", "zeros.bin": b"\0" * (2 * 1024 * 1024)})
     assert len(data) < 10_000  # a real bomb: tiny zip, large content
     with pytest.raises(CodeError, match="unpacks to 2097153 bytes"):
         validate(data)
@@ -117,7 +105,7 @@ def _understate_size(data: bytes, name: bytes, declared: int) -> bytes:
 
 
 def test_a_zip_that_lies_about_its_sizes_is_refused() -> None:
-    data = _understate_size(make_zip({"main.py": b"x", "big.bin": b"\0" * 500_000}), b"big.bin", 100)
+    data = _understate_size(zip_of({"main.py": b"x", "big.bin": b"\0" * 500_000}), b"big.bin", 100)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert archive.getinfo("big.bin").file_size == 100  # the lie is in place
     with pytest.raises(CodeError, match=r"big\.bin"):

@@ -3,10 +3,7 @@ messages changing nothing, and what it creates in Lambda."""
 
 from __future__ import annotations
 
-import io
 import json
-import stat
-import zipfile
 from typing import Any
 
 import boto3
@@ -16,21 +13,10 @@ import requests
 from lambdas.functions import deployer
 from lambdas.functions.deploy_queue import DeployMessage
 from tests.lambdas.functions.conftest import BUCKET, FakeContext, Platform, load_event
+from tests.lambdas.functions.stack_schema import bomb, zip_of
 
 BASE = "/v1/orgs/acme/functions"
 HANDLER = b"def handler(event, context):\n    return {'ok': True}\n"
-
-
-def zip_of(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in entries.items():
-            archive.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/shadow")
-    return buffer.getvalue()
 
 
 def upload(platform: Platform, name: str, data: bytes) -> dict[str, Any]:
@@ -93,15 +79,8 @@ def test_hostile_zips_end_failed_with_their_reason_and_create_nothing(
 
 def test_a_zip_bomb_ends_failed(platform: Platform) -> None:
     # 260 MB of zeros compresses to about 250 KB: refused from its declared size, never inflated.
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("main.py", HANDLER)
-        with archive.open("zeros.bin", "w", force_zip64=True) as member:
-            chunk = b"\0" * (4 * 1024 * 1024)
-            for _ in range(65):
-                member.write(chunk)
     platform.call("POST", BASE, {"name": "bomb"})
-    upload(platform, "bomb", buffer.getvalue())
+    upload(platform, "bomb", bomb(HANDLER))
     platform.drain()
     shown = platform.call("GET", f"{BASE}/bomb").body
     assert shown["status"] == "failed" and "250 MB" in shown["error"]
