@@ -29,6 +29,8 @@ from lambdas.functions.store import BadCursor, Conflict, NameTaken
 logger = Logger(child=True)
 router = Router()
 UPLOAD_URL_SECONDS = 900
+# Settings the platform keeps for itself: changing them does not redeploy the draft.
+PLATFORM_ONLY_FIELDS = {"description", "tags", "input_schema", "store_payloads"}
 MAX_HISTORY = 20
 
 
@@ -189,7 +191,7 @@ def update_function(org: str, fid: str) -> Response[dict]:
     if secrets:
         versions = _store_secrets(org, fn["id"], secrets, fn.get("secret_versions", {}))
         changes.update(secret_versions=versions, secret_names=sorted(versions))
-    if not changes or changes.keys() <= {"description", "tags"}:
+    if not changes or changes.keys() <= PLATFORM_ONLY_FIELDS:
         if changes:
             fn = store().update(
                 org,

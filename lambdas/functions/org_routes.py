@@ -160,9 +160,15 @@ def delete_result(org: str, fid: str, subject: str) -> Response[dict]:
 
 
 # --- the organization -------------------------------------------------------------------------------------
+def _whole_org(org: str, needed: str, action: str) -> None:
+    """Org-wide reads are for keys of the whole org, not keys limited to one function."""
+    who = caller(router)
+    check(who, org, needed, action=action)
+    if who.function:
+        raise HttpError(403, f"a key limited to one function cannot {action}")
 @router.get(ORG + "/audit", summary="Every change in the organization, newest first (admin)", tags=["org"])
 def audit_log(org: str) -> Response[dict]:
-    check(caller(router), org, access.RELEASE, action="read the audit log")
+    _whole_org(org, access.RELEASE, "read the audit log")
     cursor = router.current_event.get_query_string_value("cursor")
     try:
         entries, next_cursor = audit.list_entries(settings().table, org, page_limit(router), cursor)
@@ -181,7 +187,7 @@ def usage(org: str) -> Response[dict]:
     ORG + "/webhook-secret", summary="The key that signs this organization's callback_url POSTs (admin)", tags=["org"]
 )
 def webhook_secret(org: str) -> Response[dict]:
-    check(caller(router), org, access.RELEASE, action="read the webhook key")
+    _whole_org(org, access.RELEASE, "read the webhook key")
     return json_response(
         200,
         {

@@ -88,6 +88,8 @@ def test_a_function_scoped_key_sees_only_its_function(released: Platform) -> Non
     assert released.call("GET", f"{BASE}/other", function=hello).status == 404
     assert released.call("PATCH", f"{BASE}/hello", {"description": "x"}, function=hello, role="developer").status == 200
     assert released.call("POST", BASE, {"name": "third"}, function=hello, role="admin").status == 403
+    assert released.call("GET", "/v1/orgs/acme/audit", function=hello, role="admin").status == 403
+    assert released.call("GET", "/v1/orgs/acme/webhook-secret", function=hello, role="admin").status == 403
 
 
 def test_a_route_without_the_authorizer_verdict_is_refused(platform: Platform) -> None:

@@ -319,8 +319,8 @@ def test_payload_limits_and_large_async_inputs_by_reference(platform: Platform, 
 
 def test_dry_run_checks_the_input_schema_and_runs_nothing(platform: Platform, live: dict[str, Any]) -> None:
     schema = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
-    assert platform.call("PATCH", f"{BASE}/echo", {"input_schema": schema}).status == 200
-    platform.drain()
+    changed = platform.call("PATCH", f"{BASE}/echo", {"input_schema": schema})
+    assert changed.status == 200 and changed.body["status"] == "deployed"  # no redeploy for a schema
     bad = platform.call("POST", f"{BASE}/echo/invoke", {"mode": "dryrun", "payload": {"name": 3}})
     assert bad.status == 400 and "at name: 3 is not of type 'string'" in bad.body["error"]
     missing = platform.call("POST", f"{BASE}/echo/invoke", {"mode": "async", "payload": {}})
