@@ -1,5 +1,5 @@
 """scripts/functions.py: the CLI's own behaviour over real HTTP, against a small server on 127.0.0.1
-that answers like the contract (/tmp/functions_contract.md) for the calls under test and records
+that answers as the Functions API does (README, "Functions") for the calls under test and records
 every request: request shapes, zips, the S3 multipart upload, waiting, error lines, exit codes.
 
 End-to-end runs against the real API handlers live elsewhere; nothing here asserts what the API
@@ -143,7 +143,7 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
 
 
 def fn(status: str = "deployed", **changes: Any) -> dict[str, Any]:
-    """A function as the contract shapes it."""
+    """A function as the API shapes it."""
     base = {
         "id": FID,
         "name": "hello",
@@ -695,13 +695,13 @@ def iv(n: int) -> str:
 
 
 def invocation(status: str = "succeeded", result: Any = None, error: dict[str, str] | None = None) -> dict[str, Any]:
-    """A sync invoke's answer as the contract shapes it."""
+    """A sync invoke's answer as the API shapes it."""
     return {"invocation_id": IID, "status": status, "result": result, "error": error, "executed_version": "3",
             "request_id": "req-1", "duration_ms": 12.5, "billed_duration_ms": 13}  # fmt: skip
 
 
 def record(iid: str = IID, status: str = "succeeded", **changes: Any) -> dict[str, Any]:
-    """An invocation record as the contract shapes it."""
+    """An invocation record as the API shapes it."""
     final = status not in ("queued", "running")
     base = {
         "invocation_id": iid, "function_id": FID, "function_name": "hello", "mode": "async", "qualifier": "live",
@@ -1241,7 +1241,7 @@ def test_logs_follow_of_one_invocation_ends_when_it_has_finished(
 
 
 def result(**changes: Any) -> dict[str, Any]:
-    """A stored result as the contract shapes it."""
+    """A stored result as the API shapes it."""
     base = {
         "function_id": FID, "subject": "essay-9", "version": 3, "invocation_id": IID,
         "original_result": {"grade": "B"}, "updated_result": None, "is_edited": False, "is_verified": False,
