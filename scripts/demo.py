@@ -173,10 +173,48 @@ def collections_flow(runtime: LocalRuntime, stack: str) -> None:
     )
 
 
+def functions_flow(runtime: LocalRuntime, stack: str) -> None:
+    """A developer's first minutes: create from inline source, invoke the draft, publish, promote,
+    invoke live; then an async call followed to its record."""
+    from scripts.functions import ApiClient
+    from scripts.functions_keys import create_key
+
+    outputs = runtime.outputs[stack]
+    key = create_key(outputs["FunctionsTableName"], "demo", "admin", label="make demo", ddb=runtime.client("dynamodb"))
+    api = ApiClient(str(outputs["FunctionsApiUrl"]), key, "demo", timeout=60)
+    source = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+    fn = api.request("POST", api.path("functions"), {"name": "hello", "source": source})
+    say(f"created {fn['name']} ({fn['id']}) as Lambda function {fn['lambda_function']}")
+
+    def until(check: Callable[[], bool]) -> None:
+        deadline = time.time() + 60
+        while not check():
+            if time.time() > deadline:
+                raise TimeoutError("the deployer did not finish in 60 s")
+            time.sleep(0.1)
+
+    until(lambda: api.request("GET", api.path("functions", "hello"))["status"] == "deployed")
+    draft = api.request(
+        "POST", api.path("functions", "hello", "invoke"), {"qualifier": "draft", "payload": {"name": "Ana"}}
+    )
+    say(f"draft answered {draft['result']} in {draft['duration_ms']} ms")
+    api.request("POST", api.path("functions", "hello", "versions"), {})
+    until(lambda: api.request("GET", api.path("functions", "hello", "versions", "1"))["status"] == "published")
+    api.request("PUT", api.path("functions", "hello", "aliases", "live"), {"version": 1})
+    until(lambda: api.request("GET", api.path("functions", "hello", "aliases", "live"))["status"] == "ready")
+    live = api.request("POST", api.path("functions", "hello", "invoke"), {"payload": {"name": "Bo"}})
+    say(f"version 1 is live; it answered {live['result']} (executed version {live['executed_version']})")
+    queued = api.request("POST", api.path("functions", "hello", "invoke"), {"mode": "async", "payload": {}})
+    iid = queued["invocation_id"]
+    until(lambda: api.request("GET", f"/v1/orgs/demo/invocations/{iid}")["status"] == "succeeded")
+    say(f"async invocation {iid} succeeded: {api.request('GET', f'/v1/orgs/demo/invocations/{iid}')['result']}")
+
+
 FLOWS: list[tuple[str, str, Callable[[LocalRuntime, str], Any]]] = [
     ("QR upload", "QrUpload", qr_upload_flow),
     ("Tunnel", "Tunnel", tunnel_flow),
     ("Collections", "CollectionsComputeStack", collections_flow),
+    ("Functions", "Functions", functions_flow),
 ]
 
 
