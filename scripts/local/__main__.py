@@ -58,7 +58,15 @@ def hints(runtime: LocalRuntime) -> list[str]:
         f"AWS_ENDPOINT_URL={runtime.moto_url} AWS_ENDPOINT_URL_LAMBDA={runtime.lambda_url} "
         f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={runtime.region}"
     )
-    found = [f"AWS SDK/CLI against the local services: {env}"]
+    credentials = f"AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={runtime.region}"
+    found = [
+        f"AWS SDK/CLI against the local services: {env}",
+        # AWS CLI v1 before 1.29 and v2 before 2.13 ignore AWS_ENDPOINT_URL (some SDKs ignore it for
+        # some services): a copied command would reach real AWS. --endpoint-url works everywhere.
+        "the same with any AWS CLI version (older ones ignore AWS_ENDPOINT_URL), endpoint per command:\n"
+        f"    {credentials} aws --endpoint-url {runtime.moto_url} s3 ls\n"
+        f"    {credentials} aws --endpoint-url {runtime.lambda_url} lambda list-functions",
+    ]
     for stack, outputs in runtime.outputs.items():
         if "TokensTableName" in outputs and "WebSocketUrl" in outputs:  # a tunnel stack: how to attach an agent
             found.append(f"tunnel agent ({stack}): " + _agent_command(runtime, outputs, env))
@@ -99,10 +107,30 @@ def _agent_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--env", default="dev")
-    parser.add_argument("--port-base", type=int, default=8000)
-    parser.add_argument("--set-env", action="append", default=[], metavar="FUNCTION:NAME=VALUE")
-    parser.add_argument("--no-colour", action="store_true")
+    parser.add_argument(
+        "--env",
+        default="dev",
+        help="environment whose configuration and stacks to run, as `-c env=` for cdk (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=8000,
+        metavar="PORT",
+        help="first local port: HTTP APIs from PORT upward, then WebSocket APIs; moto (the AWS services) at "
+        "PORT+100, the Lambda API at PORT+101 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--set-env",
+        action="append",
+        default=[],
+        metavar="FUNCTION:NAME=VALUE",
+        help="set or override an environment variable of a function (FUNCTION: its name, its logical id, "
+        "or * for every function); repeatable",
+    )
+    parser.add_argument(
+        "--no-colour", action="store_true", help="plain log lines (colour is used only when stdout is a terminal)"
+    )
     args = parser.parse_args(argv)
     started = time.time()
     runtime = LocalRuntime(
