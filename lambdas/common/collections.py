@@ -14,6 +14,10 @@ from typing import Any
 from lambdas.common.aws import client
 from lambdas.common.settings import require_env
 
+# A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every
+# search names: one pattern for both, so search can refuse what no item can have (NUL included).
+USER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}"
+
 SCHEMA_VERSION = 1
 PROCESSOR_SOURCE = "collections.imageprocessor"
 IMAGE_PROCESSED = "ImageProcessed"

@@ -26,7 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import pg
 from lambdas.common.aws import client
-from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, publish
+from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, USER_ID_PATTERN, publish
 from lambdas.common.settings import env_int, require_env
 from lambdas.image_processor.imaging import Refused, render
 from lambdas.image_processor.store import item_id_for, upsert_item
@@ -37,7 +37,7 @@ metrics = Metrics()
 
 # A user id is one path segment; `derived`-style prefixes are not special here because outputs
 # live in another bucket.
-_KEY = re.compile(r"^(?P<user_id>[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127})/(?P<filename>[^/].*)$")
+_KEY = re.compile(rf"^(?P<user_id>{USER_ID_PATTERN})/(?P<filename>[^/].*)$")
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,13 @@ completed 400 (the seed's table); missing token 401, wrong token 403; unknown ro
 
 from __future__ import annotations
 
+import binascii
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -82,7 +84,12 @@ def _query(name: str) -> str | None:
 @app.post("/sessions")
 @tracer.capture_method
 def create_session() -> Response:
-    body = json_body(app)
+    try:
+        body = json_body(app)
+    except (UnicodeDecodeError, binascii.Error):
+        # API Gateway base64-encodes bodies that are not text; Powertools decodes them as UTF-8
+        # (and the base64 itself) before json_body's own error handling sees anything.
+        raise BadRequestError("request body is not valid JSON") from None
     want_qr = body.get("qr", False)
     if not isinstance(want_qr, bool):
         raise HttpError(400, "qr must be a boolean")

@@ -10,6 +10,7 @@ The query is embedded by the same provider and model as the stored vectors
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from functools import cache
 from typing import Any
@@ -20,7 +21,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import embeddings, pg
-from lambdas.common.collections import CATEGORIES, RetryableError
+from lambdas.common.collections import CATEGORIES, USER_ID_PATTERN, RetryableError
 from lambdas.common.http import HttpError, json_response, make_resolver
 from lambdas.common.settings import env_int, require_env
 from lambdas.search import queries
@@ -32,12 +33,23 @@ app = make_resolver(logger)
 
 MAX_QUERY_CHARS = 500
 MAX_LIMIT = 50
+# ASCII digits only: str.isdigit() is true for "²" and "٣", which int() refuses or reads.
+_LIMIT = re.compile(r"[0-9]{1,3}")
+_USER_ID = re.compile(USER_ID_PATTERN)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _param(name: str) -> str | None:
     value = app.current_event.get_query_string_value(name, "")
     value = value.strip() if value else ""
     return value or None
+
+
+def _user_id() -> str | None:
+    user_id = _param("user_id")
+    if user_id is not None and not _USER_ID.fullmatch(user_id):
+        raise BadRequestError("user_id is not a valid user id")
+    return user_id
 
 
 @cache
@@ -66,13 +78,15 @@ def search() -> Response:
     q = _param("q")
     if q is None or len(q) > MAX_QUERY_CHARS:
         raise BadRequestError(f"q is required (1..{MAX_QUERY_CHARS} characters)")
+    if _CONTROL.search(q):
+        raise BadRequestError("q must not contain control characters")
     category = _param("category")
     if category is not None and category not in CATEGORIES:
         raise BadRequestError(f"category must be one of: {', '.join(CATEGORIES)}")
     raw_limit = _param("limit") or "10"
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+    if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise BadRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    user_id = _param("user_id")
+    user_id = _user_id()
     embedder = embeddings.embedder()
     try:
         [vector] = embedder.embed([q], "query")
@@ -113,8 +127,8 @@ def get_item(item_id: str) -> Response:
         item_id = str(uuid.UUID(item_id))
     except ValueError:
         raise HttpError(404, "item not found") from None
+    user_id = _user_id()
     found = queries.item(pg.connection(), item_id)
-    user_id = _param("user_id")
     if found is None or (user_id is not None and found["user_id"] != user_id):
         raise HttpError(404, "item not found")
     found["thumbnail_url"] = _thumbnail_url(found.pop("thumbnail_key"))

@@ -342,3 +342,20 @@ def test_store_failure_is_a_generic_500_json(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("SESSIONS_TABLE_NAME", "no-such-table")
     result = call_http(http_event("http_create_session.json", body="{}"))
     assert (result.status, result.json) == (500, {"error": "Internal Server Error"})
+
+
+@pytest.mark.parametrize("raw", [b"\xff\xfe{", b'{"qr": "\xe9t\xe9"}', b"\x80"])
+def test_create_session_with_a_body_that_is_not_utf8_is_400(raw: bytes) -> None:
+    # API Gateway base64-encodes a body it cannot pass as text (isBase64Encoded: true).
+    event = http_event("http_create_session.json", body=base64.b64encode(raw).decode())
+    event["isBase64Encoded"] = True
+    result = call_http(event)
+    assert result.status == 400
+    assert result.json == {"error": "request body is not valid JSON"}
+
+
+def test_create_session_with_a_body_that_is_not_base64_is_400() -> None:
+    event = http_event("http_create_session.json", body="%%%not-base64")
+    event["isBase64Encoded"] = True
+    result = call_http(event)
+    assert result.status == 400
