@@ -23,11 +23,22 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# Debian packages: chromium for the browser end-to-end tests.
+# Debian packages: chromium for the browser end-to-end tests. Another apt/dpkg process (unattended
+# upgrades, a second `make setup`) may hold apt's locks: wait for it, at most APT_LOCK_WAIT seconds,
+# instead of failing. apt-get's own DPkg::Lock::Timeout covers dpkg's lock but not the lists lock
+# that `apt-get update` takes, hence the loop (it retries only on a lock error).
+APT_LOCK_WAIT ?= 300
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT)
 system-packages:
 	@command -v chromium >/dev/null 2>&1 || { \
+	  apt_get() { \
+	    local deadline=$$((SECONDS + $(APT_LOCK_WAIT))) out; \
+	    until out=$$($(APT_GET) "$$@" 2>&1); do \
+	      if ! grep -q "Could not get lock" <<<"$$out" || [ $$SECONDS -ge $$deadline ]; then echo "$$out" >&2; return 1; fi; \
+	      echo "apt-get $$1: another apt/dpkg process holds the lock; waiting (at most $(APT_LOCK_WAIT) s)"; sleep 5; \
+	    done; }; \
 	  echo "installing Debian packages: chromium"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	  apt_get update -qq && apt_get install -y -qq --no-install-recommends chromium; }
 
 local: setup
 	$(PY) -m scripts.local --env dev
