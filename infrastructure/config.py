@@ -147,6 +147,11 @@ class EnvConfig:
     collections: CollectionsSettings = field(default_factory=CollectionsSettings)
     functions: FunctionsSettings = field(default_factory=FunctionsSettings)
     tunnel_domain: TunnelDomain | None = None
+    # "owner/name" of the GitHub repository whose Actions workflows deploy this environment. Only
+    # the deployer knows it: it comes from context `github_repository` (cdk.json carries
+    # GITHUB_REPOSITORY_EXAMPLE; CI passes `-c github_repository=${{ github.repository }}`). The
+    # GitHubOidc-{env} stack (OIDC provider, deploy and diff roles) exists only when it is set.
+    github_repository: str | None = None
 
     def stack_name(self, base: str) -> str:
         return f"{base}-{self.name}"
@@ -194,6 +199,11 @@ PROD = EnvConfig(
         quota_monthly_gb_seconds=1_000_000,
     ),
 )
+
+# The example in cdk.json: it synthesizes, but a role trusting it would trust whoever owns that name
+# on GitHub, so the GitHubOidc stack warns while it is set (and `--strict` deploys refuse it).
+GITHUB_REPOSITORY_CONTEXT = "github_repository"
+GITHUB_REPOSITORY_EXAMPLE = "example-org/serverless-platform"
 
 ENVIRONMENTS: dict[str, EnvConfig] = {c.name: c for c in (DEV, PROD)}
 

@@ -8,6 +8,7 @@ from infrastructure.config import EnvConfig
 from infrastructure.stacks.collections_compute import CollectionsComputeStack
 from infrastructure.stacks.collections_data import CollectionsDataStack
 from infrastructure.stacks.functions import FunctionsStack
+from infrastructure.stacks.github_oidc import github_oidc_stacks
 from infrastructure.stacks.qr_upload import QrUploadStack
 from infrastructure.stacks.tunnel import TunnelStack
 from lambdas.functions import names
@@ -24,4 +25,5 @@ def build_platform(app: App, config: EnvConfig, env: Environment | None = None) 
         CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env),
         FunctionsStack(app, config.stack_name(names.STACK_BASE), config=config, env=env),
     ]
+    stacks += github_oidc_stacks(app, config, env=env)
     return stacks
