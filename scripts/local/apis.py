@@ -134,13 +134,31 @@ def read_apis(resolver: Resolver) -> list[Api]:
 
 
 class LoopThread:
-    """One asyncio loop in a background thread for every server; blocking work goes to `executor`."""
+    """One asyncio loop in a background thread for every server; blocking work goes to an executor.
+
+    Each function gets its own threads (`executor_for`): a caller waiting for a busy function (a
+    tunnel's forwarder holding its workers while the agent answers) then never takes the threads
+    another function needs (the tunnel's response handler, whose answers the forwarder waits for),
+    nor those of other APIs. `executor` is for the rest."""
+
+    THREADS_PER_FUNCTION = 64
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="api-invoke")
+        self._executors: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self.loop.run_forever, name="api-loop", daemon=True)
         self._thread.start()
+
+    def executor_for(self, function: str) -> ThreadPoolExecutor:
+        with self._lock:
+            executor = self._executors.get(function)
+            if executor is None:
+                name = function.rsplit(":", 1)[-1][:24]
+                executor = ThreadPoolExecutor(max_workers=self.THREADS_PER_FUNCTION, thread_name_prefix=f"fn-{name}")
+                self._executors[function] = executor
+            return executor
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -148,7 +166,10 @@ class LoopThread:
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            executors = [self.executor, *self._executors.values()]
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         if not self.loop.is_running():
             self.loop.close()
 

@@ -340,7 +340,7 @@ class HttpApiServer:
             return None
         try:
             invocation = await self.loop.loop.run_in_executor(
-                self.loop.executor, self.invoker.invoke, authorizer.function, event
+                self.loop.executor_for(authorizer.function), self.invoker.invoke, authorizer.function, event
             )
         except InvokeError:
             return None
@@ -410,7 +410,7 @@ class HttpApiServer:
             response = denied
         else:
             invocation = await self.loop.loop.run_in_executor(
-                self.loop.executor, self.invoker.invoke, route.function, event
+                self.loop.executor_for(route.function), self.invoker.invoke, route.function, event
             )
             if invocation.failed:
                 response = _error(500, "Internal Server Error")

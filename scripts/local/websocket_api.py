@@ -113,7 +113,9 @@ class WebSocketApiServer:
 
     async def _invoke(self, route: Route, event: dict[str, Any]) -> Any:
         assert route.function is not None
-        return await self.loop.loop.run_in_executor(self.loop.executor, self.invoker.invoke, route.function, event)
+        return await self.loop.loop.run_in_executor(
+            self.loop.executor_for(route.function), self.invoker.invoke, route.function, event
+        )
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
         connection_id = base64.b64encode(os.urandom(11)).decode().replace("/", "_").replace("+", "-")

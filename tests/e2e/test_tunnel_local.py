@@ -4,6 +4,7 @@ WebSockets through the Tunnel stack's four handlers (moto behind them)."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -79,9 +80,11 @@ def new_token(runtime: LocalRuntime) -> str:
 
 
 class AgentProcess:
-    def __init__(self, runtime: LocalRuntime, token: str, port: int, *extra: str) -> None:
+    def __init__(self, runtime: LocalRuntime | None, token: str, port: int, *extra: str, url: str = "") -> None:
+        self.port = port
+        url = url or (runtime.outputs["Tunnel-dev"]["WebSocketUrl"] if runtime else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "scripts/tunnel_agent.py", "--url", runtime.outputs["Tunnel-dev"]["WebSocketUrl"],
+            [sys.executable, "scripts/tunnel_agent.py", "--url", url,
              "--token", token, "--port", str(port), *extra],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -224,3 +227,119 @@ def test_killed_agent_mid_request_is_502_within_a_second(runtime, app) -> None:
     thief = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "e2ekill")
     _, err = thief.proc.communicate(timeout=30)
     assert thief.proc.returncode == 1 and "belongs to another token" in err
+
+
+def _concurrently(count: int, one: Any) -> list[Any]:
+    results: list[Any] = [None] * count
+
+    def run(i: int) -> None:
+        try:
+            results[i] = one(i)
+        except Exception as exc:  # recorded, asserted on by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_two_hundred_concurrent_requests_through_one_agent_while_other_apis_answer(runtime, agent) -> None:
+    load: dict[str, Any] = {}
+
+    def one(i: int) -> Reply:
+        return call(f"{agent.public_url}/echo?i={i}", "POST", f"body {i}".encode())
+
+    thread = threading.Thread(target=lambda: load.update(results=_concurrently(200, one)))
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.5)  # the load is on: the forwarder's workers are busy and callers queue for them
+    # Other APIs of the runtime keep answering: the WebSocket API takes a new agent, the Lambda API lists.
+    other = AgentProcess(runtime, new_token(runtime), agent.port, "--subdomain", "e2eside")
+    try:
+        side_started = time.monotonic()
+        other.wait_url(timeout=15)
+        side_seconds = time.monotonic() - side_started
+    finally:
+        other.stop()
+    listed = runtime.client("lambda").list_functions()  # raises if the Lambda API does not answer
+    assert thread.is_alive(), "the load should still be running while the other APIs answer"
+    thread.join(90)
+    elapsed = time.monotonic() - started
+    results = load["results"]
+    failures = [
+        r if isinstance(r, Exception) else r.status for r in results if isinstance(r, Exception) or r.status != 201
+    ]
+    assert not failures, failures[:5]
+    assert [r.data for r in results] == [f"body {i}".encode() for i in range(200)]
+    assert listed["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert side_seconds < 10, f"a new agent took {side_seconds:.1f} s to connect under load"
+    assert elapsed < 45, f"200 requests took {elapsed:.1f} s"
+
+
+_RUNTIME_DRIVER = """
+import json, signal, sys, threading
+from scripts.local.runtime import LocalRuntime
+stop = threading.Event()
+runtime = LocalRuntime("dev", port_base=int(sys.argv[1]), app="tests.e2e.test_tunnel_local:tunnel_only_app")
+runtime.start()
+signal.signal(signal.SIGINT, lambda *_: stop.set())  # what `python -m scripts.local` does
+print(json.dumps(runtime.outputs["Tunnel-dev"]), flush=True)
+while not stop.wait(0.5):
+    pass
+runtime.stop()
+"""
+
+
+def test_ctrl_c_stops_the_runtime_within_five_seconds_under_load(app) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _RUNTIME_DRIVER, str(free_port_base())],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    agent: AgentProcess | None = None
+    try:
+        assert process.stdout is not None
+        outputs = json.loads(process.stdout.readline())
+        token = _create_token_against(outputs)
+        agent = AgentProcess(None, token, app.port, "--subdomain", "e2estop", url=outputs["WebSocketUrl"])
+        url = agent.wait_url()
+        seen = len(app.received)
+        load = threading.Thread(
+            target=_concurrently, args=(200, lambda i: call(f"{url}/slow?i={i}", headers={"X-Delay": "2"})), daemon=True
+        )
+        load.start()
+        deadline = time.monotonic() + 10
+        while len(app.received) < seen + 8:  # requests are in flight at the app
+            assert time.monotonic() < deadline, "the load never reached the app"
+            time.sleep(0.02)
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+        assert time.monotonic() - interrupted < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if agent is not None:
+            agent.stop()
+
+
+def _create_token_against(outputs: dict[str, str]) -> str:
+    """A token in the driver's moto (its port is the HTTP API's port + 100)."""
+    from scripts.local.runtime import MOTO_OFFSET
+
+    port = int(urlsplit(outputs["HttpApiUrl"]).port or 0) + MOTO_OFFSET
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+    }
+    result = subprocess.run(
+        [sys.executable, "scripts/tunnel_tokens.py", "--table", outputs["TokensTableName"], "create"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    return next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("token:"))
