@@ -36,6 +36,9 @@ class QrUploadSettings:
     session_ttl_seconds: int = 30 * 60
     upload_url_ttl_seconds: int = 300
     download_url_ttl_seconds: int = 300
+    # The event function decodes HEIC/HEIF uploads (up to max_upload_bytes, ~12 MP) into a JPEG
+    # rendition for the desktop: a 12-MP RGB frame alone is 36 MB, and Lambda's CPU grows with memory.
+    event_memory_mb: int = 1024
 
 
 @dataclass(frozen=True)

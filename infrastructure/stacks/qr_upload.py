@@ -24,6 +24,7 @@ from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifi
 from infrastructure.constructs.python_function import PythonFunction
 
 UPLOAD_PREFIX = "session-uploads/"
+RENDITION_PREFIX = "session-renditions/"
 CONNECTION_INDEX = "wsConnectionId-index"
 
 
@@ -65,6 +66,7 @@ class QrUploadStack(Stack):
         # depend on the bucket resource, or CloudFormation sees a cycle.
         self.bucket_name = f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
+        self.renditions_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{RENDITION_PREFIX}*"
         self.bucket = s3.Bucket(
             self,
             "UploadBucket",
@@ -72,6 +74,9 @@ class QrUploadStack(Stack):
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             encryption=s3.BucketEncryption.S3_MANAGED,
             enforce_ssl=True,
+            # A second POST with the same grant makes a new version; the session pins the one it
+            # completed with, so the photo the desktop was shown cannot be replaced.
+            versioned=True,
             removal_policy=config.removal_policy,
             cors=[
                 s3.CorsRule(
@@ -82,7 +87,20 @@ class QrUploadStack(Stack):
                 )
             ],
             lifecycle_rules=[
-                s3.LifecycleRule(id="ExpireSessionUploads", prefix=UPLOAD_PREFIX, expiration=Duration.days(1))
+                s3.LifecycleRule(
+                    id="ExpireSessionUploads",
+                    prefix=UPLOAD_PREFIX,
+                    expiration=Duration.days(1),
+                    noncurrent_version_expiration=Duration.days(1),
+                    expired_object_delete_marker=False,
+                ),
+                s3.LifecycleRule(
+                    id="ExpireSessionRenditions",
+                    prefix=RENDITION_PREFIX,
+                    expiration=Duration.days(1),
+                    noncurrent_version_expiration=Duration.days(1),
+                ),
+                s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )
         acknowledge(
@@ -134,6 +152,7 @@ class QrUploadStack(Stack):
             service="qr-upload-websocket-event",
             environment=shared_env,
             timeout=Duration.seconds(60),
+            memory_mb=qr.event_memory_mb,
             asynchronous=True,
         )
         self._grant()
@@ -161,8 +180,12 @@ class QrUploadStack(Stack):
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
             )
         )
-        # PutObject signs the presigned POST; GetObject signs the short-lived view URL.
-        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject"], resources=[uploads]))
+        # PutObject signs the presigned POST; GetObject(Version) signs the short-lived view URL of
+        # the pinned version or of the JPEG rendition.
+        http_fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
+        )
+        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.renditions_arn]))
 
         event_fn = self.event_function.function
         event_fn.add_to_role_policy(
@@ -171,24 +194,32 @@ class QrUploadStack(Stack):
         event_fn.add_to_role_policy(
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{CONNECTION_INDEX}"])
         )
-        # GetObject also authorizes the HEAD that re-checks size and type.
-        event_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[uploads]))
+        # Reads the first bytes of the event's object version (magic numbers) and, for HEIC/HEIF,
+        # the whole photo; writes its JPEG rendition outside the notified prefix.
+        event_fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
+        )
+        event_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.renditions_arn]))
         self.ws.grant_manage_connections(
             self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
         )
 
-        uploads_finding = (
-            f"arn:<AWS::Partition>:s3:::qr-upload-{self.config_name}-<AWS::AccountId>-<AWS::Region>/{UPLOAD_PREFIX}*"
-        )
+        bucket_finding = f"arn:<AWS::Partition>:s3:::qr-upload-{self.config_name}-<AWS::AccountId>-<AWS::Region>"
+        uploads_finding = f"{bucket_finding}/{UPLOAD_PREFIX}*"
+        renditions_finding = f"{bucket_finding}/{RENDITION_PREFIX}*"
         acknowledge_wildcards(
             self.http_function.role,
-            "Presigned POSTs and view URLs are for any object of one session, all under session-uploads/.",
+            "Presigned POSTs and view URLs are for any object of one session, all under session-uploads/ "
+            "(and its JPEG rendition under session-renditions/).",
             uploads_finding,
+            renditions_finding,
         )
         acknowledge_wildcards(
             self.event_function.role,
-            "The function HEADs whichever upload arrived, always under session-uploads/.",
+            "The function reads whichever upload arrived, always under session-uploads/, and writes its "
+            "rendition under session-renditions/.",
             uploads_finding,
+            renditions_finding,
         )
 
     def _routes(self) -> None:

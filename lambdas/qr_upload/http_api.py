@@ -6,7 +6,11 @@ Routes
   websocketUrl (wss://, or ws:// locally), maxBytes, and with `qr: true` also `qrSvg`: an SVG
   document of the QR code encoding uploadPageUrl. segno is imported only then.
 - `GET /upload-url?sessionId=&contentType=`: presigned POST for the phone. contentType is the
-  file's image/* type (default image/jpeg). Returns uploadUrl, uploadKey, fields, maxBytes, expiresIn.
+  photo's type, one of image/jpeg, png, webp, gif, heic, heif (default image/jpeg); the policy
+  pins Content-Type to exactly that and the form expires with the session at the latest.
+  Returns uploadUrl, uploadKey, fields, maxBytes, expiresIn.
+- `GET /upload-status?sessionId=&uploadKey=`: what became of that upload (pending, completed,
+  refused with the reason, superseded by another device's, expired), polled by the phone page.
 - `GET /sessions/{sessionId}` with header `Authorization: Bearer <desktopToken>`: status,
   expiresAt, uploadKey, completedAt and, when COMPLETED, `imageUrl` (presigned GET, short-lived).
 - `GET /`: desktop page. `GET /upload?sessionId=`: phone page (see pages.py for element ids).
@@ -36,6 +40,7 @@ from lambdas.qr_upload.sessions import (
     SessionStore,
     check_session_id,
     is_expired,
+    now,
     token_matches,
 )
 
@@ -118,17 +123,19 @@ def create_session() -> Response:
 def upload_url() -> Response:
     session_id = check_session_id(_query("sessionId"))
     content_type = (_query("contentType") or uploads.DEFAULT_CONTENT_TYPE).lower()
-    if not uploads.is_image_content_type(content_type):
-        raise HttpError(400, "contentType must be an image type")
+    if not uploads.is_accepted_content_type(content_type):
+        raise HttpError(400, f"contentType must be one of: {', '.join(uploads.ACCEPTED_TYPES)}")
     settings = config.settings()
     store = _store()
-    store.get_usable(session_id)
+    session = store.get_usable(session_id)
     key = uploads.new_upload_key(session_id)
-    # Record the key first: a form for a key the session does not hold would never complete.
-    store.request_upload(session_id, key)
-    post = uploads.presigned_post(
-        config.bucket_name(), key, content_type, settings.max_upload_bytes, settings.upload_url_ttl_seconds
-    )
+    parsed = uploads.parse_key(key)
+    assert parsed is not None
+    # Record the grant first: a form for a key the session does not hold would never complete.
+    store.request_upload(session_id, key, parsed[1])
+    # The form expires with the session at the latest, so S3 itself refuses a late upload.
+    expires_in = max(1, min(settings.upload_url_ttl_seconds, int(session["expiresAt"]) - now()))
+    post = uploads.presigned_post(config.bucket_name(), key, content_type, settings.max_upload_bytes, expires_in)
     metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
     logger.info("upload url issued", extra={"sessionId": session_id, "uploadKey": key})
     return json_response(
@@ -138,9 +145,40 @@ def upload_url() -> Response:
             "uploadKey": key,
             "fields": post["fields"],
             "maxBytes": settings.max_upload_bytes,
-            "expiresIn": settings.upload_url_ttl_seconds,
+            "expiresIn": expires_in,
         },
     )
+
+
+@app.get("/upload-status")
+@tracer.capture_method
+def upload_status() -> Response:
+    """What became of one upload, for the phone that made it: pending, completed, refused (with
+    the reason; the phone may send another photo), superseded (another device sent one first),
+    or expired. The upload key is the capability: only the phone holding the grant knows it."""
+    session_id = check_session_id(_query("sessionId"))
+    parsed = uploads.parse_key(_query("uploadKey") or "")
+    if parsed is None or parsed[0] != session_id:
+        raise HttpError(404, "Upload not found")
+    upload_id = parsed[1]
+    session = _store().get(session_id)
+    if session is None or upload_id not in (session.get("grants") or {}):
+        raise HttpError(404, "Upload not found")
+    payload: dict[str, Any] = {"sessionId": session_id}
+    if session.get("status") == COMPLETED:
+        mine = session.get("uploadKey") == _query("uploadKey")
+        payload["state"] = "completed" if mine else "superseded"
+        if not mine:
+            payload["message"] = "Another device sent a photo first."
+    elif upload_id in (session.get("refused") or {}):
+        payload["state"] = "refused"
+        payload["message"] = str(session["refused"][upload_id])
+    elif is_expired(session):
+        payload["state"] = "expired"
+        payload["message"] = "This session has expired. Start again on your computer."
+    else:
+        payload["state"] = "pending"
+    return json_response(200, payload)
 
 
 def _bearer_token() -> str | None:
@@ -175,10 +213,22 @@ def session_status(session_id: str) -> Response:
     }
     if status == COMPLETED:
         payload["completedAt"] = int(session["completedAt"])
-        payload["imageUrl"] = uploads.presigned_get(
-            config.bucket_name(), str(session["uploadKey"]), config.settings().download_url_ttl_seconds
-        )
+        payload["imageUrl"] = _image_url(session)
     return json_response(200, payload)
+
+
+def _image_url(session: dict[str, Any]) -> str:
+    """The pinned version (or the JPEG rendition), typed from its bytes, as a download."""
+    ttl = config.settings().download_url_ttl_seconds
+    if session.get("renditionKey"):
+        return uploads.presigned_get(config.bucket_name(), str(session["renditionKey"]), ttl, content_type="image/jpeg")
+    return uploads.presigned_get(
+        config.bucket_name(),
+        str(session["uploadKey"]),
+        ttl,
+        version_id=session.get("uploadVersionId"),
+        content_type=str(session.get("contentType") or "image/jpeg"),
+    )
 
 
 @app.get("/")

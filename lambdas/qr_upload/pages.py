@@ -16,8 +16,11 @@ Desktop page `GET /` (body `data-api-base`: path prefix of the API, "" or "/{sta
 - `#new-session`: button shown when the session ends (completed, expired, error); reloads.
 
 Phone page `GET /upload?sessionId=` (body `data-api-base`, `data-session-id`, `data-max-bytes`):
-- `#file`: <input type=file accept="image/*" capture>; choosing a file starts the upload.
-- `#status`: `data-state` is one of ready, uploading, done, error, expired, not-found, completed.
+- `#file`: <input type=file accept=(the accepted photo types) capture>; choosing a file starts the upload.
+- `#progress`: <progress> of the POST to S3 (bytes sent of total), shown while sending.
+- `#status`: `data-state` is one of ready, uploading, checking (S3 has the bytes, the server is
+  checking them), done, superseded (another device sent a photo first), error (the message says
+  why; a refused file can be replaced), expired, not-found, completed.
 - `#message`: why a file was refused or an upload failed, empty otherwise.
 """
 
@@ -31,7 +34,7 @@ from aws_lambda_powertools.event_handler import Response
 _DESKTOP_STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:40rem;padding:0 1rem;color:#111}
 #qr{display:block;width:294px;height:294px;margin:1rem 0;image-rendering:pixelated}
-#photo{display:block;max-width:100%;margin:1rem 0}
+#photo{display:block;max-width:100%;max-height:calc(100vh - 14rem);width:auto;height:auto;object-fit:contain;margin:1rem 0}
 #message{color:#b00020}
 [hidden]{display:none!important}
 """
@@ -190,6 +193,8 @@ _PHONE_STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:32rem;padding:0 1rem;color:#111}
 label{display:block;margin:1rem 0 .5rem;font-weight:600}
 #message{color:#b00020}
+#progress{display:block;width:100%;height:1.25rem;margin:.5rem 0}
+[hidden]{display:none!important}
 """
 
 _PHONE_SCRIPT = r"""
@@ -197,7 +202,7 @@ _PHONE_SCRIPT = r"""
   "use strict";
   const body = document.body.dataset;
   const $ = (id) => document.getElementById(id);
-  const fileEl = $("file"), statusEl = $("status"), messageEl = $("message");
+  const fileEl = $("file"), statusEl = $("status"), messageEl = $("message"), progressEl = $("progress");
   const maxBytes = Number(body.maxBytes);
 
   function setState(state, text) { statusEl.dataset.state = state; statusEl.textContent = text; }
@@ -209,10 +214,59 @@ _PHONE_SCRIPT = r"""
     fileEl.value = "";
   }
 
+  // The accepted photo types; the server's POST policy pins the one chosen, and the event
+  // function checks the bytes themselves.
+  const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp",
+                  gif: "image/gif", heic: "image/heic", heif: "image/heif" };
+  const ACCEPTED = new Set(Object.values(TYPES));
+  function typeOf(file) {
+    if (file.type) return file.type.toLowerCase();
+    // Some browsers leave HEIC's type empty; fall back on the extension.
+    const ext = (file.name.split(".").pop() || "").toLowerCase();
+    return TYPES[ext] || "";
+  }
+  function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+  // XMLHttpRequest rather than fetch: only it reports upload progress.
+  function post(url, form) {
+    return new Promise((resolve) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", url);
+      progressEl.value = 0;
+      progressEl.hidden = false;
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable) {
+          progressEl.max = e.total;
+          progressEl.value = e.loaded;
+          statusEl.textContent = "Sending... " + Math.floor((100 * e.loaded) / e.total) + "%";
+        }
+      };
+      xhr.onload = () => resolve({ ok: xhr.status >= 200 && xhr.status < 300, status: xhr.status, text: xhr.responseText });
+      xhr.onerror = () => resolve({ ok: false, status: 0, text: "" });
+      xhr.send(form);
+    });
+  }
+
+  // After S3 took the bytes, the server decides: this photo, another device's, or a refusal.
+  async function outcome(key) {
+    const url = body.apiBase + "/upload-status?sessionId=" + encodeURIComponent(body.sessionId) +
+      "&uploadKey=" + encodeURIComponent(key);
+    for (let i = 0; i < 90; i++) {
+      try {
+        const res = await fetch(url, { cache: "no-store" });
+        const r = await res.json();
+        if (res.ok && r.state !== "pending") return r;
+      } catch (e) { /* keep asking */ }
+      await sleep(i < 10 ? 500 : 1000);
+    }
+    return { state: "unknown" };
+  }
+
   async function upload(file) {
     messageEl.textContent = "";
-    // Checked here before anything is sent; the S3 policy refuses the same files regardless.
-    if (!file.type || !file.type.startsWith("image/")) return refuse("That file is not an image. Choose a photo.");
+    const type = typeOf(file);
+    // Checked here before anything is sent; the S3 policy and the server refuse the same files regardless.
+    if (!ACCEPTED.has(type)) return refuse("That file is not a photo. Choose a JPEG, PNG, WebP, GIF or HEIC photo.");
     if (file.size === 0) return refuse("That file is empty. Choose a photo.");
     if (file.size > maxBytes) return refuse("That photo is " + mb(file.size) + "; the limit is " + mb(maxBytes) + ".");
 
@@ -221,7 +275,7 @@ _PHONE_SCRIPT = r"""
     let res, grant = {};
     try {
       res = await fetch(body.apiBase + "/upload-url?sessionId=" + encodeURIComponent(body.sessionId) +
-        "&contentType=" + encodeURIComponent(file.type), { cache: "no-store" });
+        "&contentType=" + encodeURIComponent(type), { cache: "no-store" });
       try { grant = await res.json(); } catch (e) { grant = {}; }
     } catch (e) {
       res = { ok: false, status: 0 };
@@ -241,21 +295,34 @@ _PHONE_SCRIPT = r"""
     const form = new FormData();
     Object.entries(grant.fields).forEach(([name, value]) => form.append(name, value));
     form.append("file", file); // S3 ignores every field after the file, so it goes last
-    try {
-      const s3 = await fetch(grant.uploadUrl, { method: "POST", body: form });
-      if (s3.ok) {
-        setState("done", "Sent. Look at your computer.");
-        return;
-      }
-      const text = await s3.text();
-      const code = (text.match(/<Code>([^<]+)<\/Code>/) || [])[1] || ("HTTP " + s3.status);
-      setState("error", "The upload was refused.");
-      messageEl.textContent = code === "EntityTooLarge" ? "The photo is too large." : "Storage said: " + code;
-    } catch (e) {
-      setState("error", "The upload failed.");
-      messageEl.textContent = "Network error; try again.";
+    const s3 = await post(grant.uploadUrl, form);
+    progressEl.hidden = true;
+    if (!s3.ok) {
+      const code = (s3.text.match(/<Code>([^<]+)<\/Code>/) || [])[1] || (s3.status ? "HTTP " + s3.status : "");
+      setState("error", s3.status ? "The upload was refused." : "The upload failed.");
+      messageEl.textContent = !code ? "Network error; try again." :
+        code === "EntityTooLarge" ? "The photo is too large." : "Storage said: " + code;
+      fileEl.disabled = false;
+      return;
     }
-    fileEl.disabled = false;
+    setState("checking", "Checking the photo...");
+    const r = await outcome(grant.uploadKey);
+    if (r.state === "completed") {
+      setState("done", "Sent. Look at your computer.");
+    } else if (r.state === "superseded") {
+      setState("superseded", "Not sent: another device sent a photo first.");
+      messageEl.textContent = r.message || "";
+    } else if (r.state === "expired") {
+      setState("expired", "This session has expired. Start again on your computer.");
+    } else if (r.state === "refused") {
+      setState("error", "That file was not accepted. Choose another photo.");
+      messageEl.textContent = r.message || "";
+      fileEl.value = "";
+      fileEl.disabled = false;
+    } else {
+      setState("error", "No answer about the photo yet. Look at your computer.");
+      fileEl.disabled = false;
+    }
   }
 
   fileEl.addEventListener("change", () => { if (fileEl.files.length) upload(fileEl.files[0]); });
@@ -275,7 +342,8 @@ _PHONE_HTML = """<!doctype html>
 <main>
 <h1>Send a photo</h1>
 <label for="file">Take or choose a photo (up to {max_mb} MB)</label>
-<input id="file" type="file" accept="image/*" capture="environment"{disabled}>
+<input id="file" type="file" accept="image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,.heic,.heif" capture="environment"{disabled}>
+<progress id="progress" max="1" value="0" hidden></progress>
 <p id="status" data-state="{state}" role="status" aria-live="polite">{status_text}</p>
 <p id="message" role="alert"></p>
 </main>

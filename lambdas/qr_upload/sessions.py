@@ -1,11 +1,18 @@
 """The sessions table: one item per session, every state change guarded by a condition expression.
 
-Item: sessionId (S, key), status, createdAt, expiresAt (TTL), desktopTokenHash, and once set
-uploadKey, uploadRequestedAt, completedAt, notifiedAt, wsConnectionId. wsConnectionId is absent
+Item: sessionId (S, key), status, createdAt, expiresAt (TTL), desktopTokenHash, `grants` (map:
+upload id -> issuedAt, one per upload URL issued), `refused` (map: upload id -> why its bytes
+were refused), and once set uploadKey (the newest key issued; once COMPLETED, the key that
+completed), uploadVersionId (the S3 version that completed: later writes to the same key
+change nothing the desktop sees), contentType (the type read from the bytes), renditionKey
+(a JPEG the desktop can display, for HEIC/HEIF), uploadRequestedAt, completedAt, notifiedAt,
+wsConnectionId. wsConnectionId is absent
 rather than null when no desktop is connected: it is the key of the `wsConnectionId-index` GSI,
 and a GSI key attribute must be a string when present.
 
-State machine: AWAITING_SCAN -> UPLOAD_REQUESTED (-> UPLOAD_REQUESTED with a newer key) -> COMPLETED.
+State machine: AWAITING_SCAN -> UPLOAD_REQUESTED (more grants may be issued) -> COMPLETED by the
+first upload of any grant whose bytes are an accepted photo and that arrived before expiresAt;
+every other upload then reads as superseded.
 TTL deletes items late (up to days), so expiry is checked here against `expiresAt`.
 """
 
@@ -101,6 +108,8 @@ class SessionStore:
                 "createdAt": created,
                 "expiresAt": session.expires_at,
                 "desktopTokenHash": hash_token(session.desktop_token),
+                "grants": {},
+                "refused": {},
             },
             # A uuid4 collision is practically impossible; the condition makes it harmless anyway.
             ConditionExpression="attribute_not_exists(sessionId)",
@@ -122,16 +131,16 @@ class SessionStore:
             raise SessionError(400, "Session expired", "expired")
         return session
 
-    def request_upload(self, session_id: str, upload_key: str) -> None:
-        """Record the newest upload key; an older key issued before stops counting."""
+    def request_upload(self, session_id: str, upload_key: str, upload_id: str) -> None:
+        """Record a grant (every grant issued may complete the session: the first upload wins)."""
         at = now()
         try:
             self._table.update_item(
                 Key={"sessionId": session_id},
-                UpdateExpression="SET #s = :requested, uploadKey = :key, uploadRequestedAt = :now",
+                UpdateExpression="SET #s = :requested, uploadKey = :key, uploadRequestedAt = :now, grants.#g = :now",
                 ConditionExpression="attribute_exists(sessionId) AND #s IN (:awaiting, :requested) "
                 "AND expiresAt > :now",
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames={"#s": "status", "#g": upload_id},
                 ExpressionAttributeValues={
                     ":requested": UPLOAD_REQUESTED,
                     ":awaiting": AWAITING_SCAN,
@@ -146,20 +155,42 @@ class SessionStore:
             self.get_usable(session_id)
             raise SessionError(400, "Session no longer accepts uploads", "expired") from None
 
-    def complete(self, session_id: str, upload_key: str) -> dict[str, Any] | None:
-        """Mark the session COMPLETED for exactly this key; None if it was not (any more) due."""
+    def complete(
+        self,
+        session_id: str,
+        upload_key: str,
+        upload_id: str,
+        *,
+        uploaded_at: int,
+        version_id: str | None,
+        content_type: str,
+        rendition_key: str | None = None,
+    ) -> dict[str, Any] | None:
+        """COMPLETED by this upload, if it is the first to get here, of a grant of this session,
+        and was made before the session expired; None otherwise."""
+        names = {"#s": "status", "#g": upload_id}
+        values: dict[str, Any] = {
+            ":completed": COMPLETED,
+            ":requested": UPLOAD_REQUESTED,
+            ":key": upload_key,
+            ":now": now(),
+            ":at": uploaded_at,
+            ":type": content_type,
+        }
+        update = "SET #s = :completed, completedAt = :now, uploadKey = :key, contentType = :type"
+        if version_id:
+            update += ", uploadVersionId = :version"
+            values[":version"] = version_id
+        if rendition_key:
+            update += ", renditionKey = :rendition"
+            values[":rendition"] = rendition_key
         try:
             result = self._table.update_item(
                 Key={"sessionId": session_id},
-                UpdateExpression="SET #s = :completed, completedAt = :now",
-                ConditionExpression="#s = :requested AND uploadKey = :key",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":completed": COMPLETED,
-                    ":requested": UPLOAD_REQUESTED,
-                    ":key": upload_key,
-                    ":now": now(),
-                },
+                UpdateExpression=update,
+                ConditionExpression="#s = :requested AND attribute_exists(grants.#g) AND expiresAt > :at",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -167,6 +198,20 @@ class SessionStore:
                 return None
             raise
         return dict(result["Attributes"])
+
+    def refuse_upload(self, session_id: str, upload_id: str, reason: str) -> None:
+        """Record why an upload was refused (the phone reads it); the session stays open."""
+        try:
+            self._table.update_item(
+                Key={"sessionId": session_id},
+                UpdateExpression="SET refused.#g = :reason",
+                ConditionExpression="attribute_exists(grants.#g)",
+                ExpressionAttributeNames={"#g": upload_id},
+                ExpressionAttributeValues={":reason": reason},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
 
     def claim_notification(self, session_id: str, upload_key: str, connection_id: str) -> int | None:
         """Reserve the single UPLOAD_COMPLETED notification; None if another delivery has it."""

@@ -1,8 +1,16 @@
 """S3 side of an upload: the presigned POST a phone uses, the short-lived GET the desktop shows,
-and the HEAD check of what actually arrived.
+and the check of what actually arrived (its first bytes, not its declared type).
 
 A presigned POST (not PUT) is used because only a POST policy can cap the size
-(`content-length-range`) and constrain the Content-Type; the key is exact, not a prefix.
+(`content-length-range`) and pin the Content-Type (an exact `eq` condition on one of the
+accepted photo types); the key is exact, not a prefix.
+
+The bucket is versioned: a second POST with the same grant makes a new version, and the session
+keeps the version it completed with, so what the desktop was shown never changes.
+The desktop's GET URL overrides the response's Content-Type with the type read from the bytes
+and its Content-Disposition with `attachment`, so the link opened on its own is a download, never
+a document rendered on the bucket's origin. (S3 cannot add `X-Content-Type-Options: nosniff` to a
+response; the forced type of a checked photo is what leaves nothing to sniff.)
 """
 
 from __future__ import annotations
@@ -21,8 +29,39 @@ from lambdas.qr_upload.config import UPLOAD_PREFIX
 from lambdas.qr_upload.sessions import is_valid_session_id
 
 _KEY = re.compile(r"^session-uploads/(?P<session>[^/]+)/image-(?P<suffix>[0-9a-f]{32})$")
-_CONTENT_TYPE = re.compile(r"^image/[a-z0-9][a-z0-9.+-]{0,63}$")
 DEFAULT_CONTENT_TYPE = "image/jpeg"
+RENDITION_PREFIX = "session-renditions/"
+RENDITION_LONG_EDGE = 2048
+
+# The accepted photo types (what phones send), each with the format its bytes must have.
+ACCEPTED_TYPES = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/gif": "GIF",
+    "image/heic": "HEIF",
+    "image/heif": "HEIF",
+}
+# Formats a browser cannot display: the desktop gets a JPEG rendition of these.
+NEEDS_RENDITION = {"HEIF"}
+_FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+ACCEPTED_WORDS = "a JPEG, PNG, WebP, GIF or HEIC photo"
+
+
+def sniff(data: bytes) -> str | None:
+    """The photo format from the first bytes (magic numbers), or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    return None
 
 
 def new_upload_key(session_id: str) -> str:
@@ -30,16 +69,26 @@ def new_upload_key(session_id: str) -> str:
     return f"{UPLOAD_PREFIX}{session_id}/image-{uuid.uuid4().hex}"
 
 
-def session_id_from_key(key: str) -> str | None:
-    """The session id in an upload key, or None if the key is not one this system issues."""
+def parse_key(key: str) -> tuple[str, str] | None:
+    """(session id, upload id) of an upload key, or None if the key is not one this system issues."""
     match = _KEY.match(key)
     if not match or not is_valid_session_id(match.group("session")):
         return None
-    return match.group("session")
+    return match.group("session"), match.group("suffix")
 
 
-def is_image_content_type(value: str | None) -> bool:
-    return bool(value) and bool(_CONTENT_TYPE.match(str(value).lower()))
+def session_id_from_key(key: str) -> str | None:
+    parsed = parse_key(key)
+    return parsed[0] if parsed else None
+
+
+def is_accepted_content_type(value: str | None) -> bool:
+    return bool(value) and str(value).lower() in ACCEPTED_TYPES
+
+
+def rendition_key(session_id: str, upload_id: str) -> str:
+    # Outside session-uploads/: the bucket's notification does not fire for it.
+    return f"{RENDITION_PREFIX}{session_id}/{upload_id}.jpg"
 
 
 def presigned_post(bucket: str, key: str, content_type: str, max_bytes: int, expires_in: int) -> dict[str, Any]:
@@ -50,17 +99,29 @@ def presigned_post(bucket: str, key: str, content_type: str, max_bytes: int, exp
         Fields={"Content-Type": content_type},
         Conditions=[
             ["content-length-range", 1, max_bytes],
-            ["starts-with", "$Content-Type", "image/"],
+            {"Content-Type": content_type},
         ],
         ExpiresIn=expires_in,
     )
     return post
 
 
-def presigned_get(bucket: str, key: str, expires_in: int) -> str:
-    url: str = presign_client().generate_presigned_url(
-        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
-    )
+def presigned_get(
+    bucket: str,
+    key: str,
+    expires_in: int,
+    *,
+    version_id: str | None = None,
+    content_type: str | None = None,
+) -> str:
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    if content_type:
+        fmt = ACCEPTED_TYPES.get(content_type, "JPEG")
+        params["ResponseContentType"] = content_type
+        params["ResponseContentDisposition"] = f'attachment; filename="{_FILENAMES[fmt]}"'
+    url: str = presign_client().generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
     return url
 
 
@@ -78,25 +139,76 @@ def s3_origin(bucket: str) -> str:
 class StoredObject:
     size: int
     content_type: str
+    version_id: str | None
+    head: bytes  # the first bytes, enough for the magic numbers
 
 
-def head(bucket: str, key: str) -> StoredObject | None:
-    """Size and type of an uploaded object; None if it no longer exists. Other errors propagate."""
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "NoSuchVersion")
+
+
+def read_head(bucket: str, key: str, version_id: str | None) -> StoredObject | None:
+    """Size, declared type, version and first 64 bytes of an upload (one ranged GET of that
+    version); None if it no longer exists. Other errors propagate."""
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": "bytes=0-63"}
+    if version_id:
+        params["VersionId"] = version_id
     try:
-        meta = client("s3").head_object(Bucket=bucket, Key=key)
+        obj = client("s3").get_object(**params)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        if _missing(exc):
             return None
+        if exc.response.get("Error", {}).get("Code") == "InvalidRange":  # an empty object
+            return StoredObject(0, "", version_id, b"")
         raise
-    return StoredObject(size=int(meta.get("ContentLength", 0)), content_type=str(meta.get("ContentType", "")))
+    content_range = str(obj.get("ContentRange", ""))  # "bytes 0-63/12345"
+    size = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else int(obj.get("ContentLength", 0))
+    return StoredObject(
+        size=size,
+        content_type=str(obj.get("ContentType", "")),
+        version_id=str(obj.get("VersionId")) if obj.get("VersionId") not in (None, "null") else version_id,
+        head=obj["Body"].read(),
+    )
 
 
-def rejection_reason(obj: StoredObject, max_bytes: int) -> str | None:
-    """Why an object must not complete a session (the POST policy should already have refused it)."""
+def rejection_reason(obj: StoredObject, max_bytes: int) -> tuple[str | None, str | None]:
+    """(format read from the bytes, None) for an accepted photo, else (None, why not) in words
+    the phone can show."""
     if obj.size <= 0:
-        return "empty object"
+        return None, "The file is empty."
     if obj.size > max_bytes:
-        return f"object is {obj.size} bytes, limit {max_bytes}"
-    if not is_image_content_type(obj.content_type):
-        return f"content type {obj.content_type or 'missing'} is not an image"
-    return None
+        return None, f"The photo is larger than {max_bytes / 1048576:g} MB."
+    fmt = sniff(obj.head)
+    if fmt is None:
+        return None, f"That file is not a photo. Send {ACCEPTED_WORDS}."
+    # The bytes decide, not the declared type (a phone names a PNG saved as .jpg image/jpeg).
+    return fmt, None
+
+
+def content_type_of(fmt: str) -> str:
+    return next(t for t, f in ACCEPTED_TYPES.items() if f == fmt)
+
+
+def make_rendition(bucket: str, key: str, version_id: str | None, out_key: str) -> bool:
+    """Decode the upload and store a JPEG the desktop's browser can show; False if the bytes
+    cannot be decoded as a photo. Pillow and pillow-heif are imported only here."""
+    import io
+
+    import pillow_heif
+    from PIL import Image, ImageOps
+
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    data = client("s3").get_object(**params)["Body"].read()
+    pillow_heif.register_heif_opener()
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.thumbnail((RENDITION_LONG_EDGE, RENDITION_LONG_EDGE))
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+    except Exception:  # any decoder error means: not a photo we can show
+        return False
+    out = io.BytesIO()
+    rgb.save(out, format="JPEG", quality=85)
+    client("s3").put_object(Bucket=bucket, Key=out_key, Body=out.getvalue(), ContentType="image/jpeg")
+    return True

@@ -6,21 +6,24 @@
   The newest connection replaces the session's previous wsConnectionId.
 - `$disconnect`: finds the session through the `wsConnectionId-index` GSI and clears
   wsConnectionId only if it still holds this connection. Always 200.
-- S3 `ObjectCreated:*` under `session-uploads/`: every record is processed. A key that is not the
-  session's current uploadKey is ignored (logged, UploadsIgnored). The object is HEADed; one over
-  MAX_UPLOAD_BYTES or not image/* is refused (logged, UploadsRejected) and the session is left
-  unchanged, so the phone can still send a proper photo with a new URL while the session lives
-  (the bucket's lifecycle rule removes the refused object). Completion is conditional on
-  `status = UPLOAD_REQUESTED AND uploadKey = :key`, and the notification is claimed with
-  `notifiedAt`, so a redelivered event completes nothing and notifies nobody a second time.
-  Completion does not re-check expiresAt: the form was issued while the session was live and S3
-  enforced the form's own (shorter) expiry.
+- S3 `ObjectCreated:*` under `session-uploads/`: every record is processed. A key that is not
+  one of the session's grants is ignored (logged, UploadsIgnored). The first 64 bytes of the
+  event's object version are read: an empty or oversized object, or one whose magic numbers are
+  not a JPEG, PNG, WebP, GIF or HEIC/HEIF photo, is refused (logged, UploadsRejected); the reason
+  is stored under `refused.{uploadId}` for the phone (GET /upload-status) and the session stays
+  open for a retry. HEIC/HEIF gets a JPEG rendition under `session-renditions/` for the desktop.
+  Completion is conditional on `status = UPLOAD_REQUESTED`, the grant, and the upload's own time
+  (eventTime) being before expiresAt: the first accepted upload wins, the others read as
+  superseded, and one made after expiry completes nothing. The completing version is pinned.
+  The notification is claimed with `notifiedAt`, so a redelivered event completes nothing and
+  notifies nobody a second time.
   Retryable failures (throttling, 5xx) raise after all records were tried, so Lambda retries.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -134,6 +137,16 @@ def _ignore(reason: str, key: str) -> None:
     logger.warning("upload event ignored", extra={"reason": reason, "key": key})
 
 
+def _uploaded_at(record: dict[str, Any]) -> int:
+    """When S3 stored the object (the record's eventTime), so a late delivery is judged by
+    when the phone uploaded, not when the event arrived."""
+    try:
+        stamp = datetime.fromisoformat(str(record["eventTime"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return now()
+    return int(stamp.timestamp())
+
+
 @tracer.capture_method
 def on_object_created(record: dict[str, Any]) -> None:
     bucket = record["s3"]["bucket"]["name"]
@@ -141,35 +154,62 @@ def on_object_created(record: dict[str, Any]) -> None:
     key = unquote_plus(record["s3"]["object"]["key"])
     if not str(record.get("eventName", "")).startswith("ObjectCreated:"):
         return _ignore("not an ObjectCreated event", key)
-    session_id = uploads.session_id_from_key(key)
-    if session_id is None:
+    parsed = uploads.parse_key(key)
+    if parsed is None:
         return _ignore("not an upload key", key)
+    session_id, upload_id = parsed
     store = _store()
     session = store.get(session_id)
     if session is None:
         return _ignore("no such session", key)
-    if session.get("uploadKey") != key:
-        return _ignore("not the session's current uploadKey", key)
+    if upload_id not in (session.get("grants") or {}):
+        return _ignore("not a grant of this session", key)
+    version_id = record["s3"]["object"].get("versionId") or None
 
-    if session.get("status") == UPLOAD_REQUESTED:
-        stored = uploads.head(bucket, key)
-        if stored is None:
-            return _ignore("object no longer exists", key)
-        reason = uploads.rejection_reason(stored, config.settings().max_upload_bytes)
-        if reason:
-            _count("UploadsRejected")
-            logger.warning("upload refused", extra={"sessionId": session_id, "key": key, "reason": reason})
-            return None
-        completed = store.complete(session_id, key)
-        if completed is not None:
-            _count("UploadsCompleted")
-            logger.info("upload completed", extra={"sessionId": session_id, "key": key})
-            session = completed
-        else:
-            session = store.get(session_id) or session  # a concurrent delivery completed it
-    elif session.get("status") != COMPLETED:
+    if session.get("status") == COMPLETED:
+        if session.get("uploadKey") != key:
+            return _ignore("another upload completed the session first", key)
+        if version_id and session.get("uploadVersionId") not in (None, version_id):
+            # A second POST with the same grant: a new version the desktop is never shown.
+            return _ignore("a later write to the key that completed the session", key)
+        _notify(store, session, key)  # a redelivery: notify if that has not happened yet
+        return None
+    if session.get("status") != UPLOAD_REQUESTED:
         return _ignore(f"session is {session.get('status')}", key)
-    _notify(store, session, key)
+    uploaded_at = _uploaded_at(record)
+    if uploaded_at >= int(session.get("expiresAt", 0)):
+        return _ignore("uploaded after the session expired", key)
+
+    settings = config.settings()
+    stored = uploads.read_head(bucket, key, version_id)
+    if stored is None:
+        return _ignore("object no longer exists", key)
+    fmt, reason = uploads.rejection_reason(stored, settings.max_upload_bytes)
+    rendition = None
+    if fmt in uploads.NEEDS_RENDITION:
+        rendition = uploads.rendition_key(session_id, upload_id)
+        if not uploads.make_rendition(bucket, key, stored.version_id, rendition):
+            fmt, reason = None, f"That photo could not be read. Send {uploads.ACCEPTED_WORDS}."
+    if fmt is None:
+        _count("UploadsRejected")
+        logger.warning("upload refused", extra={"sessionId": session_id, "key": key, "reason": reason})
+        store.refuse_upload(session_id, upload_id, str(reason))
+        return None
+    completed = store.complete(
+        session_id,
+        key,
+        upload_id,
+        uploaded_at=uploaded_at,
+        version_id=stored.version_id,
+        content_type=uploads.content_type_of(fmt),
+        rendition_key=rendition,
+    )
+    if completed is None:
+        # Another upload won, or the session expired meanwhile: nothing to notify for this one.
+        return _ignore("the session was completed or expired meanwhile", key)
+    _count("UploadsCompleted")
+    logger.info("upload completed", extra={"sessionId": session_id, "key": key, "format": fmt})
+    _notify(store, completed, key)
     return None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match, Template
 
@@ -70,8 +72,23 @@ def test_upload_bucket_is_private_encrypted_tls_only_and_expires_uploads(templat
                 "RestrictPublicBuckets": True,
             },
             "BucketEncryption": Match.object_like({"ServerSideEncryptionConfiguration": Match.any_value()}),
+            # Versioned: the session pins the version it completed with; every version lives a day.
+            "VersioningConfiguration": {"Status": "Enabled"},
             "LifecycleConfiguration": {
-                "Rules": [Match.object_like({"Prefix": "session-uploads/", "ExpirationInDays": 1, "Status": "Enabled"})]
+                "Rules": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Prefix": prefix,
+                                "ExpirationInDays": 1,
+                                "NoncurrentVersionExpiration": {"NoncurrentDays": 1},
+                                "Status": "Enabled",
+                            }
+                        )
+                        for prefix in ("session-uploads/", "session-renditions/")
+                    ]
+                    + [Match.object_like({"ExpiredObjectDeleteMarker": True, "Status": "Enabled"})]
+                )
             },
         },
     )
@@ -169,6 +186,7 @@ def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name:
         "dynamodb:UpdateItem",
         "s3:PutObject",
         "s3:GetObject",
+        "s3:GetObjectVersion",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "xray:PutTraceSegments",
@@ -177,6 +195,9 @@ def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name:
     s3_statement = next(s for s in statements if "s3:PutObject" in s["Action"])
     resource = s3_statement["Resource"]
     assert resource["Fn::Join"][1][-1] == "/session-uploads/*"
+    # Renditions are only read (signed view URLs), never written by this function.
+    renditions = [s for s in statements if "/session-renditions/*" in json.dumps(s["Resource"])]
+    assert [s["Action"] for s in renditions] == ["s3:GetObject"]
 
 
 def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:
@@ -187,6 +208,8 @@ def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name
         "dynamodb:UpdateItem",
         "dynamodb:Query",
         "s3:GetObject",
+        "s3:GetObjectVersion",
+        "s3:PutObject",
         "execute-api:ManageConnections",
         "sqs:SendMessage",
         "sqs:GetQueueAttributes",
@@ -197,6 +220,9 @@ def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name
         "xray:PutTelemetryRecords",
     }
     assert "dynamodb:Scan" not in actions
+    # It writes only renditions, outside the notified prefix (it can never trigger itself).
+    put = next(s for s in statements if s["Action"] == "s3:PutObject")
+    assert put["Resource"]["Fn::Join"][1][-1] == "/session-renditions/*"
     query = next(s for s in statements if s["Action"] == "dynamodb:Query")
     assert query["Resource"]["Fn::Join"][1][-1] == "/index/wsConnectionId-index"
     manage = next(s for s in statements if s["Action"] == "execute-api:ManageConnections")

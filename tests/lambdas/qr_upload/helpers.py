@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -133,15 +135,31 @@ def disconnect_event(connection_id: str) -> dict[str, Any]:
     return event
 
 
-def s3_record(key: str, *, encode: bool = True) -> dict[str, Any]:
-    """One S3 record for `key`, URL-encoded the way S3 writes keys into events."""
+def s3_record(
+    key: str, *, encode: bool = True, version_id: str | None = None, at: float | None = None
+) -> dict[str, Any]:
+    """One S3 record for `key`, URL-encoded the way S3 writes keys into events; a versioned
+    bucket's records carry the object's versionId. eventTime is now unless `at` (epoch) says."""
     record: dict[str, Any] = copy.deepcopy(load_event("s3_object_created.json")["Records"][0])
     record["s3"]["object"]["key"] = quote(key, safe="/").replace("%20", "+") if encode else key
+    if version_id is not None:
+        record["s3"]["object"]["versionId"] = version_id
+    stamp = datetime.fromtimestamp(time.time() if at is None else at, UTC)
+    record["eventTime"] = stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
     return record
 
 
 def s3_event(*keys: str) -> dict[str, Any]:
-    return {"Records": [s3_record(key) for key in keys]}
+    return {"Records": [s3_record(key, version_id=latest_version(key)) for key in keys]}
+
+
+def latest_version(key: str) -> str | None:
+    """The current version of an upload in the (versioned) bucket, None if there is none."""
+    try:
+        version: str = _s3().head_object(Bucket=BUCKET, Key=key)["VersionId"]
+    except Exception:
+        return None
+    return version
 
 
 @cache
@@ -159,8 +177,10 @@ def item(session_id: str) -> dict[str, Any]:
     return found
 
 
-def put_object(key: str, body: bytes, content_type: str) -> None:
-    _s3().put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)
+def put_object(key: str, body: bytes, content_type: str) -> str:
+    """Store an upload as the phone's POST would; returns its version id."""
+    version: str = _s3().put_object(Bucket=BUCKET, Key=key, Body=body, ContentType=content_type)["VersionId"]
+    return version
 
 
 def metrics_from(output: str) -> dict[str, float]:
@@ -208,6 +228,6 @@ def create_resources(endpoint_url: str | None = None, *, table: str = TABLE, buc
     dynamodb.update_time_to_live(
         TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiresAt"}
     )
-    aws_client("s3", endpoint_url).create_bucket(
-        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
-    )
+    s3 = aws_client("s3", endpoint_url)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})

@@ -154,7 +154,9 @@ def test_upload_url_is_a_presigned_post_with_exact_key_size_and_type_conditions(
     conditions = policy["conditions"]
     assert isinstance(conditions, list)
     assert ["content-length-range", 1, 10 * 1024 * 1024] in conditions
-    assert ["starts-with", "$Content-Type", "image/"] in conditions
+    # Exactly the type asked for, never a prefix (image/svg+xml would pass "image/").
+    assert {"Content-Type": "image/png"} in conditions
+    assert not [c for c in conditions if isinstance(c, list) and c[1] == "$Content-Type"]
     assert {"key": key} in conditions
     assert {"bucket": BUCKET} in conditions
     # S3 refuses a form field that no condition covers: every field we hand out must be covered.
@@ -186,12 +188,27 @@ def test_upload_url_limits_follow_configuration(monkeypatch: pytest.MonkeyPatch)
     assert body["maxBytes"] == 2048
 
 
-def test_upload_url_again_while_requested_issues_a_new_key_and_only_the_latest_counts() -> None:
+def test_upload_url_again_while_requested_issues_a_new_key_and_both_grants_count() -> None:
     session_id = create_session()["sessionId"]
     first = request_upload_url(session_id).json["uploadKey"]
     second = request_upload_url(session_id).json["uploadKey"]
     assert first != second
-    assert item(session_id)["uploadKey"] == second
+    stored = item(session_id)
+    assert stored["uploadKey"] == second
+    assert set(stored["grants"]) == {first.rsplit("-", 1)[1], second.rsplit("-", 1)[1]}
+
+
+def test_upload_url_expires_with_the_session_at_the_latest() -> None:
+    session_id = create_session()["sessionId"]
+    ends = int(time.time()) + 40
+    table().update_item(
+        Key={"sessionId": session_id}, UpdateExpression="SET expiresAt = :e", ExpressionAttributeValues={":e": ends}
+    )
+    body = request_upload_url(session_id).json
+    assert 38 <= body["expiresIn"] <= 40
+    policy = _policy(body["fields"])
+    expiration = datetime.strptime(str(policy["expiration"]), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert expiration.timestamp() <= ends
 
 
 def test_upload_url_defaults_content_type_to_jpeg() -> None:
@@ -235,12 +252,28 @@ def test_upload_url_for_completed_session_is_400_and_keeps_its_key() -> None:
     assert item(session_id)["uploadKey"] == key
 
 
-@pytest.mark.parametrize("content_type", ["text/html", "application/pdf", "image", "image/<script>"])
-def test_upload_url_refuses_non_image_content_types(content_type: str) -> None:
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/html", "application/pdf", "image", "image/<script>", "image/svg+xml", "image/bmp", "image/x-icon"],
+)
+def test_upload_url_refuses_types_outside_the_photo_allow_list(content_type: str) -> None:
     session_id = create_session()["sessionId"]
     result = request_upload_url(session_id, content_type)
-    assert (result.status, result.json) == (400, {"error": "contentType must be an image type"})
+    assert result.status == 400
+    assert result.json == {
+        "error": "contentType must be one of: image/jpeg, image/png, image/webp, image/gif, image/heic, image/heif"
+    }
     assert item(session_id)["status"] == "AWAITING_SCAN"
+
+
+@pytest.mark.parametrize(
+    "content_type", ["image/jpeg", "image/png", "image/webp", "image/gif", "image/heic", "IMAGE/HEIF"]
+)
+def test_upload_url_accepts_each_photo_type_and_pins_it(content_type: str) -> None:
+    session_id = create_session()["sessionId"]
+    body = request_upload_url(session_id, content_type).json
+    assert body["fields"]["Content-Type"] == content_type.lower()
+    assert {"Content-Type": content_type.lower()} in _policy(body["fields"])["conditions"]  # type: ignore[operator]
 
 
 # --- GET /sessions/{sessionId} --------------------------------------------------------------

@@ -119,7 +119,8 @@ def test_phone_page_for_a_live_session(monkeypatch: pytest.MonkeyPatch) -> None:
     assert csp["connect-src"] == ["'self'", "https://qr-upload-test-bucket.s3.eu-west-1.amazonaws.com"]
     file_input = elements.by_id["file"]
     assert file_input["_tag"] == "input" and file_input["type"] == "file"
-    assert file_input["accept"] == "image/*"
+    assert file_input["accept"] == "image/jpeg,image/png,image/webp,image/gif,image/heic,image/heif,.heic,.heif"
+    assert elements.by_id["progress"]["_tag"] == "progress" and "hidden" in elements.by_id["progress"]
     assert "capture" in file_input
     assert "disabled" not in file_input
     assert elements.by_id["status"]["data-state"] == "ready"

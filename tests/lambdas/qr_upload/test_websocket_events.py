@@ -2,26 +2,36 @@
 
 from __future__ import annotations
 
+import io
 import time
+from functools import cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
 
 from lambdas.qr_upload import config
 
 from .conftest import ConnectionsServer
 from .helpers import (
+    BUCKET,
+    REGION,
     call_events,
+    call_http,
     connect_event,
     create_session,
     disconnect_event,
+    http_event,
     item,
+    latest_version,
     load_event,
     metrics_from,
     put_object,
     request_upload_url,
     s3_event,
     s3_record,
+    status_event,
     table,
 )
 
@@ -30,6 +40,19 @@ pytestmark = pytest.mark.usefixtures("aws")
 CONN = "CzVBZdRxjoECFfA="
 UNKNOWN = "3f0c9b3e-8a6e-4d53-9a8e-2a4f6f1c7b21"
 PHOTO = b"\xff\xd8\xff\xe0" + b"jpeg" * 256
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+
+
+@cache
+def s3() -> Any:
+    return boto3.client("s3", region_name=REGION)
+
+
+def upload_status(session_id: str, key: str) -> tuple[int, Any]:
+    result = call_http(
+        http_event("http_upload_url.json", path="/upload-status", query={"sessionId": session_id, "uploadKey": key})
+    )
+    return result.status, result.json
 
 
 def _expire(session_id: str) -> None:
@@ -205,19 +228,27 @@ def test_every_record_is_processed(connections: ConnectionsServer) -> None:
     assert sorted(conn for _, conn, _ in connections.posts) == ["conn-a=", "conn-b="]
 
 
-def test_only_the_latest_upload_key_completes(connections: ConnectionsServer) -> None:
+def test_two_phones_exactly_one_upload_wins_and_the_other_is_told(connections: ConnectionsServer) -> None:
     session = _connected_session()
     sid = session["sessionId"]
-    old_key = _uploaded(sid)
-    new_key = _uploaded(sid)  # the phone asked again; the first form no longer counts
+    first_key = _uploaded(sid)  # phone 1 took its grant first...
+    second_key = _uploaded(sid, body=PNG, content_type="image/png")  # ...phone 2 took one too
 
-    call_events(s3_event(old_key))
-    assert item(sid)["status"] == "UPLOAD_REQUESTED"
-    assert connections.posts == []
-
-    call_events(s3_event(new_key))
-    assert item(sid)["status"] == "COMPLETED"
-    assert item(sid)["uploadKey"] == new_key
+    # Phone 1's upload is processed first: it wins, although phone 2's grant is newer.
+    call_events(s3_event(first_key))
+    call_events(s3_event(second_key))
+    stored = item(sid)
+    assert stored["status"] == "COMPLETED"
+    assert stored["uploadKey"] == first_key
+    assert [msg["uploadKey"] for _, _, msg in connections.posts] == [first_key]
+    assert upload_status(sid, first_key) == (200, {"sessionId": sid, "state": "completed"})
+    assert upload_status(sid, second_key) == (
+        200,
+        {"sessionId": sid, "state": "superseded", "message": "Another device sent a photo first."},
+    )
+    # The desktop is shown phone 1's photo, typed from its bytes.
+    image_url = call_http(status_event(sid, session["desktopToken"])).json["imageUrl"]
+    assert first_key in image_url and "response-content-type=image%2Fjpeg" in image_url
 
 
 def test_foreign_keys_are_ignored_and_logged_decoded(
@@ -269,18 +300,133 @@ def test_oversized_object_is_refused(
 def test_object_at_the_limit_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "1000")
     sid = create_session()["sessionId"]
-    key = _uploaded(sid, body=b"x" * 1000)
+    key = _uploaded(sid, body=PHOTO[:1000])
     call_events(s3_event(key))
     assert item(sid)["status"] == "COMPLETED"
 
 
-@pytest.mark.parametrize("content_type", ["text/html", "application/octet-stream", "binary/octet-stream"])
-def test_non_image_object_is_refused(content_type: str, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj",
+        b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>',
+        b"<!doctype html><script>alert(1)</script>",
+        b"PK\x03\x04 a zip renamed IMG_0001.jpg",
+        b"\x00\x00\x00\x18ftypmp42 an mp4 is not a photo",
+    ],
+)
+def test_bytes_that_are_not_a_photo_are_refused_the_phone_told_why_and_a_retry_completes(
+    body: bytes, capsys: pytest.CaptureFixture[str]
+) -> None:
     sid = create_session()["sessionId"]
-    key = _uploaded(sid, content_type=content_type)
+    key = _uploaded(sid, body=body, content_type="image/jpeg")  # renamed .jpg: the declared type lies
     call_events(s3_event(key))
     assert item(sid)["status"] == "UPLOAD_REQUESTED"
     assert metrics_from(capsys.readouterr().out).get("UploadsRejected") == 1
+    status, answer = upload_status(sid, key)
+    assert (status, answer["state"]) == (200, "refused")
+    assert answer["message"] == "That file is not a photo. Send a JPEG, PNG, WebP, GIF or HEIC photo."
+    # The session stayed open: the same phone sends a real photo with a new grant.
+    retry = _uploaded(sid)
+    call_events(s3_event(retry))
+    assert item(sid)["status"] == "COMPLETED" and item(sid)["uploadKey"] == retry
+    assert upload_status(sid, retry)[1]["state"] == "completed"
+
+
+def test_a_photo_is_accepted_whatever_type_it_was_declared_with() -> None:
+    sid = create_session()["sessionId"]
+    key = _uploaded(sid, body=PNG, content_type="image/jpeg")
+    call_events(s3_event(key))
+    assert item(sid)["contentType"] == "image/png"
+
+
+def test_a_grant_used_after_the_session_expired_completes_nothing(connections: ConnectionsServer) -> None:
+    session = _connected_session()
+    sid = session["sessionId"]
+    key = _uploaded(sid)  # the grant was taken while the session lived
+    expires_at = int(item(sid)["expiresAt"])
+    # S3 stored the object one second after expiry (real S3 would accept a form still valid then).
+    call_events({"Records": [s3_record(key, version_id=latest_version(key), at=expires_at + 1)]})
+    assert item(sid)["status"] == "UPLOAD_REQUESTED"
+    assert connections.posts == []
+    _expire(sid)
+    assert upload_status(sid, key)[1]["state"] == "expired"
+
+
+def test_a_second_post_with_the_same_grant_after_completion_changes_nothing_shown(
+    connections: ConnectionsServer,
+) -> None:
+    session = _connected_session()
+    sid = session["sessionId"]
+    key = _uploaded(sid)
+    first_version = latest_version(key)
+    call_events(s3_event(key))
+    assert item(sid)["uploadVersionId"] == first_version
+
+    put_object(key, PNG, "image/png")  # the same form posted again, with other bytes
+    second_version = latest_version(key)
+    assert second_version != first_version
+    call_events(s3_event(key))
+
+    stored = item(sid)
+    assert stored["uploadVersionId"] == first_version and stored["contentType"] == "image/jpeg"
+    assert len(connections.posts) == 1
+    url = urlsplit(call_http(status_event(sid, session["desktopToken"])).json["imageUrl"])
+    query = parse_qs(url.query)
+    assert query["versionId"] == [first_version]
+    assert query["response-content-type"] == ["image/jpeg"]
+    assert query["response-content-disposition"] == ['attachment; filename="photo.jpg"']
+    shown = s3().get_object(Bucket=BUCKET, Key=key, VersionId=query["versionId"][0])["Body"].read()
+    assert shown == PHOTO
+
+
+def _heic(width: int = 640, height: int = 480) -> bytes:
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(out, format="HEIF", quality=60)
+    return out.getvalue()
+
+
+def test_heic_gets_a_jpeg_rendition_the_desktop_is_shown() -> None:
+    from PIL import Image
+
+    session = create_session()
+    sid = session["sessionId"]
+    heic = _heic()
+    key = _uploaded(sid, body=heic, content_type="image/heic")
+    call_events(s3_event(key))
+    stored = item(sid)
+    assert stored["status"] == "COMPLETED" and stored["contentType"] == "image/heic"
+    rendition = stored["renditionKey"]
+    assert rendition == f"session-renditions/{sid}/{key.rsplit('-', 1)[1]}.jpg"
+    jpeg = s3().get_object(Bucket=BUCKET, Key=rendition)
+    assert jpeg["ContentType"] == "image/jpeg"
+    with Image.open(io.BytesIO(jpeg["Body"].read())) as img:
+        assert (img.format, img.size) == ("JPEG", (640, 480))
+        red, green, blue = img.getpixel((320, 240))
+        assert red > 150 and green < 90 and blue < 90
+    url = call_http(status_event(sid, session["desktopToken"])).json["imageUrl"]
+    assert rendition in url and "response-content-type=image%2Fjpeg" in url
+
+
+def test_heic_magic_with_bytes_that_do_not_decode_is_refused() -> None:
+    sid = create_session()["sessionId"]
+    key = _uploaded(sid, body=b"\x00\x00\x00\x18ftypheic" + b"\x00" * 200, content_type="image/heic")
+    call_events(s3_event(key))
+    assert item(sid)["status"] == "UPLOAD_REQUESTED"
+    assert upload_status(sid, key)[1]["message"].startswith("That photo could not be read.")
+
+
+def test_upload_status_is_404_for_keys_of_other_sessions_or_never_granted() -> None:
+    first, second = create_session()["sessionId"], create_session()["sessionId"]
+    key = request_upload_url(first).json["uploadKey"]
+    assert upload_status(second, key)[0] == 404
+    assert upload_status(first, f"session-uploads/{first}/image-{'0' * 32}")[0] == 404
+    assert upload_status(first, "../../etc/passwd")[0] == 404
+    assert upload_status(first, key) == (200, {"sessionId": first, "state": "pending"})
 
 
 def test_event_for_a_deleted_object_is_ignored() -> None:
