@@ -138,3 +138,18 @@ def test_pip_and_npm_caches() -> None:
     for step in setups:
         expected = "pip" if "setup-python" in step["uses"] else "npm"
         assert step["with"]["cache"] == expected, step
+
+
+def test_every_cdk_option_used_exists_in_the_pinned_cli() -> None:
+    """actionlint cannot know the CDK CLI: each `npx cdk COMMAND --option` must be in that command's --help."""
+    used: dict[str, set[str]] = {}
+    for _, step in all_steps():
+        for match in re.finditer(r"npx cdk (\w+)([^\n]*(?:\\\n[^\n]*)*)", step.get("run", "")):
+            used.setdefault(match.group(1), set()).update(re.findall(r"(?<![\w-])--[a-z][a-z-]*", match.group(2)))
+    assert set(used) == {"synth", "diff", "deploy"}
+    cdk = ROOT / "node_modules" / ".bin" / "cdk"
+    for command, options in used.items():
+        result = subprocess.run([str(cdk), command, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+        known = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", result.stdout + result.stderr))
+        assert known, result.stderr
+        assert options <= known, f"cdk {command}: unknown {sorted(options - known)}"
