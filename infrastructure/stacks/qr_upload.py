@@ -228,6 +228,7 @@ class QrUploadStack(Stack):
             (apigw.HttpMethod.POST, "/sessions"),
             (apigw.HttpMethod.GET, "/sessions/{sessionId}"),
             (apigw.HttpMethod.GET, "/upload-url"),
+            (apigw.HttpMethod.GET, "/upload-status"),
             (apigw.HttpMethod.GET, "/"),
             (apigw.HttpMethod.GET, "/upload"),
         ):

@@ -22,7 +22,14 @@ def template(env_name: str) -> Template:
 
 
 def test_http_routes(template: Template) -> None:
-    for route in ("POST /sessions", "GET /sessions/{sessionId}", "GET /upload-url", "GET /", "GET /upload"):
+    for route in (
+        "POST /sessions",
+        "GET /sessions/{sessionId}",
+        "GET /upload-url",
+        "GET /upload-status",
+        "GET /",
+        "GET /upload",
+    ):
         template.has_resource_properties("AWS::ApiGatewayV2::Route", {"RouteKey": route})
     template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
 
