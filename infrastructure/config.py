@@ -31,6 +31,22 @@ class TunnelDomain:
 
 
 @dataclass(frozen=True)
+class TunnelSettings:
+    """Limits that keep one tunnel from starving the others and the account's other systems."""
+
+    # Reserved concurrency of the forwarder (it holds a Lambda up to 25 s per request while the
+    # agent answers). None leaves it unreserved: dev's new accounts cannot reserve any (Lambda
+    # keeps 100 unreserved, and their limit may be as low as 10). Prod: 100, so tunnels together
+    # can never take the concurrency the other systems need.
+    forward_reserved_concurrency: int | None = None
+    # Requests one tunnel may have in flight at once (counted per agent connection); more get 429
+    # with Retry-After. Prod's 20 lets five busy tunnels share the forwarder's 100 at least.
+    max_inflight_per_tunnel: int = 20
+    # Seconds a refused client is told to wait (Retry-After).
+    busy_retry_after_seconds: int = 1
+
+
+@dataclass(frozen=True)
 class QrUploadSettings:
     max_upload_bytes: int = 10 * 1024 * 1024
     session_ttl_seconds: int = 30 * 60
@@ -150,6 +166,7 @@ class EnvConfig:
     collections: CollectionsSettings = field(default_factory=CollectionsSettings)
     functions: FunctionsSettings = field(default_factory=FunctionsSettings)
     tunnel_domain: TunnelDomain | None = None
+    tunnel: TunnelSettings = field(default_factory=TunnelSettings)
     # "owner/name" of the GitHub repository whose Actions workflows deploy this environment. Only
     # the deployer knows it: it comes from context `github_repository` (cdk.json carries
     # GITHUB_REPOSITORY_EXAMPLE; CI passes `-c github_repository=${{ github.repository }}`). The
@@ -201,6 +218,7 @@ PROD = EnvConfig(
         quota_invocations_per_minute=6000,
         quota_monthly_gb_seconds=1_000_000,
     ),
+    tunnel=TunnelSettings(forward_reserved_concurrency=100, max_inflight_per_tunnel=20),
 )
 
 # The example in cdk.json: it synthesizes, but a role trusting it would trust whoever owns that name

@@ -183,10 +183,14 @@ class TunnelStack(Stack):
                 **domain,
                 "BODY_BUCKET_NAME": self.bucket.bucket_name,
                 "REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
+                "MAX_INFLIGHT_PER_TUNNEL": str(self.config.tunnel.max_inflight_per_tunnel),
+                "BUSY_RETRY_AFTER_SECONDS": str(self.config.tunnel.busy_retry_after_seconds),
             },
             # Waiting for the agent is most of its time: the HTTP API cuts off at 30 s anyway.
             timeout=Duration.seconds(29),
             memory_mb=512,
+            # Bounds what all tunnels together can hold of the account's concurrency.
+            reserved_concurrency=self.config.tunnel.forward_reserved_concurrency,
         )
         self.response_fn = self._function(
             "ResponseFunction",
@@ -211,7 +215,8 @@ class TunnelStack(Stack):
         allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
 
         allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
-        allow(self.forward_fn, ["dynamodb:DeleteItem"], connections_arn)  # stale connection after GoneException
+        # Delete: a stale connection after GoneException; Update/Get: its in-flight count (the per-tunnel cap).
+        allow(self.forward_fn, ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn)
         allow(
             self.forward_fn,
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],

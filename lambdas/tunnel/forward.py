@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
-from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, PendingStore
+from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, ConnectionMissing, PendingStore
 
 logger = Logger()
 tracer = Tracer()
@@ -182,11 +182,34 @@ def forward(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if len(body) > p.MAX_BODY_BYTES:
         return _error(413, "request body larger than the tunnel's 5 MiB limit")
 
-    connection_id = settings.connections().find(route.subdomain)
+    connections = settings.connections()
+    connection_id = connections.find(route.subdomain)
+    slot = None
+    if connection_id is not None:
+        try:
+            slot = connections.acquire(connection_id, settings.max_inflight())
+        except ConnectionMissing:  # disconnected between the index read and now
+            connection_id = None
     if connection_id is None:
         metrics.add_metric(name="UnknownTunnel", unit=MetricUnit.Count, value=1)
         return _error(404, f"no agent is connected for {route.subdomain!r}")
+    if slot is None:
+        metrics.add_metric(name="TunnelBusy", unit=MetricUnit.Count, value=1)
+        busy = _error(429, f"tunnel {route.subdomain!r} has {settings.max_inflight()} requests in flight; retry later")
+        busy["headers"]["retry-after"] = str(settings.retry_after_seconds())
+        return busy
+    try:
+        return _send_and_wait(event, route, body, connection_id, deadline)
+    finally:
+        try:
+            connections.release(connection_id)
+        except Exception:  # a leaked count ends with the connection (at most 2 hours)
+            logger.exception("could not release the in-flight slot")
 
+
+def _send_and_wait(
+    event: dict[str, Any], route: Route, body: bytes, connection_id: str, deadline: float
+) -> dict[str, Any]:
     request_id = uuid.uuid4().hex
     logger.append_keys(request_id=request_id, connection_id=connection_id)
     http = event.get("requestContext", {}).get("http", {})

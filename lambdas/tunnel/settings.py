@@ -42,6 +42,17 @@ def request_timeout_seconds() -> float:
     return min(timeout, 29.0)
 
 
+@cache
+def max_inflight() -> int:
+    """Requests one tunnel (agent connection) may have in flight; more are answered 429."""
+    return max(1, env_int("MAX_INFLIGHT_PER_TUNNEL", 20))
+
+
+@cache
+def retry_after_seconds() -> int:
+    return max(1, env_int("BUSY_RETRY_AFTER_SECONDS", 1))
+
+
 def public_url(subdomain: str) -> str:
     """`https://{sub}.{DOMAIN_NAME}` with a custom domain, else the HTTP API's `/t/{sub}` form."""
     domain = os.environ.get("DOMAIN_NAME", "").strip()
@@ -52,5 +63,8 @@ def public_url(subdomain: str) -> str:
 
 def clear() -> None:
     """Forget cached settings (tests change the environment between cases)."""
-    for fn in (connections, pending, tokens, bodies, websocket_endpoint, request_timeout_seconds):
+    for fn in (
+        connections, pending, tokens, bodies, websocket_endpoint, request_timeout_seconds, max_inflight,
+        retry_after_seconds,
+    ):  # fmt: skip
         fn.cache_clear()

@@ -2,7 +2,8 @@
 
 Tables (names from the environment, attribute names from the spec):
 
-- connections (`connectionId`): `claimedSubdomain`, `publicUrl`, `tokenId`, `createdAt`, `ttl`, and
+- connections (`connectionId`): `claimedSubdomain`, `publicUrl`, `tokenId`, `createdAt`, `ttl`,
+  `inflight` (requests the forwarder is waiting on, for the per-tunnel cap), and
   `publicSubdomain` once the agent has sent Ready. GSI `subdomain-index` (`publicSubdomain`,
   `createdAt`) is therefore sparse: a connection is routable only when it can receive posts, and
   the newest one wins while an agent hands over to a fresh connection.
@@ -59,6 +60,10 @@ class SubdomainTaken(Exception):
 
 
 class TokenRevoked(Exception):
+    pass
+
+
+class ConnectionMissing(Exception):
     pass
 
 
@@ -220,6 +225,40 @@ class ConnectionStore:
             .get("Items", [])
         )
         return items[0]["connectionId"]["S"] if items else None
+
+    def acquire(self, connection_id: str, limit: int) -> dict[str, Any] | None:
+        """Count one more request in flight on the connection if fewer than `limit` are: the
+        connection's item then, else None (full). Raises ConnectionMissing if it is gone."""
+        ddb = client("dynamodb")
+        try:
+            attrs = ddb.update_item(
+                TableName=self.table,
+                Key={"connectionId": _s(connection_id)},
+                UpdateExpression="ADD inflight :one",
+                ConditionExpression="attribute_exists(connectionId) AND (attribute_not_exists(inflight) OR inflight < :limit)",
+                ExpressionAttributeValues={":one": _n(1), ":limit": _n(limit)},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ddb.exceptions.ConditionalCheckFailedException:
+            exists = ddb.get_item(
+                TableName=self.table, Key={"connectionId": _s(connection_id)}, ProjectionExpression="connectionId"
+            ).get("Item")
+            if not exists:
+                raise ConnectionMissing(connection_id) from None
+            return None
+        return plain(attrs)
+
+    def release(self, connection_id: str) -> None:
+        """One request fewer in flight (never recreates a connection deleted meanwhile)."""
+        ddb = client("dynamodb")
+        with contextlib.suppress(ddb.exceptions.ConditionalCheckFailedException):
+            ddb.update_item(
+                TableName=self.table,
+                Key={"connectionId": _s(connection_id)},
+                UpdateExpression="ADD inflight :minus",
+                ConditionExpression="attribute_exists(connectionId)",
+                ExpressionAttributeValues={":minus": _n(-1)},
+            )
 
     def delete(self, connection_id: str) -> dict[str, Any] | None:
         old = (

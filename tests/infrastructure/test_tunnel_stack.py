@@ -145,6 +145,18 @@ def test_functions_and_environment(template: Template, env_name: str) -> None:
     assert "DOMAIN_NAME" not in connect  # no custom domain configured in dev/prod
 
 
+def test_forwarder_concurrency_and_per_tunnel_cap_come_from_config(template: Template, env_name: str) -> None:
+    settings = get_config(env_name).tunnel
+    forward = find_function(template, f"tunnel-forward-{env_name}")[1]["Properties"]
+    assert forward.get("ReservedConcurrentExecutions") == settings.forward_reserved_concurrency
+    variables = forward["Environment"]["Variables"]
+    assert variables["MAX_INFLIGHT_PER_TUNNEL"] == str(settings.max_inflight_per_tunnel)
+    assert variables["BUSY_RETRY_AFTER_SECONDS"] == str(settings.busy_retry_after_seconds)
+    if env_name == "prod":  # prod bounds what all tunnels together hold, and one tunnel's share of it
+        assert settings.forward_reserved_concurrency is not None
+        assert settings.max_inflight_per_tunnel < settings.forward_reserved_concurrency
+
+
 def test_iam_is_least_privilege_per_function(template: Template, env_name: str) -> None:
     expected = {
         "connect": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 
 import pytest
 
 from lambdas.common import aws
-from lambdas.tunnel import connect, disconnect, forward, response
+from lambdas.tunnel import connect, disconnect, forward, response, settings
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel.store import PendingStore
 from tests.lambdas.tunnel.support import (
@@ -229,3 +230,37 @@ def test_response_claimed_in_bucket_but_missing_is_502(context, gateway) -> None
     _agent(gateway, context, lie)
     result = forward.handler(event("http_api"), context)
     assert result["statusCode"] == 502 and "missing" in json.loads(result["body"])["error"]
+
+
+def test_requests_over_the_per_tunnel_cap_are_429_with_retry_after(context, gateway, monkeypatch) -> None:
+    monkeypatch.setenv("MAX_INFLIGHT_PER_TUNNEL", "2")
+    monkeypatch.setenv("BUSY_RETRY_AFTER_SECONDS", "3")
+    settings.clear()
+    _ready(context)
+    release = threading.Event()
+
+    def held(req: p.HttpRequest) -> p.HttpResponse:
+        release.wait(5)
+        return _echo(req)
+
+    agent = _agent(gateway, context, held)
+    results: list[dict] = []
+    threads = [threading.Thread(target=lambda: results.append(forward.handler(event("http_api"), context)))
+               for _ in range(2)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(agent.requests) < 2:  # both are in flight at the agent
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    refused = forward.handler(event("http_api"), context)
+    assert refused["statusCode"] == 429 and refused["headers"]["retry-after"] == "3"
+    assert "error" in json.loads(refused["body"])
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert [r["statusCode"] for r in results] == [200, 200]
+    # The slots are given back: the next request goes through, and the count is back to zero.
+    assert forward.handler(event("http_api"), context)["statusCode"] == 200
+    item = aws.client("dynamodb").get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": "c1"}})["Item"]
+    assert item["inflight"] == {"N": "0"}
