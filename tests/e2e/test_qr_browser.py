@@ -31,6 +31,16 @@ def _png(width: int = 320, height: int = 240) -> bytes:
     return out.getvalue()
 
 
+def _heic(width: int = 640, height: int = 480) -> bytes:
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 40, 40)).save(out, format="HEIF", quality=60)
+    return out.getvalue()
+
+
 @pytest.fixture
 def pages(browser: Any) -> Iterator[tuple[Any, Any]]:
     desktop_context, phone_context = browser.new_context(), browser.new_context()
@@ -98,7 +108,7 @@ def test_phone_refuses_non_images_and_oversized_files_before_uploading(
 
     phone.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
     phone.wait_for_selector("#status[data-state=error]", timeout=5000)
-    assert "not an image" in phone.inner_text("#message")
+    assert "not a photo" in phone.inner_text("#message")
 
     max_bytes = int(str(phone.get_attribute("body", "data-max-bytes")))
     big = b"\xff\xd8\xff" + b"\0" * max_bytes  # one JPEG-looking byte string over the limit
@@ -142,6 +152,80 @@ def test_desktop_connecting_after_the_upload_still_learns_of_it(runtime: LocalRu
     allow["socket"] = True
     desktop.wait_for_selector("#status[data-socket=open]", timeout=20000)
     desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
+
+
+def test_a_non_photo_renamed_jpg_is_refused_the_phone_says_why_and_can_retry(
+    runtime: LocalRuntime, pages: tuple[Any, Any]
+) -> None:
+    desktop, phone = pages
+    phone_url = _open_desktop(desktop, runtime)
+    phone.goto(phone_url)
+    fake = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
+    phone.set_input_files("#file", files=[{"name": "IMG_0001.jpg", "mimeType": "image/jpeg", "buffer": fake}])
+    phone.wait_for_selector("#status[data-state=error]", timeout=15000)
+    assert "That file is not a photo" in phone.inner_text("#message")
+    assert not phone.is_disabled("#file")
+    assert desktop.get_attribute("#status", "data-state") in ("waiting", "uploading")
+    assert desktop.is_hidden("#photo")
+
+    phone.set_input_files("#file", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png()}])
+    phone.wait_for_selector("#status[data-state=done]", timeout=15000)
+    desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
+    desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
+
+
+def test_heic_reaches_the_desktop_as_a_jpeg_rendition_it_can_show(
+    runtime: LocalRuntime, pages: tuple[Any, Any]
+) -> None:
+    desktop, phone = pages
+    desktop.set_viewport_size({"width": 1024, "height": 600})
+    phone_url = _open_desktop(desktop, runtime)
+    phone.goto(phone_url)
+    phone.set_input_files("#file", files=[{"name": "IMG_0002.HEIC", "mimeType": "image/heic", "buffer": _heic()}])
+    phone.wait_for_selector("#status[data-state=done]", timeout=20000)
+    desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
+    # Chromium cannot decode HEIC: a decoded 640x480 image is the JPEG rendition.
+    desktop.wait_for_function("document.getElementById('photo').naturalWidth === 640", timeout=10000)
+    # The photo fits the window: "Start again" stays on screen.
+    box = desktop.locator("#new-session").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 600
+
+
+def test_two_phones_one_upload_wins_and_the_other_phone_is_told(runtime: LocalRuntime, browser: Any) -> None:
+    contexts = [browser.new_context() for _ in range(3)]
+    try:
+        desktop, first, second = (c.new_page() for c in contexts)
+        phone_url = _open_desktop(desktop, runtime)
+        first.goto(phone_url)
+        second.goto(phone_url)
+        held: list[Any] = []
+
+        def hold_s3_post(route: Any) -> None:
+            if route.request.method == "POST":
+                held.append(route)  # the second phone's upload waits here, its grant in hand
+            else:
+                route.continue_()
+
+        second.route("**/*", hold_s3_post)
+        second.set_input_files("#file", files=[{"name": "b.png", "mimeType": "image/png", "buffer": _png(200, 150)}])
+        deadline = time.time() + 10
+        while not held and time.time() < deadline:
+            second.wait_for_timeout(50)
+        assert held, "the second phone never started its upload"
+
+        first.set_input_files("#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": _png()}])
+        first.wait_for_selector("#status[data-state=done]", timeout=15000)
+        desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
+
+        held[0].continue_()  # S3 takes the second photo too; the session already has its winner
+        second.wait_for_selector("#status[data-state=superseded]", timeout=15000)
+        assert "another device sent a photo first" in second.inner_text("#status").lower()
+        desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
+        desktop.wait_for_timeout(1500)
+        assert desktop.evaluate("document.getElementById('photo').naturalWidth") == 320
+    finally:
+        for context in contexts:
+            context.close()
 
 
 def test_expired_session_says_so_on_both_pages(browser: Any) -> None:
