@@ -6,7 +6,9 @@ processor can never trigger itself; it cannot even write to the images bucket.
 
 Refused objects (not an image, empty, too large, decompression bomb, corrupt) are recorded as
 `failed` with their reason, reported to the failure queue and not retried: another attempt would
-fail the same way. Everything else (S3, database, EventBridge errors) raises so Lambda retries
+fail the same way. A key that names no user (`nouser.png`, `carol//x.png`) gets no `items` row:
+an item belongs to a user and every read is bound to one, so such a row could never be read; it
+is reported to the failure queue and logged with its key (`invalid_key`). Everything else (S3, database, EventBridge errors) raises so Lambda retries
 and the on-failure destination keeps what is left. The work is idempotent: a redelivered event
 rewrites the same objects and the same row.
 """
@@ -67,7 +69,8 @@ def _count(name: str, reason: str | None = None) -> None:
 
 
 def _report_failure(bucket: str, key: str, item_id: str | None, reason: str, detail: str) -> None:
-    logger.warning("image refused", extra={"reason": reason, "detail": detail})
+    # The key is named here too: for a key without a user no item_id/user_id keys were appended.
+    logger.warning("image refused", extra={"reason": reason, "detail": detail, "bucket": bucket, "key": key})
     _count("ImagesFailed", reason)
     url = settings().failure_queue_url
     if url:

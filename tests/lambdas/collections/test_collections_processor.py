@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
+import sys
 from typing import Any
 from urllib.parse import quote_plus
 
@@ -150,10 +153,19 @@ def test_duplicate_event_does_the_same_work_to_the_same_row(aws_env, db, context
     assert boto3.client("s3").list_objects_v2(Bucket=DERIVED_BUCKET)["KeyCount"] == 2
 
 
-def test_key_without_user_prefix_is_reported(aws_env, db, context) -> None:
-    processor.handler(upload("loose.jpg", jpeg()), context)
+@pytest.mark.parametrize("key", ["loose.jpg", "nouser.png", "carol//x.png", "/x.png", "carol/", "ca rol/x.png"])
+def test_key_without_a_user_gets_no_row_and_is_reported_and_logged_by_key(
+    aws_env, db, context, capsys, monkeypatch, key
+) -> None:
+    for log_handler in processor.logger.handlers:  # Powertools keeps the stdout of its creation
+        if isinstance(log_handler, logging.StreamHandler):
+            monkeypatch.setattr(log_handler, "stream", sys.stdout)
+    processor.handler(upload(key, jpeg()), context)
     assert db.execute("SELECT count(*) FROM items").fetchone()[0] == 0
-    assert aws_env.failures()[0]["reason"] == "invalid_key"
+    [failure] = aws_env.failures()
+    assert (failure["reason"], failure["key"], failure["item_id"]) == ("invalid_key", key, None)
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"image refused"' in line]
+    assert [(line["key"], line["reason"]) for line in logged] == [(key, "invalid_key")]
 
 
 def test_database_failure_raises_for_lambda_retry(aws_env, db, context, monkeypatch) -> None:
