@@ -62,8 +62,12 @@ def make_resolver(logger: Logger) -> APIGatewayHttpResolver:
 
 
 def json_body(app: APIGatewayHttpResolver | Router, *, required: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is `{}` unless `required`."""
-    raw = app.current_event.decoded_body
+    """The request body as a JSON object; an empty body is `{}` unless `required`. A body that is
+    not UTF-8 (or, flagged base64, is not base64) is a 400 like any other malformed body."""
+    try:
+        raw = app.current_event.decoded_body
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise BadRequestError("request body is not valid JSON") from None
     if not raw or not raw.strip():
         if required:
             raise BadRequestError("request body is required")

@@ -3,6 +3,7 @@ validation, and who may do what."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -261,3 +262,17 @@ def test_openapi_document_is_served_and_current(platform: Platform) -> None:
         "/v1/orgs/{org}/functions/{fid}/invoke",
     ):
         assert path in paths, path
+
+
+@pytest.mark.parametrize("body", [base64.b64encode(b"\xff\xfe{not utf-8").decode(), "%%% not base64 %%%"])
+def test_a_body_that_is_not_utf8_or_not_base64_is_400(platform: Platform, body: str) -> None:
+    import copy
+
+    from lambdas.functions import api
+    from tests.lambdas.functions.conftest import FakeContext, load_event
+
+    event = copy.deepcopy(load_event("http_api_authorized.json"))
+    event["requestContext"]["http"]["method"] = "POST"
+    event.update(body=body, isBase64Encoded=True)
+    answer = api.handler(event, FakeContext())
+    assert answer["statusCode"] == 400 and json.loads(answer["body"]) == {"error": "request body is not valid JSON"}
