@@ -5,6 +5,7 @@ helper."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import Coroutine
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from scripts.local.assembly import Resource
 from scripts.local.intrinsics import Resolver
@@ -174,8 +176,28 @@ class LoopThread:
             self.loop.close()
 
 
-async def serve(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1)
+class _OneLineLogger(logging.LoggerAdapter):
+    """aiohttp's server logger, but a request it cannot parse (a 20,000-character URL, a bad
+    header) is one line instead of a traceback: the client already got aiohttp's 400."""
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        error = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(error, HttpProcessingError):
+            text = str(error.message).split(":")[0]
+            self.logger.warning("refused a malformed request: %s %s", error.code, text)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+async def serve(app: web.Application, port: int, **handler_args: Any) -> web.AppRunner:
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=1,
+        logger=_OneLineLogger(logging.getLogger("aiohttp.server"), {}),
+        **handler_args,
+    )
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()

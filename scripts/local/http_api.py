@@ -39,6 +39,12 @@ from scripts.local.functions import InvokeError
 from scripts.local.intrinsics import ACCOUNT
 from scripts.local.invoke import Invoker
 
+# The shape of a SigV4 Authorization header (signatures themselves are not verified locally).
+SIGV4 = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=[A-Z0-9]{16,128}/\d{8}/[a-z0-9-]+/[a-z0-9-]+/aws4_request,\s*"
+    r"SignedHeaders=[a-z0-9;-]+,\s*Signature=[0-9a-f]{64}$"
+)
+MAX_REQUEST_LINE = 10_240
 _TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded|.*\+json|.*\+xml))")
 
 
@@ -146,20 +152,44 @@ async def build_event(
             }
         }
     if body:
-        if _TEXT_TYPES.match(request.headers.get("Content-Type", "").lower()):
-            event["body"] = body.decode("utf-8", errors="replace")
-        else:
+        text = _utf8(body) if _TEXT_TYPES.match(request.headers.get("Content-Type", "").lower()) else None
+        if text is not None:
+            event["body"] = text
+        else:  # binary, or "text" that is not valid UTF-8: base64 keeps every byte
             event["body"] = base64.b64encode(body).decode()
             event["isBase64Encoded"] = True
     return event
 
 
-def to_response(result: Any) -> web.Response:
+def _utf8(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class _ExactResponse(web.Response):
+    """A response with exactly the headers the handler gave: aiohttp would add
+    `Content-Type: application/octet-stream` to a body without one, and drop a HEAD answer's
+    Content-Length; API Gateway does neither."""
+
+    keep_without_type = False
+    head_length: str | None = None
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        if self.keep_without_type:
+            self._headers.popall("Content-Type", None)
+        if self.head_length is not None:
+            self._headers["Content-Length"] = self.head_length
+
+
+def to_response(result: Any, method: str = "GET") -> web.Response:
     if not isinstance(result, dict) or "statusCode" not in result:
         # Payload 2.0 without statusCode: API Gateway assumes 200 and a JSON body.
         body = result if isinstance(result, str) else json.dumps(result)
         return web.Response(status=200, body=body.encode(), headers={"Content-Type": "application/json"})
-    response = web.Response(status=int(result["statusCode"]))
+    response = _ExactResponse(status=int(result["statusCode"]))
     for key, value in (result.get("headers") or {}).items():
         response.headers[key] = str(value)
     for key, values in (result.get("multiValueHeaders") or {}).items():
@@ -168,9 +198,11 @@ def to_response(result: Any) -> web.Response:
     for cookie in result.get("cookies") or []:
         response.headers.add("Set-Cookie", cookie)
     body = result.get("body") or ""
+    length = response.headers.get("Content-Length")
     response.body = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
-    if "Content-Type" not in response.headers and body:
-        response.headers["Content-Type"] = "application/json"
+    response.keep_without_type = "Content-Type" not in response.headers
+    if method == "HEAD" and length is not None and not body:
+        response.head_length = length
     return response
 
 
@@ -360,7 +392,9 @@ class HttpApiServer:
     async def start(self) -> None:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = await serve(app, self.api.port)
+        # API Gateway's own limit is the request line plus headers (10,240 bytes): parse up to more
+        # than that so a longer URL gets its 414 here rather than a parser error.
+        self._runner = await serve(app, self.api.port, max_line_size=4 * MAX_REQUEST_LINE, max_field_size=16_384)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -380,6 +414,12 @@ class HttpApiServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path = request.rel_url.raw_path
+        if len(request.raw_path) > MAX_REQUEST_LINE:
+            self.invoker.trace(
+                "http",
+                {"api": self.api.name, "method": request.method, "path": path[:60] + "...", "status": 414, "ms": 0},
+            )
+            return _error(414, "Request-URI Too Long")
         if self.api.stage != "$default":
             prefix = f"/{self.api.stage}"
             if not (path == prefix or path.startswith(prefix + "/")):
@@ -395,9 +435,7 @@ class HttpApiServer:
         if found is None:
             return _error(404, "Not Found")
         route, params = found
-        if route.authorization == "AWS_IAM" and not request.headers.get("Authorization", "").startswith(
-            "AWS4-HMAC-SHA256"
-        ):
+        if route.authorization == "AWS_IAM" and not SIGV4.match(request.headers.get("Authorization", "")):
             return _error(403, "Forbidden")
         if route.function is None:
             return _error(500, "Internal Server Error")
@@ -416,7 +454,7 @@ class HttpApiServer:
                 response = _error(500, "Internal Server Error")
             else:
                 try:
-                    response = to_response(invocation.result)
+                    response = to_response(invocation.result, request.method)
                 except (ValueError, TypeError):
                     response = _error(502, "Internal Server Error")
         self._cors(request, response)

@@ -47,7 +47,9 @@ def parse(function: str, raw: str) -> LogLine:
         names = [m["Name"] for d in data["_aws"].get("CloudWatchMetrics", []) for m in d.get("Metrics", [])]
         values = " ".join(f"{n}={data.get(n)}" for n in names)
         return LogLine(now, function, "METRIC", "", f"metrics {values}", raw)
-    extras = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in data.items() if k not in _STANDARD_KEYS)
+    extras = " ".join(
+        f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in data.items() if k not in _STANDARD_KEYS
+    )
     message = str(data.get("message", ""))
     if extras:
         message = f"{message} {extras}"

@@ -320,3 +320,43 @@ def test_fifo_mapping_keeps_each_groups_order_through_failures_and_dead_letters(
     assert [json.loads(m["Body"])["name"] for m in dead] == ["b2"]
     assert dead[0]["Attributes"]["MessageGroupId"] == "B"
     assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= 2
+
+
+def test_iam_route_takes_a_sigv4_request_and_refuses_what_is_not_one(runtime: LocalRuntime) -> None:
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{out(runtime, 'HttpUrl')}/iam/x"
+    signed = AWSRequest(method="GET", url=url)
+    SigV4Auth(Credentials("AKIAIOSFODNN7EXAMPLE", "secret"), "execute-api", "us-east-1").add_auth(signed)
+    response = requests.get(url, headers=dict(signed.headers), timeout=10)
+    assert response.status_code == 200
+    assert response.json()["authorizer"]["iam"]["accessKey"] == "AKIAIOSFODNN7EXAMPLE"
+    for bad in ("AWS4-HMAC-SHA256 garbage", "AWS4-HMAC-SHA256", "Bearer x", ""):
+        refused = requests.get(url, headers={"Authorization": bad} if bad else {}, timeout=10)
+        assert (refused.status_code, refused.json()) == (403, {"message": "Forbidden"}), bad
+
+
+def test_a_very_long_url_is_one_answer_and_one_log_line(
+    runtime: LocalRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    import http.client
+
+    base = out(runtime, "HttpUrl").removeprefix("http://")
+    host, port = base.split(":")
+    for length, expected in ((20_000, 414), (100_000, 400)):  # over what the parser takes at all: its 400
+        before = len(runtime.logs.lines)
+        caplog.clear()
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", "/hello/x?q=" + "a" * length)
+        answer = conn.getresponse()
+        answer.read()
+        conn.close()
+        assert answer.status == expected
+        time.sleep(0.2)
+        new = [line.message for line in runtime.logs.lines[before:]]
+        records = [r for r in caplog.records if r.name.startswith("aiohttp")]
+        assert len(new) + len(records) == 1, (new, [r.getMessage() for r in records])
+        assert all(r.exc_info is None for r in records)
+        assert all(len(message) < 200 for message in new + [r.getMessage() for r in records])

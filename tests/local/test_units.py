@@ -4,6 +4,7 @@ authorizer policies, batch failures, Lambda's log frame), without servers."""
 from __future__ import annotations
 
 import io
+import json
 import stat
 import zipfile
 from pathlib import Path
@@ -162,3 +163,12 @@ def test_report_lines_frame_an_invocation() -> None:
         "REPORT RequestId: rid\tDuration: 12.30 ms\tBilled Duration: 13 ms\tMemory Size: 256 MB\t"
         "Max Memory Used: 40 MB\tInit Duration: 150.00 ms",
     ]
+
+
+def test_log_lines_show_unicode_as_text() -> None:
+    from scripts.local.logs import LogStream, parse
+
+    raw = json.dumps({"level": "INFO", "message": "caf\u00e9 ok", "name": "Jos\u00e9", "tags": ["\u2615"]})
+    line = parse("fn", raw)
+    assert line.message == 'café ok name="José" tags=["☕"]'
+    assert "\\u" not in LogStream(colour=False).render(line)

@@ -1,5 +1,5 @@
 """The fixture stack: an HTTP route, routes behind Lambda REQUEST authorizers (simple responses,
-cached; IAM policies, uncached), a WebSocket route replying through @connections, a filtered S3
+cached; IAM policies, uncached), an IAM (SigV4) route, a WebSocket route replying through @connections, a filtered S3
 notification, an EventBridge rule, an asynchronous failure with a retry and a destination, an SQS
 FIFO mapping with partial batch failures and a dead-letter queue, and for functions created at run
 time through the Lambda API: their role, and a function that invokes them through boto3.
@@ -89,6 +89,15 @@ class FixtureStack(Stack):
                 results_cache_ttl=Duration.seconds(0),
                 identity_source=["$request.header.Authorization", "$request.querystring.item"],
             ),
+        )
+
+        # IAM: any well-formed SigV4 Authorization passes locally (signatures are not verified),
+        # anything else is refused.
+        http_api.add_routes(
+            path="/iam/{item}",
+            methods=[apigw.HttpMethod.GET],
+            integration=integrations.HttpLambdaIntegration("Iam", http_fn),
+            authorizer=authorizers.HttpIamAuthorizer(),
         )
 
         ws_api = apigw.WebSocketApi(self, "WsApi")
