@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import os
 import random
+import select
 import signal
 import sys
 import time
@@ -125,7 +126,8 @@ class LocalForwarder:
                 conn.putheader(name, value)
             if body or request.method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders(body or None)
+            conn.endheaders()
+            self._send_body(conn, body)
             answer = conn.getresponse()
             data = answer.read(p.MAX_BODY_BYTES + 1)
             if len(data) > p.MAX_BODY_BYTES:
@@ -133,10 +135,28 @@ class LocalForwarder:
                     request.request_id, 502, [("content-type", "application/json")],
                     p.json_error("response body larger than the tunnel's 5 MiB limit"),
                 )  # fmt: skip
-            headers_out = [(k, v) for k, v in answer.getheaders() if k.lower() != "content-length"]
+            # Content-Length describes the body the gateway sends, except for HEAD, where it is
+            # the size a GET would have (and there is no body to measure).
+            keep_length = request.method == "HEAD"
+            headers_out = [(k, v) for k, v in answer.getheaders() if keep_length or k.lower() != "content-length"]
             return p.HttpResponse(request.request_id, answer.status, p.strip_hop_by_hop(headers_out), data)
         finally:
             conn.close()
+
+    @staticmethod
+    def _send_body(conn: http.client.HTTPConnection, body: bytes) -> None:
+        """Send the body in chunks, stopping early if the app has already answered (a 401, a 413,
+        a redirect before reading an upload): its answer is what the client must get, and an app
+        that closes after answering would otherwise turn it into a broken pipe."""
+        sock = conn.sock
+        view = memoryview(body)
+        for start in range(0, len(body), 64 * 1024):
+            if sock is None or select.select([sock], [], [], 0)[0]:
+                return
+            try:
+                sock.sendall(view[start : start + 64 * 1024])
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the app stopped reading: read whatever it answered
 
     @staticmethod
     def _upload(url: str, body: bytes) -> None:

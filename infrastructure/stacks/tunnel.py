@@ -182,6 +182,7 @@ class TunnelStack(Stack):
                 **ws,
                 **domain,
                 "BODY_BUCKET_NAME": self.bucket.bucket_name,
+                "TOKENS_TABLE_NAME": self.tokens.table_name,
                 "REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
                 "MAX_INFLIGHT_PER_TUNNEL": str(self.config.tunnel.max_inflight_per_tunnel),
                 "BUSY_RETRY_AFTER_SECONDS": str(self.config.tunnel.busy_retry_after_seconds),
@@ -215,6 +216,8 @@ class TunnelStack(Stack):
         allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
 
         allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
+        # Routing checks that a live token still owns the name (a revoked token's connection gets nothing).
+        allow(self.forward_fn, ["dynamodb:GetItem"], self.tokens.table_arn)
         # Delete: a stale connection after GoneException; Update/Get: its in-flight count (the per-tunnel cap).
         allow(self.forward_fn, ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn)
         allow(

@@ -135,6 +135,19 @@ class TokenStore:
                 )
         return True
 
+    def owner(self, subdomain: str) -> str | None:
+        """The id of the token that owns `subdomain`, None if no live token claims it."""
+        item = (
+            self._ddb()
+            .get_item(
+                TableName=self.table,
+                Key={"pk": _s(f"SUBDOMAIN#{subdomain}"), "sk": _s(CLAIM_SK)},
+                ConsistentRead=True,
+            )
+            .get("Item")
+        )
+        return item["tokenId"]["S"] if item else None
+
     def claim(self, subdomain: str, token_id: str) -> None:
         """Claim `subdomain` for the token: the first token wins and keeps it across connections.
 

@@ -216,6 +216,10 @@ def test_killed_agent_mid_request_is_502_within_a_second(runtime, app) -> None:
     thread.join(15)
     assert result["response"].status == 502
     assert result["at"] - killed_at < 1.0
+    # New requests for the name, still claimed by its token, are told the agent is offline.
+    offline = call(f"{url}/echo")
+    assert offline.status == 503
+    assert json.loads(offline.data) == {"error": "tunnel 'e2ekill' is offline: its agent is not connected"}
 
     # Reconnecting with the same token keeps the subdomain; another token cannot take it.
     again = AgentProcess(runtime, token, app.port, "--subdomain", "e2ekill")
@@ -343,3 +347,39 @@ def _create_token_against(outputs: dict[str, str]) -> str:
         cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("token:"))
+
+
+def test_app_answering_a_big_upload_early_gets_its_own_answer_back(agent, app) -> None:
+    import requests  # urllib3 reads an answer that arrives while it is still sending (http.client does not)
+
+    body = os.urandom(4 * 1024 * 1024)
+    headers = {"Content-Type": "application/octet-stream"}
+    direct = requests.post(f"{app.url}/early", data=body, headers=headers, timeout=30)
+    tunnelled = requests.post(f"{agent.public_url}/early", data=body, headers=headers, timeout=30)
+    assert (tunnelled.status_code, tunnelled.content) == (direct.status_code, direct.content) == (401, b"login first")
+
+
+def test_head_keeps_content_length_and_no_content_type_is_added(agent, app) -> None:
+    direct, tunnelled = call(f"{app.url}/sized", "HEAD"), call(f"{agent.public_url}/sized", "HEAD")
+    assert tunnelled.status == direct.status == 200
+    assert tunnelled.headers["Content-Length"] == direct.headers["Content-Length"] == "1000"
+    assert tunnelled.data == b""
+    # The app's echo sets no Content-Type: nobody on the way may invent one.
+    echoed = call(f"{agent.public_url}/echo", "POST", b"plain bytes")
+    assert echoed.status == 201 and echoed.headers["Content-Type"] is None
+    assert call(f"{app.url}/echo", "POST", b"plain bytes").headers["Content-Type"] is None
+
+
+def test_text_bodies_pass_byte_for_byte_even_when_not_utf8(agent, app) -> None:
+    odd = b"caf\xe9 \xff\xfe latin-1, not UTF-8"
+    response = call(f"{agent.public_url}/echo", "POST", odd, {"Content-Type": "text/plain"})
+    assert app.received[-1]["body"] == odd
+    assert response.data == odd
+
+
+def test_text_response_over_the_binary_limit_passes(agent, app) -> None:
+    from tests.lambdas.tunnel.agent_peers import BIG_TEXT
+
+    response = call(f"{agent.public_url}/bigtext")
+    assert response.status == 200 and response.data == BIG_TEXT
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"

@@ -189,6 +189,13 @@ def test_iam_is_least_privilege_per_function(template: Template, env_name: str) 
     forward = policy_statements(template, f"tunnel-forward-{env_name}")
     query = next(s for s in forward if s["Action"] == "dynamodb:Query")
     assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [connections, "Arn"]}, "/index/subdomain-index"]]}
+    tokens = _logical_id(
+        template,
+        "AWS::DynamoDB::GlobalTable",
+        {"KeySchema": Match.array_with([{"AttributeName": "pk", "KeyType": "HASH"}])},
+    )
+    # Routing reads who owns a name (one GetItem), nothing else of the tokens table.
+    assert [s["Action"] for s in forward if s["Resource"] == {"Fn::GetAtt": [tokens, "Arn"]}] == ["dynamodb:GetItem"]
     disconnect = policy_statements(template, f"tunnel-disconnect-{env_name}")
     query = next(s for s in disconnect if s["Action"] == "dynamodb:Query")
     assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [pending, "Arn"]}, "/index/connection-index"]]}

@@ -24,6 +24,8 @@ from scripts.tunnel_agent import Agent, AgentConfig
 
 GOOD_TOKEN = "abcdefghij.secretsecretsecretsecretsecret"
 BINARY = bytes(range(256)) * 64
+# ~5 MB of UTF-8 HTML: over the ~4.5 MB a base64 body can have in Lambda's 6 MB response.
+BIG_TEXT = ("<li>caf\u00e9 " + "item " * 40 + "</li>\n").encode() * 24_000
 
 
 class LocalApp:
@@ -49,6 +51,11 @@ class LocalApp:
                 self.wfile.write(body)
 
             def _handle(self) -> None:
+                if self.path.startswith("/early"):
+                    # Like many servers refusing an upload: answer at once, never read the body, close.
+                    app.received.append({"method": self.command, "target": self.path, "headers": self.headers.items()})
+                    self.close_connection = True
+                    return self._reply(401, [("Content-Type", "text/plain"), ("Connection", "close")], b"login first")
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.startswith("/__s3/"):
                     if self.command == "PUT":
@@ -78,6 +85,16 @@ class LocalApp:
                     return self._reply(200, [("Content-Type", "application/octet-stream")], BINARY)
                 if path == "/big":
                     return self._reply(200, [], bytes(reversed(body)) or BINARY * 20)
+                if path == "/sized":  # HEAD answers the size a GET would have, without the body
+                    data = b"0123456789" * 100
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                    return None
+                if path == "/bigtext":
+                    return self._reply(200, [("Content-Type", "text/html; charset=utf-8")], BIG_TEXT)
                 if path == "/slow":
                     time.sleep(float(self.headers.get("X-Delay", "0.3")))
                     return self._reply(200, [], b"slow")

@@ -10,11 +10,12 @@ import pytest
 from lambdas.common import aws
 from lambdas.tunnel import connect, disconnect, forward, response, settings
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel.store import PendingStore
+from lambdas.tunnel.store import PendingStore, TokenStore
 from tests.lambdas.tunnel.support import (
     BUCKET,
     CONNECTIONS,
     PENDING,
+    TOKENS,
     FakeAgent,
     connect_event,
     event,
@@ -34,6 +35,12 @@ def _agent(gateway, context, answer) -> FakeAgent:
     agent = FakeAgent(answer, context)
     gateway.on_message = agent
     return agent
+
+
+def _disconnect_event(connection_id: str) -> dict:
+    evt = event("disconnect")
+    evt["requestContext"]["connectionId"] = connection_id
+    return evt
 
 
 def _body(result: dict) -> bytes:
@@ -112,7 +119,32 @@ def test_unknown_address_and_unknown_subdomain_are_json_404(context, gateway) ->
 
 def test_connected_but_not_ready_is_not_routable(context, gateway) -> None:
     assert connect.handler(connect_event("c1", new_token(), "demo"), context)["statusCode"] == 200
-    assert forward.handler(event("http_api"), context)["statusCode"] == 404
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 503 and "offline" in json.loads(result["body"])["error"]
+    assert gateway.messages("c1") == []
+
+
+def test_claimed_name_without_agent_is_agent_offline_and_unclaimed_is_404(context, gateway) -> None:
+    _ready(context)
+    disconnect.handler(_disconnect_event("c1"), context)
+    offline = forward.handler(event("http_api"), context)
+    assert offline["statusCode"] == 503
+    assert json.loads(offline["body"]) == {"error": "tunnel 'demo' is offline: its agent is not connected"}
+    evt = event("http_api")
+    evt["rawPath"] = "/t/nobody/"
+    assert forward.handler(evt, context)["statusCode"] == 404
+
+
+def test_revoked_token_connection_is_not_routed(context, gateway) -> None:
+    token = new_token()
+    _ready(context, token=token)
+    _agent(gateway, context, _echo)
+    assert forward.handler(event("http_api"), context)["statusCode"] == 200
+    assert TokenStore(TOKENS).revoke(token.split(".")[0])
+    # The connection row is still there (nothing closed it here), but its token owns nothing now.
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 404
+    assert [m["type"] for m in gateway.messages("c1")].count("HttpRequest") == 1
 
 
 def test_body_over_limit_is_413_at_once(context, gateway) -> None:
@@ -264,3 +296,40 @@ def test_requests_over_the_per_tunnel_cap_are_429_with_retry_after(context, gate
     assert forward.handler(event("http_api"), context)["statusCode"] == 200
     item = aws.client("dynamodb").get_item(TableName=CONNECTIONS, Key={"connectionId": {"S": "c1"}})["Item"]
     assert item["inflight"] == {"N": "0"}
+
+
+def test_text_over_binary_limit_passes_and_bodies_stay_byte_exact(context, gateway) -> None:
+    _ready(context)
+    text = ("caf\u00e9 " + "<p>" * 40 + "\n").encode() * 40_000  # ~5 MB of UTF-8 text (HTML-like)
+    assert 4.8 * 1024 * 1024 < len(text) <= p.MAX_BODY_BYTES
+    odd = b"latin-1 caf\xe9 \xff\xfe"  # "text" that is not UTF-8
+
+    def answer(req: p.HttpRequest) -> p.HttpResponse:
+        return p.HttpResponse(req.request_id, 200, [("content-type", "text/plain")], odd if "odd" in req.path else text)
+
+    _agent(gateway, context, answer)
+    result = forward.handler(event("http_api"), context)
+    assert result["statusCode"] == 200 and result["isBase64Encoded"] is False
+    assert _body(result) == text and len(json.dumps(result)) < 6 * 1024 * 1024
+    evt = event("http_api")
+    evt["rawPath"] = "/t/demo/odd"
+    result = forward.handler(evt, context)
+    assert result["isBase64Encoded"] is True and _body(result) == odd
+
+
+def test_head_keeps_content_length_and_no_content_type_is_added(context, gateway) -> None:
+    _ready(context)
+
+    def answer(req: p.HttpRequest) -> p.HttpResponse:
+        return p.HttpResponse(req.request_id, 200, [("Content-Length", "1234"), ("X-App", "1")], b"")
+
+    _agent(gateway, context, answer)
+    evt = event("http_api")
+    evt["requestContext"]["http"]["method"] = "HEAD"
+    evt.pop("body", None)
+    head = forward.handler(evt, context)
+    assert head["headers"] == {"content-length": "1234", "x-app": "1"}
+    get = event("http_api")
+    get["requestContext"]["http"]["method"] = "GET"
+    get.pop("body", None)
+    assert forward.handler(get, context)["headers"] == {"x-app": "1"}  # the gateway measures bodies itself
