@@ -79,6 +79,9 @@ class CollectionsSettings:
     # Without an API key, fall back to the offline `local` providers (never in prod: a missing key
     # there must fail loudly, not fill the database with colour words).
     allow_local_providers: bool = True
+    # IAM principal ARNs (the callers' `userArn`) allowed to search across all users with
+    # `all_users=true`; every other caller must name the user it reads for. None by default.
+    cross_user_principals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class CollectionsComputeStack(Stack):
             "SearchLambda",
             "search",
             "Collections: semantic search and item API",
-            common_env,
+            {**common_env, "CROSS_USER_PRINCIPALS": ",".join(settings.cross_user_principals)},
             memory_mb=512,
             timeout=Duration.seconds(15),
         )

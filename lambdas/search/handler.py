@@ -1,7 +1,12 @@
 """Collections HTTP API (IAM-authorized HTTP API, payload v2).
 
-GET /search?q=&user_id=&category=&limit=   semantic search over the items' analyses
-GET /items/{item_id}[?user_id=]            the item, its current analysis, a short-lived thumbnail URL
+GET /search?q=&user_id=&category=&limit=   semantic search over one user's items' analyses
+GET /items/{item_id}?user_id=              the item, its current analysis, a short-lived thumbnail URL
+
+Trust model: the API is for trusted backends that sign with IAM (the route's authorizer), acting
+for one end user at a time. Every read names that user (`user_id`, required); another user's item
+is 404. Searching across all users (`all_users=true` instead of `user_id`) is allowed only to the
+IAM principals listed in config (`CROSS_USER_PRINCIPALS`, the callers' `userArn`); others get 403.
 
 The query is embedded by the same provider and model as the stored vectors
 (`input_type="query"`), and results are ranked by cosine similarity (score = 1 - distance).
@@ -46,8 +51,20 @@ def _param(name: str) -> str | None:
 
 
 def _user_id() -> str | None:
+    """The user this read is for; None only for a cross-user read by an allowed principal."""
     user_id = _param("user_id")
-    if user_id is not None and not _USER_ID.fullmatch(user_id):
+    all_users = (_param("all_users") or "").lower() == "true"
+    if all_users:
+        if user_id is not None:
+            raise BadRequestError("give user_id or all_users=true, not both")
+        caller = ((app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
+        allowed = {p.strip() for p in os.environ.get("CROSS_USER_PRINCIPALS", "").split(",") if p.strip()}
+        if caller.get("userArn") not in allowed:
+            raise HttpError(403, "reading across all users is allowed only to the principals listed in config")
+        return None
+    if user_id is None:
+        raise BadRequestError("user_id is required (the user this read is for)")
+    if not _USER_ID.fullmatch(user_id):
         raise BadRequestError("user_id is not a valid user id")
     return user_id
 

@@ -77,7 +77,7 @@ def signed_get(runtime: LocalRuntime, path: str, **params: str) -> tuple[int, An
     """GET on the IAM-authorized API, signed with SigV4 as any AWS client would."""
     url = runtime.output("SearchApiUrl") + path + (f"?{urlencode(params)}" if params else "")
     request = AWSRequest(method="GET", url=url)
-    SigV4Auth(Credentials("AKIDLOCAL", "local-secret"), "execute-api", "us-east-1").add_auth(request)
+    SigV4Auth(Credentials("AKIDLOCALEXAMPLE0001", "local-secret"), "execute-api", "us-east-1").add_auth(request)
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=dict(request.headers))) as response:
             return response.status, json.loads(response.read())
@@ -115,7 +115,7 @@ def test_pipeline_writes_thumbnails_analyses_and_embeddings(runtime: LocalRuntim
 
 def test_search_finds_each_image_by_words_from_its_analysis(runtime: LocalRuntime, uploaded) -> None:
     for name, item_id in uploaded.items():
-        status, item = signed_get(runtime, f"/items/{item_id}")
+        status, item = signed_get(runtime, f"/items/{item_id}", user_id=USER)
         assert status == 200 and item["analysis"]["provider"] == "local"
         words = " ".join(item["analysis"]["subcategories"])  # the colour words it found
         status, body = signed_get(runtime, "/search", q=words, user_id=USER, limit="3")

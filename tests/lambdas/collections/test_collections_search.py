@@ -75,9 +75,30 @@ def test_ranking_by_cosine_similarity(catalogue, context) -> None:
 def test_filters_by_category_and_user(catalogue, context) -> None:
     _, body = get("/search", context, q="orange", user_id="alice", category="travel")
     assert [r["item_id"] for r in body["results"]] == [catalogue["beach"]]
-    _, body = get("/search", context, q="strawberry tart", limit="10")
+    _, body = get("/search", context, q="strawberry tart", user_id="bob")
+    assert [r["item_id"] for r in body["results"]] == [catalogue["bob_tart"]]
+
+
+def test_every_read_names_its_user(catalogue, context) -> None:
+    status, body = get("/search", context, q="strawberry tart")
+    assert status == 400 and body == {"error": "user_id is required (the user this read is for)"}
+    assert get(f"/items/{catalogue['tart']}", context)[0] == 400
+    assert get(f"/items/{catalogue['tart']}", context, user_id="bob") == (404, {"error": "item not found"})
+
+
+def test_cross_user_search_only_for_listed_principals(catalogue, context, monkeypatch) -> None:
+    status, body = get("/search", context, q="strawberry tart", all_users="true")
+    assert status == 403 and "principals listed in config" in body["error"]
+    # The fixture's caller is arn:aws:iam::123456789012:user/search-client.
+    monkeypatch.setenv(
+        "CROSS_USER_PRINCIPALS", "arn:aws:iam::123456789012:user/other,arn:aws:iam::123456789012:user/search-client"
+    )
+    status, body = get("/search", context, q="strawberry tart", all_users="true", limit="10")
+    assert status == 200
     assert {r["item_id"] for r in body["results"][:2]} == {catalogue["tart"], catalogue["bob_tart"]}
     assert body["count"] == 4
+    assert get("/search", context, q="tart", all_users="true", user_id="bob")[0] == 400
+    assert get(f"/items/{catalogue['bob_tart']}", context, all_users="true")[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -98,7 +119,7 @@ def test_invalid_queries_are_400_json(aws_env, db, context, params, message) -> 
 def test_query_embedded_with_voyage_query_input_type(catalogue, db, context, fake_apis) -> None:
     put_parameter("VOYAGE_API_KEY", "pa-test-key")
     fake_apis.queue(EMBEDDINGS, voyage_embeddings([[1.0] + [0.0] * 1023]))
-    status, body = get("/search", context, q="tart")
+    status, body = get("/search", context, q="tart", user_id="alice")
     [(_, _, request)] = fake_apis.requests
     assert request["input_type"] == "query" and request["input"] == ["tart"]
     # Only vectors of the query's model are compared: the local ones are not mixed in.
@@ -108,18 +129,18 @@ def test_query_embedded_with_voyage_query_input_type(catalogue, db, context, fak
 def test_provider_throttling_is_503(aws_env, db, context, fake_apis) -> None:
     put_parameter("VOYAGE_API_KEY", "pa-test-key")
     fake_apis.queue(EMBEDDINGS, (429, {"detail": "rate limited"}, {"retry-after": "2"}))
-    status, body = get("/search", context, q="tart")
+    status, body = get("/search", context, q="tart", user_id="alice")
     assert status == 503 and body == {"error": "search is temporarily unavailable"}
 
 
 def test_item_details(catalogue, context) -> None:
-    status, body = get(f"/items/{catalogue['tart']}", context)
+    status, body = get(f"/items/{catalogue['tart']}", context, user_id="alice")
     assert status == 200
     assert body["analysis"]["headline"] == "Strawberry tart" and body["analysis"]["version"] == 1
     assert body["thumbnail_url_expires_in"] == 300 and "X-Amz-Signature" in body["thumbnail_url"]
     assert get(f"/items/{catalogue['tart']}", context, user_id="bob")[0] == 404
-    assert get(f"/items/{uuid.uuid4()}", context) == (404, {"error": "item not found"})
-    assert get("/items/not-a-uuid", context)[0] == 404
+    assert get(f"/items/{uuid.uuid4()}", context, user_id="alice") == (404, {"error": "item not found"})
+    assert get("/items/not-a-uuid", context, user_id="alice")[0] == 404
 
 
 def _bulk(db: Any, n: int, match_every: int) -> None:
