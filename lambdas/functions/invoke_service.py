@@ -68,8 +68,9 @@ def validate_payload(fn: dict[str, Any], payload: Any) -> None:
     if not schema:
         return
     from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import best_match
 
-    error = next(iter(sorted(Draft202012Validator(schema).iter_errors(payload), key=lambda e: list(e.path))), None)
+    error = best_match(Draft202012Validator(schema).iter_errors(payload))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
         raise BadRequestError(f"payload does not match the function's input_schema at {where}: {error.message}")

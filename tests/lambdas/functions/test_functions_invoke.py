@@ -329,6 +329,14 @@ def test_dry_run_checks_the_input_schema_and_runs_nothing(platform: Platform, li
     assert good.status == 200 and good.body["status"] == "valid"
     assert any("input_schema" in c for c in good.body["checks"])
     assert platform.call("GET", f"{BASE}/echo/invocations").body["invocations"] == []
+    # Errors at paths of mixed kinds (a key and an index) are reported, not a 500.
+    nested = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}, "b": {"type": "array", "items": {"type": "integer"}}},
+    }
+    platform.call("PATCH", f"{BASE}/echo", {"input_schema": nested})
+    mixed = platform.call("POST", f"{BASE}/echo/invoke", {"mode": "dryrun", "payload": {"a": 1, "b": ["x"]}})
+    assert mixed.status == 400 and "input_schema at" in mixed.body["error"]
     invalid = platform.call("PATCH", f"{BASE}/echo", {"input_schema": {"type": "nonsense"}})
     assert invalid.status == 400 and "not a valid JSON Schema" in invalid.body["error"]
 
