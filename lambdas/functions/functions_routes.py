@@ -104,8 +104,10 @@ def create_function(org: str) -> Response[dict]:
     except m.Invalid as exc:
         raise BadRequestError(str(exc)) from None
     config = _config(body, creating=True)
-    if "source" in body and "code_upload_id" in body:
-        raise BadRequestError("give either source or code_upload_id, not both")
+    if "code_upload_id" in body:
+        raise BadRequestError(
+            "code_upload_id applies to an existing function: create it, POST .../code-upload, upload, then PATCH"
+        )
     fid, at = m.new_function_id(), m.now_iso()
     fn: dict[str, Any] = {
         "id": fid,
@@ -152,7 +154,9 @@ def create_function(org: str) -> Response[dict]:
     return json_response(201, m.function_view(fn))
 
 
-@router.get(f"{ORG}/functions", summary="List functions (newest pages via cursor)", tags=["functions"])
+@router.get(
+    f"{ORG}/functions", summary="List functions, paged with an opaque cursor; ?tag= filters", tags=["functions"]
+)
 def list_functions(org: str) -> Response[dict]:
     who = caller(router)
     check(who, org, access.READ, action="list functions")

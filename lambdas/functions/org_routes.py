@@ -166,6 +166,8 @@ def _whole_org(org: str, needed: str, action: str) -> None:
     check(who, org, needed, action=action)
     if who.function:
         raise HttpError(403, f"a key limited to one function cannot {action}")
+
+
 @router.get(ORG + "/audit", summary="Every change in the organization, newest first (admin)", tags=["org"])
 def audit_log(org: str) -> Response[dict]:
     _whole_org(org, access.RELEASE, "read the audit log")

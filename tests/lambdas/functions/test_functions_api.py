@@ -218,6 +218,8 @@ def test_bad_bodies_and_duplicate_names(platform: Platform) -> None:
     create(platform)
     assert platform.call("POST", BASE, {"name": "hello", "source": SOURCE}).status == 409
     assert platform.call("PATCH", f"{BASE}/hello", {"name": "other"}).status == 400
+    early = platform.call("POST", BASE, {"name": "early", "code_upload_id": "0" * 32})
+    assert early.status == 400 and "applies to an existing function" in early.body["error"]
     assert platform.call("GET", f"{BASE}/nope").status == 404
     assert platform.call("GET", f"{BASE}/hello/versions/abc").status == 400
 
