@@ -4,7 +4,9 @@
 
 NAME is a function's short name (`qr-upload-http-api`), its full name (`qr-upload-http-api-dev`)
 or a unique part of it; it is resolved from the environment's deployed stacks (CloudFormation), so
-nobody has to remember physical names. Powertools JSON lines are rendered as
+nobody has to remember physical names. User functions of the Functions system are not in any
+stack: they are found by their prefix (`ufn-{env}-`), e.g. `logs.py --env dev ufn-dev-acme-fn-...`
+or a unique part such as the function id. Powertools JSON lines are rendered as
 `time LEVEL [correlation id] message key=value...`; other lines (START/END/REPORT) as they are.
 """
 
@@ -69,6 +71,17 @@ def deployed_functions(cfn: Any, env: str) -> list[str]:
                     if r["ResourceType"] == "AWS::Lambda::Function"
                 )
     return sorted(set(names))
+
+
+def user_functions(lam: Any, env: str) -> list[str]:
+    """Names of the Functions system's user functions in this environment (`ufn-{env}-...`)."""
+    from lambdas.functions.names import user_function_prefix
+
+    prefix = user_function_prefix(env)
+    found: list[str] = []
+    for page in lam.get_paginator("list_functions").paginate():
+        found.extend(f["FunctionName"] for f in page["Functions"] if f["FunctionName"].startswith(prefix))
+    return sorted(found)
 
 
 def resolve_function(names: list[str], env: str, wanted: str) -> str:
@@ -136,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         start_ms = int((time.time() - parse_since(args.since)) * 1000)
-        function = resolve_function(deployed_functions(boto3.client("cloudformation"), args.env), args.env, args.name)
+        names = deployed_functions(boto3.client("cloudformation"), args.env)
+        if args.name.startswith("ufn-") or not any(args.name.lower() in n.lower() for n in names):
+            names += user_functions(boto3.client("lambda"), args.env)
+        function = resolve_function(names, args.env, args.name)
         for line in events(
             boto3.client("logs"), f"/aws/lambda/{function}", start_ms, args.pattern, args.follow, args.poll_seconds
         ):

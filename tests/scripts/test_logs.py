@@ -110,3 +110,30 @@ def test_exception_is_rendered_indented() -> None:
     line = logs.render(0, json.dumps({"level": "ERROR", "message": "boom", "exception": "Traceback\nValueError"}))
     assert line.startswith("1970-01-01T00:00:00.000Z ERROR   [-] boom")
     assert line.endswith("\n    Traceback\n    ValueError")
+
+
+def test_user_functions_of_the_functions_system_are_found_by_prefix_or_id(
+    aws: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import zipfile
+
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("main.py", "def handler(e, c):\n    return 1\n")
+    role = boto3.client("iam").create_role(RoleName="ufn-dev-execution", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    name = "ufn-dev-acme-fn-abcdefghijkl"
+    boto3.client("lambda").create_function(
+        FunctionName=name, Runtime="python3.12", Handler="main.handler", Role=role, Code={"ZipFile": code.getvalue()}
+    )
+    client = boto3.client("logs")
+    client.create_log_group(logGroupName=f"/aws/lambda/{name}")
+    client.create_log_stream(logGroupName=f"/aws/lambda/{name}", logStreamName="s1")
+    client.put_log_events(
+        logGroupName=f"/aws/lambda/{name}",
+        logStreamName="s1",
+        logEvents=[{"timestamp": int(time.time() * 1000) - 100, "message": "hello from a user function"}],
+    )
+    assert logs.main(["--env", "dev", "fn-abcdefghijkl"]) == 0
+    assert capsys.readouterr().out.strip().endswith("hello from a user function")
+    assert logs.main(["--env", "prod", name]) == 1  # another environment's prefix
