@@ -19,10 +19,16 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as `python scripts/logs.py`: make `lambdas` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
+
+from lambdas.functions.names import user_function_prefix
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -75,8 +81,6 @@ def deployed_functions(cfn: Any, env: str) -> list[str]:
 
 def user_functions(lam: Any, env: str) -> list[str]:
     """Names of the Functions system's user functions in this environment (`ufn-{env}-...`)."""
-    from lambdas.functions.names import user_function_prefix
-
     prefix = user_function_prefix(env)
     found: list[str] = []
     for page in lam.get_paginator("list_functions").paginate():
