@@ -37,6 +37,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lambdas.tunnel import protocol as p
+from lambdas.tunnel.tokens import valid_subdomain
+
+SUBDOMAIN_RULE = "3-63 characters of a-z, 0-9 and hyphens, starting and ending with a letter or digit"
 
 EXIT_FATAL = 1
 EXIT_USAGE = 2
@@ -55,6 +58,7 @@ class AgentConfig:
     scheme: str = "http"
     host_header: str | None = None  # None: keep the public Host; "rewrite": host:port; else a value
     subdomain: str | None = None
+    replace: bool = False  # take the name over from another live agent (which is told and exits)
     concurrency: int = 16
     request_timeout: float = 25.0
     ping_interval: float = 300.0  # API Gateway drops connections idle for 10 minutes
@@ -183,10 +187,16 @@ class Session:
         self._send_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, config: AgentConfig, subdomain: str | None) -> Session:
+    async def open(
+        cls, config: AgentConfig, subdomain: str | None, replaces: str | None = None, replace: bool = False
+    ) -> Session:
         headers = {"Authorization": f"Bearer {config.token}"}
         if subdomain:
             headers["X-Tunnel-Subdomain"] = subdomain
+        if replaces:  # our own earlier connection (rotation, reconnect): not another agent
+            headers["X-Tunnel-Rotate"] = replaces
+        if replace:
+            headers["X-Tunnel-Replace"] = "true"
         ws = await connect(
             config.url,
             additional_headers=headers,
@@ -233,6 +243,8 @@ class Agent:
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connections_opened = 0
+        self.last_connection: str | None = None
+        self.replaced = False
 
     def say(self, line: str) -> None:
         print(line, file=self.out, flush=True)
@@ -245,17 +257,27 @@ class Agent:
 
     async def _open(self) -> Session:
         try:
-            session = await Session.open(self.config, self.subdomain)
+            session = await Session.open(
+                self.config, self.subdomain, self.last_connection, self.config.replace and not self.connections_opened
+            )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in (401, 403):
                 raise Fatal(f"the tunnel rejected the token (HTTP {status}): check --token") from None
             if status == 409:
                 raise Fatal(f"subdomain {self.subdomain!r} belongs to another token") from None
+            if status == 423:
+                raise Fatal(
+                    f"tunnel {self.subdomain or 'of this token'!r} is already served by another agent: "
+                    "stop that one, or add --replace to take it over"
+                ) from None
+            if status == 422:
+                raise Fatal("this token already holds the most names it may: reuse one with --subdomain") from None
             if status == 400:
-                raise Fatal(f"the tunnel refused the request (HTTP 400): {exc.response.body!r}") from None
+                raise Fatal(f"the tunnel refused --subdomain {self.subdomain!r}: {SUBDOMAIN_RULE}") from None
             raise
         self.connections_opened += 1
+        self.last_connection = session.established.connection_id
         self.subdomain = session.established.subdomain
         if session.established.public_url != self.public_url:
             self.public_url = session.established.public_url
@@ -300,6 +322,10 @@ class Agent:
                     self._spawn(self._handle(session, message))
                 elif isinstance(message, p.Ping):
                     await session.send(p.Pong(timestamp=message.timestamp))
+                elif isinstance(message, p.Error) and message.code == "replaced":
+                    self.say(f"Replaced: {message.message}; exiting")
+                    self.replaced = True
+                    self.stop.set()
                 elif isinstance(message, p.Error):
                     self.say(f"tunnel error: {message.code}: {message.message}")
 
@@ -355,6 +381,9 @@ class Agent:
             if self.stop.is_set():
                 break
             if session.ws.state.name != "OPEN":
+                await asyncio.sleep(0.2)  # let the receiver read what came before the close (a "replaced")
+                if self.stop.is_set():
+                    break
                 self.say("connection lost; reconnecting")
                 session = await self._connect(first=False)
                 continue
@@ -390,6 +419,9 @@ def _parse(argv: list[str] | None) -> AgentConfig:
         "--host-header", help="'rewrite' to send HOST:PORT as Host, or a literal value (default: public host)"
     )
     parser.add_argument("--subdomain", help="ask for a stable subdomain (first token to claim it owns it)")
+    parser.add_argument(
+        "--replace", action="store_true", help="take the name over from another agent serving it (it exits)"
+    )
     parser.add_argument("--concurrency", type=int, default=16, help="requests forwarded at once")
     # For tests and operators who need shorter cycles than API Gateway's limits.
     parser.add_argument("--ping-interval", type=float, default=300.0, help=argparse.SUPPRESS)
@@ -400,6 +432,8 @@ def _parse(argv: list[str] | None) -> AgentConfig:
         parser.exit(EXIT_USAGE, f"error: --url must be a ws:// or wss:// URL, got {args.url!r}\n")
     if not args.token:
         parser.exit(EXIT_USAGE, "error: --token (or TUNNEL_TOKEN) is required\n")
+    if args.subdomain and not valid_subdomain(args.subdomain.lower()):
+        parser.exit(EXIT_USAGE, f"error: --subdomain {args.subdomain!r}: {SUBDOMAIN_RULE}\n")
     if not 0 < args.port < 65536 or args.concurrency < 1:
         parser.exit(EXIT_USAGE, "error: --port must be 1-65535 and --concurrency at least 1\n")
     return AgentConfig(
@@ -410,6 +444,7 @@ def _parse(argv: list[str] | None) -> AgentConfig:
         scheme=args.scheme,
         host_header=args.host_header,
         subdomain=args.subdomain.lower() if args.subdomain else None,
+        replace=args.replace,
         concurrency=args.concurrency,
         ping_interval=args.ping_interval,
         rotate_after=args.rotate_after,
@@ -430,7 +465,7 @@ async def run_agent(agent: Agent, install_signals: Callable[[asyncio.Event], Non
         print(f"error: bad --url: {exc}", file=agent.err, flush=True)
         return EXIT_USAGE
     agent.say("Tunnel closed")
-    return 0
+    return EXIT_FATAL if agent.replaced else 0
 
 
 def _signals(stop: asyncio.Event) -> None:

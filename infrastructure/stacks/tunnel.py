@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -161,6 +161,7 @@ class TunnelStack(Stack):
                 **connections,
                 "TOKENS_TABLE_NAME": self.tokens.table_name,
                 "PUBLIC_HTTP_URL": self.http_api.api_endpoint,
+                **ws,
                 **domain,
             },
             timeout=Duration.seconds(10),
@@ -209,7 +210,33 @@ class TunnelStack(Stack):
 
         # $connect: read the token, claim a subdomain (a transaction: put claim + update token).
         allow(self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn)
-        allow(self.connect_fn, ["dynamodb:PutItem"], connections_arn)
+        allow(self.connect_fn, ["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
+        # One agent per name: find the name's live connection, and close it on --replace.
+        allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
+        self.ws.grant_manage_connections(
+            self.connect_fn, "One agent per name: a replaced agent is told why before it is closed."
+        )
+        stage = self.ws_stage.stage_name
+        self.connect_fn.function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["execute-api:ManageConnections"],
+                resources=[
+                    f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{self.ws_api.api_id}/{stage}/"
+                    f"{verb}/@connections/*"
+                    for verb in ("GET", "DELETE")
+                ],
+            )
+        )
+        acknowledge_wildcards(
+            self.connect_fn.role,
+            "One agent per name: $connect checks whether the name's current connection is alive (GET) "
+            "and closes it on --replace (DELETE); connection ids are only known at run time.",
+            *(
+                "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
+                f"{ref(self.ws_api, None)}/{stage}/{verb}/@connections/*"
+                for verb in ("GET", "DELETE")
+            ),
+        )
 
         allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
         allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{CONNECTION_INDEX}")

@@ -14,9 +14,12 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.aws import client
+from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection
+from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
 from lambdas.tunnel.events import header, query_param, reply
-from lambdas.tunnel.store import SubdomainTaken, TokenRevoked
+from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevoked
 from lambdas.tunnel.tokens import parse_token, random_subdomain, secret_matches, valid_subdomain
 
 logger = Logger()
@@ -31,19 +34,59 @@ def _token(event: dict[str, Any]) -> str | None:
     return header(event, "x-tunnel-token") or query_param(event, "token")
 
 
-def _claim(token_id: str, requested: str | None) -> str:
+def _claim(token_id: str, requested: str | None, token: dict[str, Any]) -> str:
     store = settings.tokens()
     if requested:
         store.claim(requested, token_id)
         return requested
+    if token.get("randomSubdomain"):  # a token's random name is its own for good: the list stays bounded
+        store.claim(token["randomSubdomain"], token_id)
+        return str(token["randomSubdomain"])
     for _ in range(3):  # 36^11 names: a collision is already unlikely, three in a row is not worth handling
         name = random_subdomain()
         try:
-            store.claim(name, token_id)
+            store.claim(name, token_id, random=True)
             return name
         except SubdomainTaken:
             continue
     raise SubdomainTaken("random")
+
+
+def _alive(connection_id: str) -> bool:
+    api = client("apigatewaymanagementapi", management_endpoint(settings.websocket_endpoint()))
+    try:
+        api.get_connection(ConnectionId=connection_id)
+    except api.exceptions.GoneException:
+        return False
+    return True
+
+
+def _take_over(subdomain: str, token_id: str, event: dict[str, Any]) -> dict[str, Any] | None:
+    """One agent per name: None if this connection may serve `subdomain`, else the refusal.
+
+    The agent's own rotation (a fresh connection before the 2-hour limit) names the connection it
+    replaces; `X-Tunnel-Replace: true` takes the name from another live agent, which is told and
+    closed; a connection whose agent is gone without a `$disconnect` is forgotten."""
+    connections = settings.connections()
+    current = connections.find(subdomain)
+    if current is None or current == header(event, "x-tunnel-rotate"):
+        return None
+    if not _alive(current):
+        connections.delete(current)
+        return None
+    if (header(event, "x-tunnel-replace") or query_param(event, "replace") or "").lower() not in ("1", "true"):
+        logger.info("connection refused: name already served", extra={"subdomain": subdomain})
+        return reply(423, f"tunnel {subdomain!r} is already served by another agent; use --replace to take it over")
+    try:
+        message = p.Error(code="replaced", message=f"another agent took over {subdomain!r}")
+        post_to_connection(settings.websocket_endpoint(), current, p.encode(message).encode())
+        api = client("apigatewaymanagementapi", management_endpoint(settings.websocket_endpoint()))
+        api.delete_connection(ConnectionId=current)
+    except (ConnectionGone, client("apigatewaymanagementapi").exceptions.GoneException):
+        pass
+    connections.delete(current)
+    logger.info("agent replaced", extra={"subdomain": subdomain, "replaced": current, "token_id": token_id})
+    return None
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
@@ -68,12 +111,17 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if requested and not valid_subdomain(requested):
         return reply(400, "subdomain must be 3-63 characters of a-z, 0-9 and inner hyphens")
     try:
-        subdomain = _claim(token_id, requested or None)
+        subdomain = _claim(token_id, requested or None, token)
     except SubdomainTaken:
         logger.info("connection refused: subdomain taken", extra={"subdomain": requested})
         return reply(409, f"subdomain {requested!r} belongs to another token")
+    except NameLimit:
+        return reply(422, f"this token already holds {MAX_NAMES} names; reuse one or revoke the token")
     except TokenRevoked:
         return reply(401, "invalid or missing tunnel token")
+    refused = _take_over(subdomain, token_id, event)
+    if refused is not None:
+        return refused
 
     public_url = settings.public_url(subdomain)
     settings.connections().put(connection_id, subdomain, public_url, token_id)

@@ -67,6 +67,14 @@ class ConnectionMissing(Exception):
     pass
 
 
+class NameLimit(Exception):
+    """The token already holds MAX_NAMES names."""
+
+
+# Names one token may hold: bounds the token item (DynamoDB's 400 KB) and what one token squats.
+MAX_NAMES = 20
+
+
 @dataclass(frozen=True)
 class TokenStore:
     table: str
@@ -148,11 +156,17 @@ class TokenStore:
         )
         return item["tokenId"]["S"] if item else None
 
-    def claim(self, subdomain: str, token_id: str) -> None:
+    def claim(self, subdomain: str, token_id: str, *, random: bool = False) -> None:
         """Claim `subdomain` for the token: the first token wins and keeps it across connections.
 
-        One transaction, so a token revoked meanwhile cannot end up owning a name."""
+        One transaction, so a token revoked meanwhile cannot end up owning a name. A token holds at
+        most MAX_NAMES names (NameLimit); `random` records the name as the token's random one,
+        reused by every later connect that asks for no name."""
         ddb = self._ddb()
+        token_update = "ADD subdomains :s SET randomSubdomain = :s1" if random else "ADD subdomains :s"
+        values: dict[str, Any] = {":s": {"SS": [subdomain]}, ":max": _n(MAX_NAMES), ":name": _s(subdomain)}
+        if random:
+            values[":s1"] = _s(subdomain)
         try:
             ddb.transact_write_items(
                 TransactItems=[
@@ -173,9 +187,10 @@ class TokenStore:
                         "Update": {
                             "TableName": self.table,
                             "Key": {"pk": _s(TOKEN_PK), "sk": _s(token_id)},
-                            "UpdateExpression": "ADD subdomains :s",
-                            "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeValues": {":s": {"SS": [subdomain]}},
+                            "UpdateExpression": token_update,
+                            "ConditionExpression": "attribute_exists(pk) AND (attribute_not_exists(subdomains)"
+                            " OR size(subdomains) < :max OR contains(subdomains, :name))",
+                            "ExpressionAttributeValues": values,
                         }
                     },
                 ]
@@ -185,6 +200,8 @@ class TokenStore:
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 raise SubdomainTaken(subdomain) from None
             if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                if self.get(token_id) is not None:
+                    raise NameLimit(token_id) from None
                 raise TokenRevoked(token_id) from None
             raise
 

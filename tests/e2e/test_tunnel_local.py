@@ -383,3 +383,37 @@ def test_text_response_over_the_binary_limit_passes(agent, app) -> None:
     response = call(f"{agent.public_url}/bigtext")
     assert response.status == 200 and response.data == BIG_TEXT
     assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_one_agent_per_name_and_replace_takes_over(runtime, app) -> None:
+    token = new_token(runtime)
+    first = AgentProcess(runtime, token, app.port, "--subdomain", "e2eone")
+    url = first.wait_url()
+    try:
+        second = AgentProcess(runtime, token, app.port, "--subdomain", "e2eone")
+        _, err = second.proc.communicate(timeout=30)
+        assert second.proc.returncode == 1
+        assert err.strip().splitlines() == [
+            "error: tunnel 'e2eone' is already served by another agent: stop that one, or add --replace to take it over"
+        ]
+        third = AgentProcess(runtime, token, app.port, "--subdomain", "e2eone", "--replace")
+        try:
+            assert third.wait_url() == url
+            out, _ = first.proc.communicate(timeout=15)
+            assert first.proc.returncode == 1
+            assert "Replaced: another agent took over 'e2eone'; exiting" in out
+            assert call(f"{url}/echo", "POST", b"to the new agent").data == b"to the new agent"
+        finally:
+            third.stop()
+    finally:
+        first.stop()
+
+
+def test_invalid_subdomain_prints_the_rule(runtime, app) -> None:
+    bad = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "Not_Valid!")
+    _, err = bad.proc.communicate(timeout=30)
+    assert bad.proc.returncode == 2
+    assert err.strip() == (
+        "error: --subdomain 'Not_Valid!': 3-63 characters of a-z, 0-9 and hyphens, "
+        "starting and ending with a letter or digit"
+    )

@@ -159,7 +159,14 @@ def test_forwarder_concurrency_and_per_tunnel_cap_come_from_config(template: Tem
 
 def test_iam_is_least_privilege_per_function(template: Template, env_name: str) -> None:
     expected = {
-        "connect": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "connect": {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:Query",
+            "dynamodb:DeleteItem",
+            "execute-api:ManageConnections",
+        },
         "disconnect": {"dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:UpdateItem"},
         "forward": {
             "dynamodb:Query",
@@ -201,6 +208,18 @@ def test_iam_is_least_privilege_per_function(template: Template, env_name: str) 
     assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [pending, "Arn"]}, "/index/connection-index"]]}
     s3 = next(s for s in forward if "s3:GetObject" in s["Action"])
     assert [r["Fn::Join"][1][-1] for r in s3["Resource"]] == ["/requests/*", "/responses/*"]
+    # $connect may look up, post to and close connections of its own stage (one agent per name), no more.
+    manage = [
+        s
+        for s in policy_statements(template, f"tunnel-connect-{env_name}")
+        if s["Action"] == "execute-api:ManageConnections"
+    ]
+    verbs = sorted(
+        str(r).split("/@connections")[0].rsplit("/", 1)[-1]
+        for s in manage
+        for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+    )
+    assert verbs == ["DELETE", "GET", "POST"], verbs
     # Only the response handler touches connections besides connect/disconnect/forward, and only UpdateItem.
     response = policy_statements(template, f"tunnel-response-{env_name}")
     assert {"Fn::GetAtt": [connections, "Arn"]} in [s["Resource"] for s in response]

@@ -126,9 +126,43 @@ class FakeManagementApi:
                     api.threads.append(thread)
                     thread.start()
 
+            def _lookup(self) -> str | None:
+                from urllib.parse import unquote
+
+                match = re.match(r"^/[^/]+/@connections/([^/?]+)$", self.path)
+                connection_id = unquote(match.group(1)) if match else ""
+                if not match or connection_id in api.gone:
+                    body = b'{"message":"Gone"}'
+                    self.send_response(410)
+                    self.send_header("x-amzn-ErrorType", "GoneException")
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
+                return connection_id
+
+            def do_GET(self) -> None:  # GetConnection
+                if self._lookup() is not None:
+                    body = b'{"connectedAt":"2026-01-01T00:00:00.000Z","identity":{"sourceIp":"127.0.0.1"}}'
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+            def do_DELETE(self) -> None:  # DeleteConnection: the connection is gone afterwards
+                connection_id = self._lookup()
+                if connection_id is not None:
+                    api.deleted.append(connection_id)
+                    api.gone.add(connection_id)
+                    self.send_response(204)
+                    self.end_headers()
+
             def log_message(self, *args: Any) -> None:
                 pass
 
+        self.deleted: list[str] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}/dev"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
@@ -138,6 +172,7 @@ class FakeManagementApi:
             thread.join(timeout=5)
         self.on_message = None
         self.gone.clear()
+        self.deleted.clear()
         self.posts.clear()
         self.threads.clear()
         self.ready = False
@@ -201,13 +236,17 @@ def send(handler: Callable[..., Any], connection_id: str, body: str, context: An
     return handler(evt, context)
 
 
-def connect_event(connection_id: str, token: str | None, subdomain: str | None = None) -> dict[str, Any]:
+def connect_event(
+    connection_id: str, token: str | None, subdomain: str | None = None, **headers: str
+) -> dict[str, Any]:
     evt = event("connect")
     evt["requestContext"]["connectionId"] = connection_id
     if token is not None:
         evt["headers"]["Authorization"] = f"Bearer {token}"
     if subdomain is not None:
         evt["headers"]["X-Tunnel-Subdomain"] = subdomain
+    for name, value in headers.items():  # x_tunnel_replace="true" -> X-Tunnel-Replace: true
+        evt["headers"]["-".join(part.capitalize() for part in name.split("_"))] = value
     return evt
 
 

@@ -98,3 +98,55 @@ def test_custom_domain_gives_host_style_url(context, monkeypatch) -> None:
     monkeypatch.setenv("DOMAIN_NAME", "tunnel.example.com")
     assert connect.handler(connect_event("c1", new_token(), "demo"), context)["statusCode"] == 200
     assert _item("c1")["publicUrl"]["S"] == "https://demo.tunnel.example.com"
+
+
+def _ready(context, connection_id: str, token: str, subdomain: str | None = None) -> None:
+    from lambdas.tunnel import protocol as p
+    from lambdas.tunnel import response
+    from tests.lambdas.tunnel.support import send
+
+    assert connect.handler(connect_event(connection_id, token, subdomain), context)["statusCode"] == 200
+    send(response.handler, connection_id, p.encode(p.Ready()), context)
+
+
+def test_one_agent_per_name_unless_it_asks_to_replace(context, gateway) -> None:
+    token = new_token()
+    _ready(context, "c1", token, "demo")
+    second = connect.handler(connect_event("c2", token, "demo"), context)
+    assert second["statusCode"] == 423 and "--replace" in second["body"] and _item("c2") == {}
+    assert gateway.deleted == []
+    # The agent's own rotation names the connection it replaces: both may live while it drains.
+    assert connect.handler(connect_event("c3", token, "demo", x_tunnel_rotate="c1"), context)["statusCode"] == 200
+    assert gateway.deleted == []
+    # --replace: the old agent is told why, then closed, and its row forgotten.
+    taken = connect.handler(connect_event("c4", token, "demo", x_tunnel_replace="true"), context)
+    assert taken["statusCode"] == 200
+    assert gateway.deleted == ["c1"] and _item("c1") == {}
+    told = [m for m in gateway.messages("c1") if m["type"] == "Error"]
+    assert told and told[-1]["code"] == "replaced"
+
+
+def test_a_gone_agent_without_disconnect_does_not_block_its_name(context, gateway) -> None:
+    token = new_token()
+    _ready(context, "c1", token, "demo")
+    gateway.gone.add("c1")  # vanished; $disconnect never ran
+    assert connect.handler(connect_event("c2", token, "demo"), context)["statusCode"] == 200
+    assert _item("c1") == {}
+
+
+def test_random_name_is_reused_and_names_per_token_are_bounded(context) -> None:
+    from lambdas.tunnel.store import MAX_NAMES
+
+    token = new_token()
+    names = set()
+    for i in range(3):
+        assert connect.handler(connect_event(f"r{i}", token), context)["statusCode"] == 200
+        names.add(_item(f"r{i}")["claimedSubdomain"]["S"])
+    assert len(names) == 1  # one random name per token, however often it connects
+    for i in range(MAX_NAMES - 1):
+        assert connect.handler(connect_event(f"n{i}", token, f"name-{i}"), context)["statusCode"] == 200
+    refused = connect.handler(connect_event("over", token, "one-too-many"), context)
+    assert refused["statusCode"] == 422 and str(MAX_NAMES) in refused["body"]
+    # Names it already holds still work.
+    assert connect.handler(connect_event("again", token, "name-0"), context)["statusCode"] == 200
+    assert len(TokenStore(TOKENS).get(_token_id(token))["subdomains"]) == MAX_NAMES

@@ -26,8 +26,11 @@ from tests.lambdas.tunnel.support import (
 pytestmark = pytest.mark.usefixtures("tunnel_env")
 
 
-def _ready(context, connection_id: str = "c1", subdomain: str = "demo", token: str | None = None) -> None:
-    assert connect.handler(connect_event(connection_id, token or new_token(), subdomain), context)["statusCode"] == 200
+def _ready(
+    context, connection_id: str = "c1", subdomain: str = "demo", token: str | None = None, **headers: str
+) -> None:
+    evt = connect_event(connection_id, token or new_token(), subdomain, **headers)
+    assert connect.handler(evt, context)["statusCode"] == 200
     send(response.handler, connection_id, p.encode(p.Ready()), context)
 
 
@@ -238,7 +241,7 @@ def test_newest_ready_connection_wins(context, gateway) -> None:
     token = new_token()
     _ready(context, "old", token=token)
     time.sleep(1.05)  # createdAt has one-second resolution
-    _ready(context, "new", token=token)
+    _ready(context, "new", token=token, x_tunnel_rotate="old")  # the agent's rotation
     agent = _agent(gateway, context, _echo)
     assert forward.handler(event("http_api"), context)["statusCode"] == 200
     assert [cid for cid, data in gateway.posts if b"HttpRequest" in data] == ["new"]
