@@ -58,8 +58,12 @@ def create_token(table: str, label: str = "", ddb: Any = None) -> str:
     return token
 
 
+# The project's own interpreter, relative to the repository root where the README runs commands.
+PROJECT_PYTHON = ".venv/bin/python"
+
+
 def agent_command(ws_url: str, token: str, port: int = 3000) -> str:
-    return f"python scripts/tunnel_agent.py --url {ws_url} --token {token} --port {port}"
+    return f"{PROJECT_PYTHON} scripts/tunnel_agent.py --url {ws_url} --token {token} --port {port}"
 
 
 def _when(epoch: Any) -> str:
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> list[str]:
         return [
             f"token id: {token.split('.')[0]}",
             f"token:    {token}",
-            "Shown once; store it now. Use it as: python scripts/tunnel_agent.py --url WSS_URL "
+            f"Shown once; store it now. Use it as: {PROJECT_PYTHON} scripts/tunnel_agent.py --url WSS_URL "
             "--token TOKEN --port 3000",
         ]
     if args.command == "list":

@@ -417,3 +417,20 @@ def test_invalid_subdomain_prints_the_rule(runtime, app) -> None:
         "error: --subdomain 'Not_Valid!': 3-63 characters of a-z, 0-9 and hyphens, "
         "starting and ending with a letter or digit"
     )
+
+
+def test_the_agent_command_make_local_prints_runs_as_printed(runtime, app) -> None:
+    import shlex
+
+    from scripts.local.__main__ import hints
+
+    [line] = [h for h in hints(runtime) if h.startswith("tunnel agent (Tunnel-dev): ")]
+    command = shlex.split(line.split(": ", 1)[1].replace("--port 3000", f"--port {app.port}"))
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("Forwarding "), process.stderr.read() if process.stderr else ""
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(10)

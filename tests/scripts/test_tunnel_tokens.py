@@ -91,4 +91,6 @@ def test_create_token_with_a_given_client_gives_a_ready_agent_command() -> None:
     stored = TokenStore(TOKENS).get(parsed[0])
     assert stored and secret_matches(parsed[1], stored["secretHash"])
     command = tunnel_tokens.agent_command("ws://127.0.0.1:8004/dev", token)
-    assert command == f"python scripts/tunnel_agent.py --url ws://127.0.0.1:8004/dev --token {token} --port 3000"
+    assert command == (
+        f".venv/bin/python scripts/tunnel_agent.py --url ws://127.0.0.1:8004/dev --token {token} --port 3000"
+    )
