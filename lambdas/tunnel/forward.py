@@ -174,8 +174,8 @@ def _finished_response(
         response.body = body
     result = to_gateway_response(response, method)
     if _payload_size(result["body"], result["isBase64Encoded"]) > _LAMBDA_RESPONSE_LIMIT:
-        # Lambda returns at most 6 MB of JSON: binary bodies above ~4.5 MB cannot pass the gateway.
-        return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.5 MB)")
+        # Lambda returns at most 6 MB of JSON: binary bodies above ~4.7 MB (4.49 MiB) cannot pass the gateway.
+        return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.7 MB)")
     metrics.add_metric(name="ResponseBytes", unit=MetricUnit.Bytes, value=len(response.body))
     return result
 

@@ -24,7 +24,7 @@ from scripts.tunnel_agent import Agent, AgentConfig
 
 GOOD_TOKEN = "abcdefghij.secretsecretsecretsecretsecret"
 BINARY = bytes(range(256)) * 64
-# ~5 MB of UTF-8 HTML: over the ~4.5 MB a base64 body can have in Lambda's 6 MB response.
+# ~5 MB of UTF-8 HTML: over the ~4.7 MB a base64 body can have in Lambda's 6 MB response.
 BIG_TEXT = ("<li>caf\u00e9 " + "item " * 40 + "</li>\n").encode() * 24_000
 
 
