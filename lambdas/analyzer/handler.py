@@ -1,5 +1,10 @@
 """EventBridge `ImageProcessed` -> analysis of the analysis copy -> `analyses` -> `AnalysisComplete`.
 
+The item's current analysis is the one made from its *current* bytes (`items.analysis_version`,
+matched by `items.image_sha256`), not its latest version: after an overwrite A -> B -> A the item
+points at A's analysis again. An event whose bytes are no longer the item's (a newer overwrite is
+on its way) is `superseded` and changes nothing.
+
 Idempotent: an analysis already made from the same image bytes, prompt version, provider and
 model is reused (no model call) and AnalysisComplete is published again, which the embedder
 treats as a no-op when its source text is unchanged. Throttling, 5xx and timeouts raise
@@ -35,12 +40,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     item_id, analysis_key = detail["item_id"], detail["analysis_key"]
     logger.append_keys(item_id=item_id, user_id=detail.get("user_id"))
     conn = pg.connection()
-    if not store.item_exists(conn, item_id):
+    state = store.item_state(conn, item_id)
+    if state is None:
         logger.warning("item no longer exists; nothing to analyze")
         return {"status": "missing"}
+    _user_id, current_sha256 = state
+    if detail.get("image_sha256") not in (None, current_sha256):
+        logger.info("the object was overwritten since this event; the newer event analyzes it")
+        return {"status": "superseded"}
     # Read from our own derived bucket only, whatever the event says.
     image = client("s3").get_object(Bucket=require_env("DERIVED_BUCKET"), Key=analysis_key)["Body"].read()
     image_sha256 = hashlib.sha256(image).hexdigest()
+    if current_sha256 not in (None, image_sha256):
+        # The processor is rewriting the copy for newer bytes; its own event follows.
+        logger.info("analysis copy changed since this event; the newer event analyzes it")
+        return {"status": "superseded"}
     analyzer = providers.analyzer()
     version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
     if version is not None:
@@ -70,6 +84,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "output_tokens": analysis.output_tokens,
             },
         )
+    if not store.set_current(conn, item_id, image_sha256, version):
+        logger.info("the object was overwritten during analysis; the newer event analyzes it")
+        return {"status": "superseded", "version": version}
     publish(
         ANALYZER_SOURCE,
         ANALYSIS_COMPLETE,
@@ -77,6 +94,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "item_id": item_id,
             "user_id": detail.get("user_id"),
             "analysis_version": version,
+            "image_sha256": image_sha256,
             "category": category,
             "provider": analyzer.provider,
             "model": analyzer.model,

@@ -8,8 +8,30 @@ from typing import Any
 from lambdas.analyzer.providers import Analysis
 
 
-def item_exists(conn: Any, item_id: str) -> bool:
-    return conn.execute("SELECT 1 FROM items WHERE item_id = %s", (item_id,)).fetchone() is not None
+def item_state(conn: Any, item_id: str) -> tuple[str, str | None] | None:
+    """(user_id, image_sha256 of the current bytes), or None when the item is gone."""
+    row = conn.execute("SELECT user_id, image_sha256 FROM items WHERE item_id = %s", (item_id,)).fetchone()
+    return (str(row[0]), row[1]) if row else None
+
+
+def set_current(conn: Any, item_id: str, image_sha256: str, version: int) -> bool:
+    """Point the item at the analysis of its current bytes (its status back to `processed` if it
+    was deferred). False when the bytes changed meanwhile (the processor published a newer event,
+    which will do this) or the item is gone. Writes nothing when the item already points there,
+    so a redelivered event changes nothing."""
+    with conn.transaction():
+        row = conn.execute(
+            "SELECT status, image_sha256, analysis_version FROM items WHERE item_id = %s FOR UPDATE", (item_id,)
+        ).fetchone()
+        if row is None or row[0] == "failed" or row[1] not in (None, image_sha256):
+            return False
+        if (row[0], row[1], row[2]) != ("processed", image_sha256, version):
+            conn.execute(
+                "UPDATE items SET analysis_version = %s, image_sha256 = %s, status = 'processed', updated_at = now()"
+                " WHERE item_id = %s",
+                (version, image_sha256, item_id),
+            )
+    return True
 
 
 def existing_version(

@@ -1,7 +1,10 @@
 """EventBridge `AnalysisComplete` -> embedding of the item's current analysis text -> `embeddings`.
 
-Idempotent: the row is keyed by (item, model) and skipped when the stored source-text hash is
-the same. Throttling, 5xx and timeouts raise RetryableError so Lambda retries.
+The current analysis is the one of the item's current bytes (`items.analysis_version`). A text
+already embedded by this model (`embedding_cache`, by text hash: the same item after
+A -> B -> A, or another item with identical bytes) is not sent to the model again.
+Idempotent: the row is keyed by (item, model) and skipped when it already holds this analysis
+and text. Throttling, 5xx and timeouts raise RetryableError so Lambda retries.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     item_id = event["detail"]["item_id"]
     logger.append_keys(item_id=item_id)
     conn = pg.connection()
-    analysis = store.latest_analysis(conn, item_id)
+    analysis = store.current_analysis(conn, item_id)
     if analysis is None:
         logger.warning("no analysis for item; nothing to embed")
         return {"status": "missing"}
@@ -37,15 +40,20 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     digest = text_sha256(text)
     embedder = embeddings.embedder()
-    if store.stored_hash(conn, item_id, embedder.model) == digest:
+    if store.stored(conn, item_id, embedder.model) == (digest, analysis["version"]):
         logger.info("embedding up to date", extra={"model": embedder.model})
         metrics.add_metric(name="EmbeddingsSkipped", unit=MetricUnit.Count, value=1)
         return {"status": "unchanged"}
-    try:
-        [vector] = embedder.embed([text], "document")
-    except RetryableError:
-        metrics.add_metric(name="EmbeddingsFailed_retryable", unit=MetricUnit.Count, value=1)
-        raise
+    vector = store.cached_vector(conn, embedder.model, digest)
+    if vector is None:
+        try:
+            [vector] = embedder.embed([text], "document")
+        except RetryableError:
+            metrics.add_metric(name="EmbeddingsFailed_retryable", unit=MetricUnit.Count, value=1)
+            raise
+        store.cache_vector(conn, embedder.model, digest, vector)
+    else:
+        metrics.add_metric(name="EmbeddingsReused", unit=MetricUnit.Count, value=1)
     written = store.upsert_embedding(
         conn,
         item_id=item_id,

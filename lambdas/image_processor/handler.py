@@ -10,11 +10,14 @@ fail the same way. A key that names no user (`nouser.png`, `carol//x.png`) gets 
 an item belongs to a user and every read is bound to one, so such a row could never be read; it
 is reported to the failure queue and logged with its key (`invalid_key`). Everything else (S3, database, EventBridge errors) raises so Lambda retries
 and the on-failure destination keeps what is left. The work is idempotent: a redelivered event
-rewrites the same objects and the same row.
+rewrites the same objects and the same row. The row carries the hash of the analysis copy
+(`image_sha256`): new bytes clear the item's current analysis and embeddings (store.py), so what
+is stored never describes content the object no longer has.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -156,6 +159,8 @@ def process(record: dict[str, Any]) -> None:
         "width": rendered.width,
         "height": rendered.height,
         "etag": etag,
+        # What the analyzer will see: identical bytes render to an identical copy.
+        "image_sha256": hashlib.sha256(rendered.analysis).hexdigest(),
     }
     upsert_item(conn, status="processed", size_bytes=len(data), **fields)
     publish(

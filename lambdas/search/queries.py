@@ -29,18 +29,21 @@ SELECT n.item_id, 1 - n.distance AS score, i.user_id, i.thumbnail_key,
        coalesce(a.category, n.category), a.subcategories, a.headline, a.summary
 FROM nearest n
 JOIN items i USING (item_id)
-LEFT JOIN LATERAL (SELECT category, subcategories, headline, summary FROM analyses
-              WHERE item_id = n.item_id ORDER BY version DESC LIMIT 1) a ON true
+-- Every stored vector is of its item's current analysis: the processor deletes the others in
+-- the transaction that records new bytes, and the embedder writes only for the current one.
+LEFT JOIN analyses a ON a.item_id = i.item_id AND a.version = i.analysis_version
 ORDER BY n.distance
 """
 
+# The item's current analysis is the one of its current bytes (`analysis_version`), which after
+# an overwrite A -> B -> A is older than its latest; none while new bytes wait for analysis.
 _ITEM = """
 SELECT i.item_id, i.user_id, i.status, i.failure_reason, i.content_type, i.width, i.height,
        i.original_key, i.thumbnail_key, i.created_at, i.updated_at,
        a.version, a.category, a.subcategories, a.headline, a.summary, a.raw, a.provider, a.model,
        a.prompt_version, a.created_at
 FROM items i
-LEFT JOIN LATERAL (SELECT * FROM analyses WHERE item_id = i.item_id ORDER BY version DESC LIMIT 1) a ON true
+LEFT JOIN analyses a ON a.item_id = i.item_id AND a.version = i.analysis_version
 WHERE i.item_id = %s
 """
 

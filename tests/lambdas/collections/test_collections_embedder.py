@@ -14,7 +14,7 @@ from lambdas.analyzer import handler as analyzer
 from lambdas.common.collections import RetryableError
 from lambdas.common.embeddings import hash_embed
 from lambdas.embedder import handler as embedder
-from lambdas.embedder.store import latest_analysis, upsert_embedding
+from lambdas.embedder.store import current_analysis, upsert_embedding
 from lambdas.embedder.text import document_text, text_sha256
 
 
@@ -39,7 +39,7 @@ def test_local_provider_stores_a_normalized_hashed_vector(aws_env, db, context) 
     assert (model, dims, version, user_id, category) == ("local-hash-v1", 1024, 1, "u1", "other")
     values = vector.to_list()
     assert math.isclose(math.sqrt(sum(v * v for v in values)), 1.0, rel_tol=1e-5)
-    a = latest_analysis(db, event["detail"]["item_id"])
+    a = current_analysis(db, event["detail"]["item_id"])
     assert a is not None
     text = document_text(a["category"], a["subcategories"], a["headline"], a["summary"], a["raw"])
     assert sha == text_sha256(text) and "orange" in text
@@ -91,20 +91,20 @@ def test_bad_request_is_not_retryable(aws_env, db, context, fake_apis) -> None:
     assert stored(db) == []
 
 
-def test_older_analysis_never_overwrites_newer(aws_env, db, context) -> None:
+def test_analysis_the_item_no_longer_points_at_never_overwrites(aws_env, db, context) -> None:
     event = analysis_complete(aws_env, context)
     embedder.handler(event, context)
     item_id = event["detail"]["item_id"]
-    db.execute("UPDATE embeddings SET analysis_version = 3 WHERE item_id = %s", (item_id,))
+    before = stored(db)
     wrote = upsert_embedding(
         db,
         item_id=item_id,
         model="local-hash-v1",
         vector=[1.0] + [0.0] * 1023,
         source_sha256="x",
-        analysis_version=2,
+        analysis_version=2,  # not the item's current analysis (version 1)
         user_id="u1",
         category="other",
     )
     assert wrote is False
-    assert stored(db)[0][4] == 3
+    assert stored(db) == before

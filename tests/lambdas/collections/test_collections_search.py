@@ -34,6 +34,7 @@ def seed(db: Any, context: Any, user_id: str, category: str, headline: str, summ
         " 'test', 'test', 'p1', 'sha')",
         (item_id, category, headline, summary),
     )
+    db.execute("UPDATE items SET analysis_version = 1, image_sha256 = 'sha' WHERE item_id = %s", (item_id,))
     embedder.handler({"id": "e", "detail": {"item_id": item_id}}, context)
     return item_id
 
