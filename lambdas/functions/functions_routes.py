@@ -309,7 +309,8 @@ def publish(org: str, fid: str) -> Response[dict]:
         wanted = m.config_hash(fn)
         if fn.get("published_hash") == wanted and fn.get("latest_version"):
             existing = store().get_version(org, fn["id"], int(fn["latest_version"]))
-            if existing is not None:
+            # A version that failed to publish is no answer: publishing again makes a new one.
+            if existing is not None and existing["status"] != "failed":
                 return json_response(200, {**m.version_view(existing), "unchanged": True})
         number = int(fn.get("version_counter", 0)) + 1
         version = {

@@ -278,3 +278,22 @@ def test_a_body_that_is_not_utf8_or_not_base64_is_400(platform: Platform, body: 
     event.update(body=body, isBase64Encoded=True)
     answer = api.handler(event, FakeContext())
     assert answer["statusCode"] == 400 and json.loads(answer["body"]) == {"error": "request body is not valid JSON"}
+
+
+def test_a_failed_publish_can_be_retried(platform: Platform) -> None:
+    created = create(platform)
+    # Lambda refuses the publish: $LATEST no longer holds the draft's code (as if changed behind
+    # the platform's back), so the version ends failed with the reason.
+    platform.lam.update_function_code(FunctionName=created["lambda_function"], ZipFile=b"PK\x05\x06" + b"\0" * 18)
+    answer = platform.call("POST", f"{BASE}/hello/versions", {})
+    platform.drain()
+    failed = platform.call("GET", f"{BASE}/hello/versions/{answer.body['version']}").body
+    assert failed["status"] == "failed" and "draft changed" in failed["error"]
+    # Put the draft back (a redeploy), then publishing again makes a new version, not "unchanged".
+    platform.call("PATCH", f"{BASE}/hello", {"memory_mb": 300})
+    platform.call("PATCH", f"{BASE}/hello", {"memory_mb": 256})
+    platform.drain()
+    again = platform.call("POST", f"{BASE}/hello/versions", {})
+    assert again.status == 201 and again.body["version"] == failed["version"] + 1
+    platform.drain()
+    assert platform.call("GET", f"{BASE}/hello/versions/{again.body['version']}").body["status"] == "published"
