@@ -5,6 +5,13 @@ matched by `items.image_sha256`), not its latest version: after an overwrite A -
 points at A's analysis again. An event whose bytes are no longer the item's (a newer overwrite is
 on its way) is `superseded` and changes nothing.
 
+Identical bytes are analyzed once: an analysis of the same analysis-copy bytes, prompt version,
+provider and model (this item's, after A -> B -> A, or any other item's, the same user's or not)
+is copied as this item's version instead of calling the model. Across users only the model's
+output is shared (category, texts, details): it is what the model answers for these exact bytes,
+which the uploader already has, so it reveals nothing about the other item, its key or its user,
+and nothing links the copy to its source.
+
 Idempotent: an analysis already made from the same image bytes, prompt version, provider and
 model is reused (no model call) and AnalysisComplete is published again, which the embedder
 treats as a no-op when its source text is unchanged. Throttling, 5xx and timeouts raise
@@ -44,7 +51,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if state is None:
         logger.warning("item no longer exists; nothing to analyze")
         return {"status": "missing"}
-    _user_id, current_sha256 = state
+    user_id, current_sha256 = state
     if detail.get("image_sha256") not in (None, current_sha256):
         logger.info("the object was overwritten since this event; the newer event analyzes it")
         return {"status": "superseded"}
@@ -57,8 +64,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"status": "superseded"}
     analyzer = providers.analyzer()
     version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
+    source = None
+    if version is None:
+        source = store.reusable(conn, user_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
+        if source is not None:
+            version = store.copy_analysis(conn, item_id, source[0], source[1])
     if version is not None:
-        logger.info("analysis unchanged; reusing", extra={"version": version})
+        reused = "item" if source is None else "same_user" if source[2] else "other_user"
+        logger.info("analysis of these bytes exists; reusing", extra={"version": version, "reused": reused})
         metrics.add_metric(name="AnalysesSkipped", unit=MetricUnit.Count, value=1)
         category = store.category_of(conn, item_id, version)
     else:

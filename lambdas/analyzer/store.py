@@ -46,6 +46,50 @@ def existing_version(
     return row[0] if row else None
 
 
+def reusable(
+    conn: Any, user_id: str, image_sha256: str, provider: str, model: str, prompt_version: str
+) -> tuple[str, int, bool] | None:
+    """An analysis another item already has of the same bytes (same prompt, provider and model):
+    (item_id, version, whether that item is the same user's). The user's own items come first."""
+    row = conn.execute(
+        "SELECT a.item_id, a.version, i.user_id = %(user)s FROM analyses a JOIN items i USING (item_id)"
+        " WHERE a.image_sha256 = %(sha)s AND a.prompt_version = %(pv)s AND a.provider = %(provider)s"
+        " AND a.model = %(model)s ORDER BY i.user_id = %(user)s DESC, a.created_at LIMIT 1",
+        {"user": user_id, "sha": image_sha256, "pv": prompt_version, "provider": provider, "model": model},
+    ).fetchone()
+    return (str(row[0]), int(row[1]), bool(row[2])) if row else None
+
+
+def copy_analysis(conn: Any, item_id: str, source_item_id: str, source_version: int) -> int:
+    """Store another item's analysis of the same bytes as this item's next version. Only the
+    model's output is copied (category, texts, details, provider, model, prompt, image hash): no
+    reference to the source item, its user or its key; no tokens, since no model was called."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (item_id,))
+        row = conn.execute(
+            """
+            INSERT INTO analyses (item_id, version, category, subcategories, headline, summary, raw,
+                                  provider, model, prompt_version, image_sha256, input_tokens, output_tokens)
+            SELECT %(item_id)s, (SELECT coalesce(max(version), 0) + 1 FROM analyses WHERE item_id = %(item_id)s),
+                   category, subcategories, headline, summary, raw, provider, model, prompt_version,
+                   image_sha256, 0, 0
+            FROM analyses WHERE item_id = %(source)s AND version = %(version)s
+            ON CONFLICT (item_id, image_sha256, prompt_version, provider, model) DO NOTHING
+            RETURNING version
+            """,
+            {"item_id": item_id, "source": source_item_id, "version": source_version},
+        ).fetchone()
+    if row:
+        return int(row[0])
+    src = conn.execute(
+        "SELECT image_sha256, provider, model, prompt_version FROM analyses WHERE item_id = %s AND version = %s",
+        (source_item_id, source_version),
+    ).fetchone()
+    version = existing_version(conn, item_id, src[0], src[1], src[2], src[3])
+    assert version is not None
+    return version
+
+
 def category_of(conn: Any, item_id: str, version: int) -> str:
     row = conn.execute(
         "SELECT category FROM analyses WHERE item_id = %s AND version = %s", (item_id, version)

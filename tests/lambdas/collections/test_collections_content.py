@@ -128,3 +128,29 @@ def test_new_bytes_clear_what_described_the_old_ones(aws_env, models, db, contex
     assert analyzer.handler(event_a, context) == {"status": "superseded"}
     assert snapshot(db, item_id) == before and analysis_calls(models) == 1
     assert event_b["detail"]["image_sha256"] != event_a["detail"]["image_sha256"]
+
+
+def test_identical_bytes_under_other_keys_reuse_the_analysis(aws_env, models, db, context) -> None:
+    photo = jpeg(color=RED)
+    models.queue(MESSAGES, tool_use(TART, input_tokens=1600, output_tokens=210))
+    models.queue(EMBEDDINGS, voyage, voyage)  # one document, one search query
+    first, _ = upload(aws_env, context, "alice/tart.jpg", photo)
+    again, _ = upload(aws_env, context, "alice/copy of tart.jpg", photo)  # the same user
+    other, _ = upload(aws_env, context, "bob/tart.jpg", photo)  # another user
+    assert analysis_calls(models) == 1 and document_embeddings(models) == 1  # one call for the bytes
+    rows = db.execute(
+        "SELECT i.user_id, a.headline, a.input_tokens, a.output_tokens FROM items i"
+        " JOIN analyses a ON a.item_id = i.item_id AND a.version = i.analysis_version ORDER BY i.created_at"
+    ).fetchall()
+    assert rows == [
+        ("alice", TART["headline"], 1600, 210),
+        ("alice", TART["headline"], 0, 0),  # copied: no tokens spent
+        ("bob", TART["headline"], 0, 0),
+    ]
+    for event, user in ((again, "alice"), (other, "bob")):
+        status, item = get(f"/items/{event['detail']['item_id']}", context, user_id=user)
+        assert status == 200 and item["analysis"]["details"] == TART
+        assert item["original_key"].startswith(f"{user}/")  # nothing of the source item
+    _, found = get("/search", context, q="strawberry tart", user_id="bob")
+    assert [r["item_id"] for r in found["results"]] == [other["detail"]["item_id"]]
+    assert first["detail"]["image_sha256"] == other["detail"]["image_sha256"]
