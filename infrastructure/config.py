@@ -82,6 +82,10 @@ class CollectionsSettings:
     # IAM principal ARNs (the callers' `userArn`) allowed to search across all users with
     # `all_users=true`; every other caller must name the user it reads for. None by default.
     cross_user_principals: tuple[str, ...] = ()
+    # Analyses per user per UTC day (model calls, and copies of another user's analysis of the
+    # same bytes; reusing the user's own analyses is free). Past it, items are `deferred` and
+    # requeued by a daily schedule (00:05 UTC) or scripts/collections_deferred.py.
+    analysis_daily_budget: int = 50
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,7 @@ PROD = EnvConfig(
         nat_gateways=2,
         db_backup_retention_days=7,
         allow_local_providers=False,
+        analysis_daily_budget=500,
     ),
     functions=FunctionsSettings(
         max_memory_mb=3008,

@@ -99,6 +99,26 @@ class CollectionsComputeStack(Stack):
             timeout=Duration.seconds(settings.analyzer_timeout_seconds),
             reserved_concurrency=settings.analyzer_reserved_concurrency,
         )
+        self.analyzer.function.add_environment("ANALYSIS_DAILY_BUDGET", str(settings.analysis_daily_budget))
+        # Deferred analyses (over a user's daily budget) are requeued when the budgets start
+        # afresh; scripts/collections_deferred.py invokes the same function on demand.
+        self.deferred = self._function(
+            "DeferredAnalysesLambda",
+            "analyzer",
+            "Collections: requeue analyses deferred by the daily budget",
+            common_env,
+            asynchronous=True,
+            memory_mb=256,
+            timeout=Duration.minutes(5),
+            handler="lambdas.analyzer.deferred.handler",
+        )
+        events.Rule(
+            self,
+            "DeferredAnalysesSchedule",
+            rule_name=f"collections-{config.name}-DeferredAnalysesSchedule",
+            schedule=events.Schedule.cron(minute="5", hour="0"),
+            targets=[targets.LambdaFunction(self.deferred.function, retry_attempts=2)],
+        )
         self.embedder = self._function(
             "EmbedderLambda",
             "embedder",
@@ -140,7 +160,7 @@ class CollectionsComputeStack(Stack):
             timeout=Duration.minutes(10),
         )
         # Nothing event-driven runs before the schema is there.
-        for fn in (self.processor, self.analyzer, self.embedder, self.search):
+        for fn in (self.processor, self.analyzer, self.embedder, self.search, self.deferred):
             fn.function.node.add_dependency(self.trigger)
         acknowledge_bucket_notifications_handler(self)
 
@@ -224,9 +244,9 @@ class CollectionsComputeStack(Stack):
         ]
 
     def _grant(self) -> None:
-        for fn in (self.processor, self.analyzer, self.embedder, self.search, self.migrate):
+        for fn in (self.processor, self.analyzer, self.embedder, self.search, self.migrate, self.deferred):
             self.data.secret.grant_read(fn.role)
-        for fn in (self.processor, self.analyzer):
+        for fn in (self.processor, self.analyzer, self.deferred):
             self.bus.grant_put_events_to(fn.role)
         processor, analyzer = self.processor.function, self.analyzer.function
         processor.add_to_role_policy(

@@ -32,7 +32,19 @@ from lambdas.analyzer.schema import PROMPT_VERSION
 from lambdas.common import pg
 from lambdas.common.aws import client
 from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, publish
-from lambdas.common.settings import require_env
+from lambdas.common.settings import MissingSetting, env_int, require_env
+
+DEFAULT_DAILY_BUDGET = 100
+
+
+def daily_budget() -> int:
+    """Analyses charged per user per UTC day (model calls and copies of another user's analysis);
+    past it, items are `deferred` (see lambdas/analyzer/deferred.py)."""
+    budget = env_int("ANALYSIS_DAILY_BUDGET", DEFAULT_DAILY_BUDGET)
+    if budget < 0:
+        raise MissingSetting("ANALYSIS_DAILY_BUDGET must be 0 or more")
+    return budget
+
 
 logger = Logger()
 tracer = Tracer()
@@ -67,6 +79,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     source = None
     if version is None:
         source = store.reusable(conn, user_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
+        # The user's budget is charged for a model call and for another user's analysis alike:
+        # were the copy free, a user over budget could tell from `deferred` or not whether
+        # someone else had uploaded these exact bytes. Reusing their own analyses is free.
+        if (source is None or not source[2]) and not store.charge(conn, user_id, item_id, image_sha256, daily_budget()):
+            store.defer(conn, item_id, image_sha256)
+            logger.info("daily analysis budget spent; deferred", extra={"daily_budget": daily_budget()})
+            metrics.add_metric(name="AnalysesDeferred", unit=MetricUnit.Count, value=1)
+            return {"status": "deferred"}
         if source is not None:
             version = store.copy_analysis(conn, item_id, source[0], source[1])
     if version is not None:

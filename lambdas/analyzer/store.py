@@ -34,6 +34,64 @@ def set_current(conn: Any, item_id: str, image_sha256: str, version: int) -> boo
     return True
 
 
+_TODAY = "(now() AT TIME ZONE 'UTC')::date"
+
+
+def charge(conn: Any, user_id: str, item_id: str, image_sha256: str, daily_budget: int) -> bool:
+    """Charge one analysis of these bytes to the user's budget for today (UTC). True if charged
+    now or already (a redelivery, a retry after a failed call); False when the budget is spent."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 1))", (user_id,))
+        if conn.execute(
+            f"SELECT 1 FROM analysis_charges WHERE item_id = %s AND image_sha256 = %s AND day = {_TODAY}",  # noqa: S608
+            (item_id, image_sha256),
+        ).fetchone():
+            return True
+        [used] = conn.execute(
+            f"SELECT count(*) FROM analysis_charges WHERE user_id = %s AND day = {_TODAY}",  # noqa: S608
+            (user_id,),
+        ).fetchone()
+        if used >= daily_budget:
+            return False
+        conn.execute(
+            f"INSERT INTO analysis_charges (item_id, image_sha256, day, user_id) VALUES (%s, %s, {_TODAY}, %s)",  # noqa: S608
+            (item_id, image_sha256, user_id),
+        )
+    return True
+
+
+def defer(conn: Any, item_id: str, image_sha256: str) -> None:
+    """Mark the item `deferred` while its bytes are still these and nothing describes them."""
+    conn.execute(
+        "UPDATE items SET status = 'deferred', updated_at = now() WHERE item_id = %s AND status = 'processed'"
+        " AND image_sha256 = %s AND analysis_version IS NULL",
+        (item_id, image_sha256),
+    )
+
+
+def deferred_items(conn: Any, limit: int) -> list[dict[str, Any]]:
+    """Deferred items, oldest first, as the processor described them in ImageProcessed."""
+    rows = conn.execute(
+        "SELECT item_id, user_id, bucket, original_key, thumbnail_key, analysis_key, content_type, width, height,"
+        " etag, image_sha256 FROM items WHERE status = 'deferred' ORDER BY updated_at LIMIT %s",
+        (limit,),
+    ).fetchall()
+    keys = (
+        "item_id",
+        "user_id",
+        "bucket",
+        "original_key",
+        "thumbnail_key",
+        "analysis_key",
+        "content_type",
+        "width",
+        "height",
+        "etag",
+        "image_sha256",
+    )
+    return [{**dict(zip(keys, row, strict=True)), "item_id": str(row[0])} for row in rows]
+
+
 def existing_version(
     conn: Any, item_id: str, image_sha256: str, provider: str, model: str, prompt_version: str
 ) -> int | None:

@@ -161,3 +161,22 @@ def test_corrupt_image_ends_in_the_failure_queue_with_its_reason(runtime: LocalR
     assert db.execute("SELECT status FROM items WHERE original_key = %s", (f"{USER}/broken.jpg",)).fetchone() == (
         "failed",
     )
+
+
+def test_operator_command_requeues_deferred_items(runtime: LocalRuntime, db: Any, uploaded, capsys) -> None:
+    """The local runtime runs no schedules: the operator command invokes DeferredAnalysesLambda
+    through the Lambda API, and the deferred item goes through the analyzer and embedder again."""
+    from scripts import collections_deferred
+
+    item_id = uploaded["green"]
+    wait_for(lambda: count(db, "embeddings") == 3, what="three embeddings")
+    with db.transaction():  # as the analyzer leaves an item over its user's budget
+        db.execute("DELETE FROM embeddings WHERE item_id = %s", (item_id,))
+        db.execute("UPDATE items SET status = 'deferred', analysis_version = NULL WHERE item_id = %s", (item_id,))
+    assert signed_get(runtime, f"/items/{item_id}", user_id=USER)[1]["status"] == "deferred"
+    assert collections_deferred.main(["--env", "dev", "--endpoint-url", runtime.lambda_url]) == 0
+    assert capsys.readouterr().out.splitlines() == ["requeued 1 deferred item(s)", f"  {item_id}"]
+    wait_for(lambda: count(db, "embeddings") == 3, what="the requeued item's embedding")
+    status, item = signed_get(runtime, f"/items/{item_id}", user_id=USER)
+    assert (status, item["status"], item["analysis"]["version"]) == (200, "processed", 1)
+    assert count(db, "analyses") == 3  # its own analysis of these bytes, not a new one

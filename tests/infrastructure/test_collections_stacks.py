@@ -258,3 +258,24 @@ def test_migrations_run_by_a_trigger_before_the_functions(compute: Template, env
         find_function(compute, f"collections-{env_name}-ImageProcessorLambda")[0]
     ]
     assert trigger_id in processor.get("DependsOn", [])
+
+
+def test_daily_budget_and_the_schedule_that_requeues_deferred_analyses(compute: Template, env_name: str) -> None:
+    analyzer = find_function(compute, f"collections-{env_name}-AnalyzerLambda")[1]["Properties"]
+    budget = "500" if env_name == "prod" else "50"
+    assert analyzer["Environment"]["Variables"]["ANALYSIS_DAILY_BUDGET"] == budget
+    deferred_id, deferred = find_function(compute, f"collections-{env_name}-DeferredAnalysesLambda")
+    assert deferred["Properties"]["Handler"] == "lambdas.analyzer.deferred.handler"
+    [trigger_id] = compute.find_resources("Custom::Trigger")
+    assert trigger_id in deferred.get("DependsOn", [])  # never runs before the migrations
+    compute.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Name": f"collections-{env_name}-DeferredAnalysesSchedule",
+            "ScheduleExpression": "cron(5 0 * * ? *)",
+            "State": "ENABLED",
+            "Targets": [Match.object_like({"Arn": {"Fn::GetAtt": [deferred_id, "Arn"]}})],
+        },
+    )
+    statements = policy_statements(compute, f"collections-{env_name}-DeferredAnalysesLambda")
+    assert _resources_for(statements, "events:PutEvents")

@@ -74,7 +74,7 @@ def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     pg.reset()
     conn = pg.connect()
     apply_migrations(conn)
-    conn.execute("TRUNCATE items, embedding_cache CASCADE")
+    conn.execute("TRUNCATE items, embedding_cache, analysis_charges CASCADE")
     yield conn
     conn.close()
     pg.reset()

@@ -154,3 +154,42 @@ def test_identical_bytes_under_other_keys_reuse_the_analysis(aws_env, models, db
     _, found = get("/search", context, q="strawberry tart", user_id="bob")
     assert [r["item_id"] for r in found["results"]] == [other["detail"]["item_id"]]
     assert first["detail"]["image_sha256"] == other["detail"]["image_sha256"]
+
+
+def test_daily_budget_defers_then_the_requeue_analyzes(aws_env, models, db, context, monkeypatch) -> None:
+    from lambdas.analyzer import deferred
+
+    monkeypatch.setenv("ANALYSIS_DAILY_BUDGET", "1")
+    red, blue = jpeg(color=RED), jpeg(color=BLUE)
+    models.queue(MESSAGES, tool_use(TART), tool_use(BEACH))
+    models.queue(EMBEDDINGS, voyage, voyage)
+    upload(aws_env, context, "alice/tart.jpg", red)  # alice's one analysis today
+    blue_event, result = upload(aws_env, context, "alice/beach.jpg", blue)
+    assert result == {"status": "deferred"} and analysis_calls(models) == 1
+    blue_id = blue_event["detail"]["item_id"]
+    status, item = get(f"/items/{blue_id}", context, user_id="alice")
+    assert (status, item["status"], item["analysis"]) == (200, "deferred", None)
+    before = snapshot(db, blue_id)  # a redelivery changes nothing and calls nothing
+    assert analyzer.handler(blue_event, context) == {"status": "deferred"}
+    assert snapshot(db, blue_id) == before and aws_env.events() == []
+    # Reusing her own analysis of the same bytes is free; bob's copy of alice's is charged to
+    # bob (else being deferred or not would tell him someone had these bytes).
+    assert upload(aws_env, context, "alice/tart again.jpg", red)[1]["status"] == "analyzed"
+    assert upload(aws_env, context, "bob/tart.jpg", red)[1]["status"] == "analyzed"
+    bob_blue, result = upload(aws_env, context, "bob/beach.jpg", blue)
+    assert result == {"status": "deferred"} and analysis_calls(models) == 1
+
+    # A requeue on the same day defers them again, without a model call.
+    assert set(deferred.requeue(db, 100)) == {blue_id, bob_blue["detail"]["item_id"]}
+    for event in aws_env.events():
+        assert analyzer.handler(event, context) == {"status": "deferred"}
+    # The next UTC day (charges dated yesterday), the scheduled requeue analyzes them.
+    db.execute("UPDATE analysis_charges SET day = day - 1")
+    result = deferred.handler({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"}, context)
+    assert result["requeued"] == 2 and result["item_ids"][0] == blue_id  # oldest first
+    for event in aws_env.events():
+        assert analyzer.handler(event, context)["status"] == "analyzed"
+    assert analysis_calls(models) == 2  # blue analyzed once, for alice; bob's is a copy
+    for item_id, user in ((blue_id, "alice"), (bob_blue["detail"]["item_id"], "bob")):
+        _, item = get(f"/items/{item_id}", context, user_id=user)
+        assert (item["status"], item["analysis"]["headline"]) == ("processed", BEACH["headline"])

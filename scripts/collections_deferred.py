@@ -1,0 +1,49 @@
+"""Requeue the collections items deferred by the daily analysis budget, now.
+
+The scheduled rule does this every day just after 00:00 UTC; this command is for an operator
+(after raising the budget, say) and for the local runtime, which runs no schedules. It invokes
+the environment's DeferredAnalysesLambda, which publishes each deferred item's ImageProcessed
+again (the analyzer analyzes it within the user's budget or defers it again).
+
+    .venv/bin/python scripts/collections_deferred.py --env dev
+    .venv/bin/python scripts/collections_deferred.py --env dev --endpoint-url http://127.0.0.1:PORT  # local Lambda API
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+FUNCTION = "collections-{env}-DeferredAnalysesLambda"
+
+
+def requeue(env: str, *, endpoint_url: str | None = None, limit: int | None = None) -> dict[str, Any]:
+    import boto3
+
+    payload = {"limit": limit} if limit else {}
+    response = boto3.client("lambda", endpoint_url=endpoint_url).invoke(
+        FunctionName=FUNCTION.format(env=env), InvocationType="RequestResponse", Payload=json.dumps(payload).encode()
+    )
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise RuntimeError(f"{FUNCTION.format(env=env)} failed: {body}")
+    return dict(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", required=True, help="environment name (dev, prod)")
+    parser.add_argument("--endpoint-url", help="Lambda API endpoint (the local runtime's lambda_url)")
+    parser.add_argument("--limit", type=int, help="requeue at most this many (default 1000)")
+    args = parser.parse_args(argv)
+    result = requeue(args.env, endpoint_url=args.endpoint_url, limit=args.limit)
+    print(f"requeued {result['requeued']} deferred item(s)")
+    for item_id in result.get("item_ids", []):
+        print(f"  {item_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
