@@ -44,6 +44,16 @@ class TunnelSettings:
     max_inflight_per_tunnel: int = 20
     # Seconds a refused client is told to wait (Retry-After).
     busy_retry_after_seconds: int = 1
+    # Without a tunnel domain every tunnel shares one browser origin (`/t/{name}/` of the HTTP
+    # API): a page of one tunnel can read another's cookies and responses. True makes a missing
+    # domain a synth warning, which the `--strict` prod deploy refuses.
+    require_domain: bool = False
+
+
+# Only the deployer knows the tunnel's wildcard domain: `-c tunnel_domain=example.com -c
+# tunnel_certificate_arn=arn:aws:acm:... -c tunnel_hosted_zone_id=Z...` (or cdk.json), used when
+# the environment's `tunnel_domain` below is not set.
+TUNNEL_DOMAIN_CONTEXT = ("tunnel_domain", "tunnel_certificate_arn", "tunnel_hosted_zone_id")
 
 
 @dataclass(frozen=True)
@@ -226,7 +236,7 @@ PROD = EnvConfig(
         quota_invocations_per_minute=6000,
         quota_monthly_gb_seconds=1_000_000,
     ),
-    tunnel=TunnelSettings(forward_reserved_concurrency=100, max_inflight_per_tunnel=20),
+    tunnel=TunnelSettings(forward_reserved_concurrency=100, max_inflight_per_tunnel=20, require_domain=True),
 )
 
 # The example in cdk.json: it synthesizes, but a role trusting it would trust whoever owns that name

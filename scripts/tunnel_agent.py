@@ -45,6 +45,11 @@ EXIT_FATAL = 1
 EXIT_USAGE = 2
 
 
+def path_routed(public_url: str) -> bool:
+    """Whether the tunnel lives under `/t/NAME` of a shared host (not `NAME.domain`)."""
+    return urlsplit(public_url).path.rstrip("/").startswith("/t/")
+
+
 class Fatal(Exception):
     """A problem retrying cannot fix (bad token, taken subdomain, unreachable URL at start)."""
 
@@ -283,6 +288,11 @@ class Agent:
             self.public_url = session.established.public_url
             target = f"{self.config.scheme}://{self.config.host}:{self.config.port}"
             self.say(f"Forwarding {self.public_url} -> {target}")
+            if path_routed(self.public_url):
+                self.say(
+                    "warning: path tunnels (/t/NAME/) share one browser origin with every other tunnel on this "
+                    "host (cookies, storage, fetch); a tunnel domain gives each tunnel its own"
+                )
         self._spawn(self._receive(session))
         self._spawn(self._keepalive(session))
         return session

@@ -5,14 +5,17 @@ WebSocket API `$connect` -> tunnel-connect, `$disconnect` -> tunnel-disconnect,
 `$default` -> tunnel-response (agent messages: responses, Ready, Ping, errors)
 
 Tunnels are reachable at `https://{http-api}/t/{subdomain}/...`, and with the environment's
-optional wildcard domain at `https://{subdomain}.{domain}/...` too.
+wildcard domain (config or context `tunnel_domain`, `tunnel_certificate_arn`,
+`tunnel_hosted_zone_id`) at `https://{subdomain}.{domain}/...` too: one browser origin per tunnel.
+Where the config requires a domain (prod) and none is set, the stack carries a warning naming the
+setting, so `cdk deploy --strict` refuses it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import Annotations, Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
@@ -23,7 +26,7 @@ from aws_cdk import aws_route53_targets as targets
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
+from infrastructure.config import TUNNEL_DOMAIN_CONTEXT, EnvConfig, TunnelDomain
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
@@ -39,6 +42,7 @@ class TunnelStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
+        self.domain = self._configured_domain()
         self._tables()
         self._bucket()
         self._apis()
@@ -47,6 +51,22 @@ class TunnelStack(Stack):
         self._routes()
         self._custom_domain()
         self._outputs()
+
+    def _configured_domain(self) -> TunnelDomain | None:
+        if self.config.tunnel_domain is not None:
+            return self.config.tunnel_domain
+        values = [self.node.try_get_context(key) for key in TUNNEL_DOMAIN_CONTEXT]
+        if all(values):
+            return TunnelDomain(domain_name=values[0], certificate_arn=values[1], hosted_zone_id=values[2])
+        if self.config.tunnel.require_domain:
+            Annotations.of(self).add_warning_v2(
+                "platform:tunnel-domain-missing",
+                f"tunnel_domain is not set for {self.config.name}: every tunnel would share one browser origin "
+                "(/t/NAME/ of the HTTP API, cookies and responses readable across tunnels). Set "
+                + " ".join(f"-c {key}=..." for key in TUNNEL_DOMAIN_CONTEXT)
+                + " (or tunnel_domain in infrastructure/config.py).",
+            )
+        return None
 
     def _table(self, construct_id: str, key: str, index: str, index_key: str, sort: str | None) -> dynamodb.TableV2:
         table = dynamodb.TableV2(
@@ -149,7 +169,7 @@ class TunnelStack(Stack):
         )
 
     def _functions(self) -> None:
-        domain = {"DOMAIN_NAME": self.config.tunnel_domain.domain_name} if self.config.tunnel_domain else {}
+        domain = {"DOMAIN_NAME": self.domain.domain_name} if self.domain else {}
         connections = {"CONNECTIONS_TABLE_NAME": self.connections.table_name}
         pending = {"PENDING_REQUESTS_TABLE_NAME": self.pending.table_name}
         ws = {"WEBSOCKET_API_ENDPOINT": self.ws_endpoint}
@@ -182,6 +202,8 @@ class TunnelStack(Stack):
                 **pending,
                 **ws,
                 **domain,
+                # On the local runtime (a loopback endpoint) tunnels are routed by `{name}.localhost`.
+                "PUBLIC_HTTP_URL": self.http_api.api_endpoint,
                 "BODY_BUCKET_NAME": self.bucket.bucket_name,
                 "TOKENS_TABLE_NAME": self.tokens.table_name,
                 "REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
@@ -309,7 +331,7 @@ class TunnelStack(Stack):
         )
 
     def _custom_domain(self) -> None:
-        domain = self.config.tunnel_domain
+        domain = self.domain
         if domain is None:
             return
         wildcard = apigw.DomainName(
@@ -333,7 +355,7 @@ class TunnelStack(Stack):
         )
 
     def _outputs(self) -> None:
-        domain = self.config.tunnel_domain
+        domain = self.domain
         pattern = (
             f"https://{{subdomain}}.{domain.domain_name}/"
             if domain

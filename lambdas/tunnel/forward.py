@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
@@ -129,14 +129,58 @@ def _payload_size(body: str, encoded: bool) -> int:
     return len(body) if encoded else len(json.dumps(body))
 
 
-def to_gateway_response(response: p.HttpResponse, method: str = "GET") -> dict[str, Any]:
-    """HTTP API v2 response: repeated headers joined with commas, every Set-Cookie kept apart."""
+def scoped_location(value: str, prefix: str, host: str) -> str:
+    """A redirect target kept inside a path tunnel: an absolute path (`/login`), or an absolute
+    URL on the public host the app was given (`https://HOST/login`), gets the tunnel's prefix."""
+    if value.startswith("/") and not value.startswith("//"):
+        return value if _under(value, prefix) else prefix + value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if parts.netloc and host and parts.netloc.lower() == host.lower() and parts.scheme in ("http", "https", ""):
+        path = parts.path or "/"
+        if not _under(path, prefix):
+            return parts._replace(path=prefix + path).geturl()
+    return value
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+def scoped_cookie(value: str, prefix: str) -> str:
+    """A Set-Cookie kept to a path tunnel: no `Domain` (host-only), `Path` under the prefix
+    (`Path=/` becomes `Path=/t/name`; without a Path the browser's default is already under it)."""
+    parts = value.split(";")
+    out = [parts[0]]
+    for attribute in parts[1:]:
+        name, _, attr_value = attribute.strip().partition("=")
+        key = name.strip().lower()
+        if key == "domain":
+            continue
+        if key == "path":
+            path = attr_value.strip()
+            path = prefix if path in ("", "/") or not path.startswith("/") else prefix + path
+            out.append(f" Path={path}")
+            continue
+        out.append(attribute)
+    return ";".join(out)
+
+
+def to_gateway_response(
+    response: p.HttpResponse, method: str = "GET", prefix: str = "", host: str = ""
+) -> dict[str, Any]:
+    """HTTP API v2 response: repeated headers joined with commas, every Set-Cookie kept apart.
+    For a path tunnel (`prefix` "/t/name"), redirects and cookies are kept inside the prefix."""
     headers: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in p.strip_hop_by_hop(response.headers):
         key = name.lower()
+        if prefix and key == "location":
+            value = scoped_location(value, prefix, host)
         if key == "set-cookie":
-            cookies.append(value)
+            cookies.append(scoped_cookie(value, prefix) if prefix else value)
         elif key != "content-length" or method == "HEAD":  # the gateway sets it for the body it sends
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
     body, encoded = _payload_body(response.body)
@@ -161,7 +205,12 @@ def _stored_response(item: dict[str, Any]) -> p.HttpResponse | None:
 
 
 def _finished_response(
-    request_id: str, item: dict[str, Any], response: p.HttpResponse | None, method: str = "GET"
+    request_id: str,
+    item: dict[str, Any],
+    response: p.HttpResponse | None,
+    method: str = "GET",
+    route: Route | None = None,
+    host: str = "",
 ) -> dict[str, Any]:
     if response is None:
         metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
@@ -172,7 +221,7 @@ def _finished_response(
             metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
             return _error(502, "tunnel response body missing or larger than 5 MiB")
         response.body = body
-    result = to_gateway_response(response, method)
+    result = to_gateway_response(response, method, route.prefix if route else "", host)
     if _payload_size(result["body"], result["isBase64Encoded"]) > _LAMBDA_RESPONSE_LIMIT:
         # Lambda returns at most 6 MB of JSON: binary bodies above ~4.7 MB (4.49 MiB) cannot pass the gateway.
         return _error(502, "tunnel response too large for the gateway (binary bodies up to ~4.7 MB)")
@@ -276,7 +325,8 @@ def _send_and_wait(
             return _error(502, "tunnel request vanished")
     response = _stored_response(item)
     try:
-        return _finished_response(request_id, item, response, request.method)
+        host = (event.get("headers") or {}).get("host", "")
+        return _finished_response(request_id, item, response, request.method, route, host)
     finally:
         in_bucket = request.body_url is not None or (response is not None and response.body_in_bucket)
         _cleanup(pending, request_id, large=in_bucket)
@@ -293,7 +343,7 @@ def _cleanup(pending: PendingStore, request_id: str, *, large: bool) -> None:
 
 
 def _domain() -> str:
-    return os.environ.get("DOMAIN_NAME", "").strip()
+    return settings.host_domain()
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)

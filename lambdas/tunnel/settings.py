@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from urllib.parse import urlsplit
 
 from lambdas.common.settings import env_int, require_env
 from lambdas.tunnel.protocol import REQUEST_TIMEOUT_SECS
@@ -53,11 +54,36 @@ def retry_after_seconds() -> int:
     return max(1, env_int("BUSY_RETRY_AFTER_SECONDS", 1))
 
 
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _local_api() -> tuple[str, int] | None:
+    """(scheme, port) when the HTTP API is served on this machine (the local runtime), else None.
+    A deployed API's endpoint is never a loopback address."""
+    parts = urlsplit(os.environ.get("PUBLIC_HTTP_URL", ""))
+    if parts.hostname in _LOOPBACK:
+        return parts.scheme or "http", parts.port or 80
+    return None
+
+
+def host_domain() -> str:
+    """The domain under which `{sub}.{domain}` names a tunnel: the custom domain, `localhost` on the
+    local runtime (browsers and curl resolve `*.localhost` to loopback), else "" (path routing)."""
+    domain = os.environ.get("DOMAIN_NAME", "").strip()
+    if domain:
+        return domain
+    return "localhost" if _local_api() else ""
+
+
 def public_url(subdomain: str) -> str:
-    """`https://{sub}.{DOMAIN_NAME}` with a custom domain, else the HTTP API's `/t/{sub}` form."""
+    """`https://{sub}.{DOMAIN_NAME}` with a custom domain, `http://{sub}.localhost:{port}` on the
+    local runtime, else the HTTP API's `/t/{sub}` form (every tunnel on one browser origin)."""
     domain = os.environ.get("DOMAIN_NAME", "").strip()
     if domain:
         return f"https://{subdomain}.{domain}"
+    local = _local_api()
+    if local:
+        return f"{local[0]}://{subdomain}.localhost:{local[1]}"
     return f"{require_env('PUBLIC_HTTP_URL').rstrip('/')}/t/{subdomain}"
 
 

@@ -70,6 +70,9 @@ def hints(runtime: LocalRuntime) -> list[str]:
     for stack, outputs in runtime.outputs.items():
         if "TokensTableName" in outputs and "WebSocketUrl" in outputs:  # a tunnel stack: how to attach an agent
             found.append(f"tunnel agent ({stack}): " + _agent_command(runtime, outputs, env))
+            if "HttpApiUrl" in outputs:  # each tunnel is its own origin at NAME.localhost (browsers, curl)
+                port = outputs["HttpApiUrl"].rstrip("/").rpartition(":")[2]
+                found.append(f"tunnels ({stack}): http://NAME.localhost:{port}/ (also {outputs['HttpApiUrl']}/t/NAME/)")
         if "FunctionsApiUrl" in outputs and "FunctionsTableName" in outputs:  # functions: a CLI with an admin key
             found.append(f"functions CLI ({stack}, org demo, admin key): " + _functions_command(runtime, outputs, env))
     return found

@@ -131,23 +131,52 @@ class Reply:
 
 
 def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
-    """One request with http.client: no redirect following, no decompression."""
+    """One request with http.client: no redirect following, no decompression. `NAME.localhost`
+    goes to loopback with its Host header, as browsers and curl do (Python's resolver may not)."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    hostname = parts.hostname or "127.0.0.1"
+    headers = dict(headers or {})
+    if hostname.endswith(".localhost"):
+        headers.setdefault("Host", parts.netloc)
+        hostname = "127.0.0.1"
+    conn = http.client.HTTPConnection(hostname, parts.port, timeout=30)
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     try:
-        conn.request(method, target, body=body, headers=headers or {})
+        conn.request(method, target, body=body, headers=headers)
         response = conn.getresponse()
         return Reply(response.status, response.headers, response.read())
     finally:
         conn.close()
 
 
-def test_public_url_uses_the_http_api_path_form(runtime, agent) -> None:
-    assert agent.public_url == f"{runtime.outputs['Tunnel-dev']['HttpApiUrl']}/t/e2edemo"
+def test_public_url_is_the_tunnels_own_localhost_host(runtime, agent) -> None:
+    port = urlsplit(runtime.outputs["Tunnel-dev"]["HttpApiUrl"]).port
+    assert agent.public_url == f"http://e2edemo.localhost:{port}"
+    assert not any("share one browser origin" in line for line in agent.lines)
 
 
-def test_status_codes_cookies_and_raw_query(agent, app) -> None:
+def path_url(runtime: LocalRuntime, name: str = "e2edemo") -> str:
+    return f"{runtime.outputs['Tunnel-dev']['HttpApiUrl']}/t/{name}"
+
+
+def test_path_tunnel_redirects_stay_inside_the_prefix(runtime, agent) -> None:
+    base = path_url(runtime)
+    assert call(f"{base}/redirect").headers["Location"] == "/t/e2edemo/target"
+    host = urlsplit(base).netloc
+    assert call(f"{base}/absolute-redirect").headers["Location"] == f"http://{host}/t/e2edemo/login?next=%2F"
+    assert call(f"{base}/elsewhere").headers["Location"] == "https://example.org/x"  # another site: untouched
+    # Host routing passes the app's answer unchanged: the tunnel is the whole origin.
+    assert call(f"{agent.public_url}/absolute-redirect").headers["Location"].startswith(f"{agent.public_url}/login")
+
+
+def test_path_tunnel_cookies_are_scoped_to_the_prefix_without_domain(runtime, agent) -> None:
+    cookies = call(f"{path_url(runtime)}/scoped-cookies").headers.get_all("Set-Cookie")
+    assert cookies == ["s=1; Path=/t/e2edemo; HttpOnly", "t=2; Path=/t/e2edemo/admin", "u=3"]
+    direct = call(f"{agent.public_url}/scoped-cookies").headers.get_all("Set-Cookie")
+    assert direct[0] == "s=1; Path=/; Domain=localhost; HttpOnly"
+
+
+def test_status_codes_cookies_and_raw_query(runtime, agent, app) -> None:
     query = "tag=a&tag=b&q=caf%C3%A9%20au%20lait&x%5B%5D=1&empty="
     response = call(f"{agent.public_url}/echo/path%2Fpart?{query}", "POST", b"hello", {"X-Test": "1"})
     assert response.status == 201
@@ -156,7 +185,9 @@ def test_status_codes_cookies_and_raw_query(agent, app) -> None:
     seen = app.received[-1]
     assert seen["target"] == f"/echo/path%2Fpart?{query}"
     headers = {k.lower(): v for k, v in seen["headers"]}
-    assert headers["x-test"] == "1" and headers["x-forwarded-prefix"] == "/t/e2edemo"
+    assert headers["x-test"] == "1" and "x-forwarded-prefix" not in headers  # host routing: no prefix
+    call(f"{path_url(runtime)}/echo", "POST", b"x")
+    assert {k.lower(): v for k, v in app.received[-1]["headers"]}["x-forwarded-prefix"] == "/t/e2edemo"
     assert call(f"{agent.public_url}/missing").status == 201  # the app answers every path
     assert call(f"{agent.public_url}/redirect").status == 302
 
@@ -355,7 +386,10 @@ def test_app_answering_a_big_upload_early_gets_its_own_answer_back(agent, app) -
     body = os.urandom(4 * 1024 * 1024)
     headers = {"Content-Type": "application/octet-stream"}
     direct = requests.post(f"{app.url}/early", data=body, headers=headers, timeout=30)
-    tunnelled = requests.post(f"{agent.public_url}/early", data=body, headers=headers, timeout=30)
+    public = urlsplit(agent.public_url)  # NAME.localhost, sent to loopback as curl and browsers do
+    tunnelled = requests.post(
+        f"http://127.0.0.1:{public.port}/early", data=body, headers={**headers, "Host": public.netloc}, timeout=30
+    )
     assert (tunnelled.status_code, tunnelled.content) == (direct.status_code, direct.content) == (401, b"login first")
 
 

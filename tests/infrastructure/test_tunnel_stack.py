@@ -255,3 +255,43 @@ def test_custom_wildcard_domain(tmp_path: Path) -> None:
         variables = find_function(template, f"tunnel-{short}-dev")[1]["Properties"]["Environment"]["Variables"]
         assert variables["DOMAIN_NAME"] == "tunnel.example.com"
     assert template.to_json()["Outputs"]["PublicUrlPattern"]["Value"] == "https://{subdomain}.tunnel.example.com/"
+
+
+_CERTIFICATE = "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
+
+
+def _stack(tmp_path: Path, env_name: str, context: dict[str, Any]) -> TunnelStack:
+    app = cdk.App(context={**SKIP_BUNDLING, **context}, outdir=str(tmp_path))
+    config = get_config(env_name)
+    return TunnelStack(
+        app, f"Tunnel-{env_name}", config=config, env=cdk.Environment(account="123456789012", region="eu-west-1")
+    )
+
+
+def test_prod_without_a_tunnel_domain_is_a_warning_naming_the_setting(tmp_path: Path) -> None:
+    # A warning is what `cdk deploy --strict` (the prod deploy path) refuses.
+    from aws_cdk.assertions import Annotations
+
+    Annotations.from_stack(_stack(tmp_path / "prod", "prod", {})).has_warning(
+        "*", Match.string_like_regexp("tunnel_domain is not set for prod.*-c tunnel_domain=")
+    )
+    Annotations.from_stack(_stack(tmp_path / "dev", "dev", {})).has_no_warning("*", Match.any_value())
+
+
+def test_the_tunnel_domain_from_context_gives_prod_host_routing_without_a_warning(tmp_path: Path) -> None:
+    from aws_cdk.assertions import Annotations
+
+    stack = _stack(
+        tmp_path,
+        "prod",
+        {
+            "tunnel_domain": "t.example.org",
+            "tunnel_certificate_arn": _CERTIFICATE,
+            "tunnel_hosted_zone_id": "Z0123456789ABCDEFGHIJ",
+        },
+    )
+    Annotations.from_stack(stack).has_no_warning("*", Match.any_value())
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::ApiGatewayV2::DomainName", {"DomainName": "*.t.example.org"})
+    variables = find_function(template, "tunnel-forward-prod")[1]["Properties"]["Environment"]["Variables"]
+    assert variables["DOMAIN_NAME"] == "t.example.org" and "PUBLIC_HTTP_URL" in variables

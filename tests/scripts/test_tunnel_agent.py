@@ -276,3 +276,22 @@ def test_bad_url_is_one_clear_line_and_nonzero(url, code, message) -> None:
     _, err = proc.communicate(timeout=15)
     assert proc.returncode == code
     assert len(err.strip().splitlines()) == 1 and err.startswith(message)
+
+
+def test_a_path_tunnel_prints_a_one_line_shared_origin_warning(app) -> None:
+    peer = FakeTunnel(path_base="https://abc.execute-api.eu-west-1.amazonaws.com")
+    try:
+        running = AgentThread(_config(peer, app))
+        peer.wait_connections(1)
+        until(lambda: len(running.lines()) >= 2)
+        assert running.lines()[0].startswith("Forwarding https://abc.execute-api.eu-west-1.amazonaws.com/t/")
+        assert running.lines()[1].startswith("warning: path tunnels (/t/NAME/) share one browser origin")
+        assert running.stop() == 0
+    finally:
+        peer.close()
+
+
+def test_a_host_tunnel_prints_no_origin_warning(tunnel, app, agent) -> None:
+    until(lambda: len(agent.lines()) >= 1)
+    tunnel.request(request("r1"))
+    assert not any("share one browser origin" in line for line in agent.lines())

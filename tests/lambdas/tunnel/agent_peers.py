@@ -78,6 +78,17 @@ class LocalApp:
                 path = self.path.split("?")[0]
                 if path == "/redirect":
                     return self._reply(302, [("Location", "/target")], b"")
+                if path == "/absolute-redirect":  # an absolute URL built from the Host the app was given
+                    return self._reply(302, [("Location", f"http://{self.headers['Host']}/login?next=%2F")], b"")
+                if path == "/elsewhere":
+                    return self._reply(302, [("Location", "https://example.org/x")], b"")
+                if path == "/scoped-cookies":
+                    cookies = [
+                        ("Set-Cookie", "s=1; Path=/; Domain=localhost; HttpOnly"),
+                        ("Set-Cookie", "t=2; path=/admin"),
+                        ("Set-Cookie", "u=3"),
+                    ]
+                    return self._reply(200, cookies, b"ok")
                 if path == "/gzip":
                     data = gzip.compress(b"hello " * 100)
                     return self._reply(200, [("Content-Encoding", "gzip")], data)
@@ -120,8 +131,9 @@ class LocalApp:
 class FakeTunnel:
     """The tunnel side of the WebSocket, on its own event loop thread."""
 
-    def __init__(self, token: str = GOOD_TOKEN) -> None:
+    def __init__(self, token: str = GOOD_TOKEN, path_base: str | None = None) -> None:
         self.token = token
+        self.path_base = path_base  # answer `{path_base}/t/{sub}` (path routing) instead of a host
         self.connections: list[ServerConnection] = []
         self.subdomains_asked: list[str | None] = []
         self.received: list[tuple[int, p.Message]] = []
@@ -157,7 +169,8 @@ class FakeTunnel:
         sub = asked or "k3v9x2m7q1wz"
         for early in self.before_established:
             await ws.send(p.encode(early))
-        await ws.send(p.encode(p.ConnectionEstablished(f"conn-{index}", sub, f"https://{sub}.tunnel.test")))
+        public = f"{self.path_base}/t/{sub}" if self.path_base else f"https://{sub}.tunnel.test"
+        await ws.send(p.encode(p.ConnectionEstablished(f"conn-{index}", sub, public)))
         async for raw in ws:
             message = p.decode(raw)
             self.received.append((index, message))

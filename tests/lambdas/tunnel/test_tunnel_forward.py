@@ -86,9 +86,10 @@ def test_request_and_response_fidelity_through_path_route(context, gateway) -> N
     assert headers["host"] == "p9r8s7t6u5.execute-api.eu-west-1.amazonaws.com"
 
     assert result["statusCode"] == 302
-    assert result["cookies"] == ["a=1; Path=/", "b=2; HttpOnly"]
+    # A path tunnel keeps the app's cookies and redirects inside its prefix.
+    assert result["cookies"] == ["a=1; Path=/t/demo", "b=2; HttpOnly"]
     assert result["headers"]["vary"] == "Accept, Cookie"
-    assert result["headers"]["location"] == "/elsewhere"
+    assert result["headers"]["location"] == "/t/demo/elsewhere"
     assert "transfer-encoding" not in result["headers"]
     assert _body(result) == b"\x00\x01binary\xff"
     # Nothing private is left behind once answered.
