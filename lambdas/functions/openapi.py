@@ -23,13 +23,13 @@ def generate() -> str:
 
     return (
         app.get_openapi_json_schema(
-            security_schemes={"orgKey": HTTPBearer(description="An organization key (scripts/functions_keys.py)")},
+            security_schemes={"orgKey": HTTPBearer(description="An organization key, issued by an operator (shown once)")},
             security=[{"orgKey": []}],
             title="Functions API",
             version="1",
             description="User-defined functions per organization, run as AWS Lambda functions: registry, "
             "code, immutable versions, the live alias with canary and rollback, invocation. Every route under "
-            "/v1/orgs/{org} needs `Authorization: Bearer <key>` (keys: scripts/functions_keys.py).",
+            "/v1/orgs/{org} needs `Authorization: Bearer <key>`, an organization key issued by an operator.",
         )
         + "\n"
     )
