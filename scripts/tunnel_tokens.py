@@ -1,19 +1,23 @@
 """Manage tunnel agent tokens.
 
-    python scripts/tunnel_tokens.py --env dev create [--label laptop-ana]
+    python scripts/tunnel_tokens.py --env dev create [--label laptop-ana] [--expires-in 7d]
     python scripts/tunnel_tokens.py --env dev list
     python scripts/tunnel_tokens.py --env dev revoke TOKEN_ID
 
-The tokens table is found from the `Tunnel-{env}` stack's `TokensTableName` output (CloudFormation),
-or given with `--table NAME`. A token is shown once, at creation; only a hash of its secret is
-stored. Revoking deletes the token and releases the subdomains it claimed (connections already
-open keep working until they close, at most 2 hours).
+The tables and the WebSocket URL are found from the `Tunnel-{env}` stack's outputs (CloudFormation),
+or given with `--table NAME` (and, for revoke, `--connections-table NAME --websocket-url URL`). A
+token is shown once, at creation; only a hash of its secret is stored. `--expires-in` (30m, 12h,
+7d) makes the tunnel refuse the token after that time. Revoking deletes the token, releases the
+subdomains it claimed and closes its open connections (through `@connections`; they are found by
+the connections table's token index, no Scan), so its agents stop serving at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,11 +28,15 @@ if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make 
 from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
-from lambdas.tunnel.store import TokenStore
+from lambdas.tunnel.store import ConnectionStore, TokenStore
 from lambdas.tunnel.tokens import new_token
 from scripts.operator_cli import print_or_fail
 
 OUTPUT_KEY = "TokensTableName"
+CONNECTIONS_OUTPUT_KEY = "ConnectionsTableName"
+WEBSOCKET_OUTPUT_KEY = "WebSocketUrl"
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class TokensError(Exception):
@@ -39,23 +47,60 @@ def stack_name(env: str) -> str:
     return f"Tunnel-{env}"
 
 
-def resolve_table(env: str) -> str:
+def stack_outputs(env: str) -> dict[str, str]:
     try:
         stacks = client("cloudformation").describe_stacks(StackName=stack_name(env))["Stacks"]
     except ClientError as exc:
         raise TokensError(f"stack {stack_name(env)} not found ({exc.response['Error']['Message']})") from None
-    for output in stacks[0].get("Outputs", []):
-        if output["OutputKey"] == OUTPUT_KEY:
-            return str(output["OutputValue"])
+    return {o["OutputKey"]: str(o["OutputValue"]) for o in stacks[0].get("Outputs", [])}
+
+
+def resolve_table(env: str) -> str:
+    outputs = stack_outputs(env)
+    if OUTPUT_KEY in outputs:
+        return outputs[OUTPUT_KEY]
     raise TokensError(f"stack {stack_name(env)} has no {OUTPUT_KEY} output; pass --table")
 
 
-def create_token(table: str, label: str = "", ddb: Any = None) -> str:
+def parse_duration(text: str) -> int:
+    """Seconds in `30m`, `12h`, `7d` (or `90s`)."""
+    match = _DURATION.match(text.strip().lower())
+    if not match or int(match.group(1)) <= 0:
+        raise TokensError(f"--expires-in {text!r}: expected a number and a unit, e.g. 30m, 12h or 7d")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def create_token(table: str, label: str = "", ddb: Any = None, expires_in: int | None = None) -> str:
     """Create a token and return it (the only time it exists in clear). `ddb` lets a caller such
     as the local runtime's `make local` use its own DynamoDB client."""
     token_id, token, secret_hash = new_token()
-    TokenStore(table, ddb).put(token_id, secret_hash, label)
+    expires_at = int(time.time()) + expires_in if expires_in else None
+    TokenStore(table, ddb).put(token_id, secret_hash, label, expires_at)
     return token
+
+
+def management_url(websocket_url: str) -> str:
+    """The `@connections` endpoint of a WebSocket stage: wss://HOST/STAGE -> https://HOST/STAGE."""
+    if websocket_url.startswith("wss://"):
+        return "https://" + websocket_url[len("wss://") :]
+    if websocket_url.startswith("ws://"):
+        return "http://" + websocket_url[len("ws://") :]
+    return websocket_url
+
+
+def close_connections(connections_table: str, websocket_url: str, token_id: str, ddb: Any = None) -> int:
+    """Close every open connection of the token; how many there were."""
+    store = ConnectionStore(connections_table, ddb)
+    manager = client("apigatewaymanagementapi", endpoint_url=management_url(websocket_url))
+    closed = 0
+    for connection_id in store.for_token(token_id):
+        try:
+            manager.delete_connection(ConnectionId=connection_id)
+            closed += 1
+        except manager.exceptions.GoneException:
+            pass
+        store.delete(connection_id)  # $disconnect does it too; routing must not wait for it
+    return closed
 
 
 # The project's own interpreter, relative to the repository root where the README runs commands.
@@ -73,23 +118,38 @@ def _when(epoch: Any) -> str:
 def run(args: argparse.Namespace) -> list[str]:
     store = TokenStore(args.table or resolve_table(args.env))
     if args.command == "create":
-        token = create_token(store.table, args.label)
+        expires_in = parse_duration(args.expires_in) if args.expires_in else None
+        token = create_token(store.table, args.label, expires_in=expires_in)
+        expiry = [f"expires:  {_when(int(time.time()) + expires_in)}"] if expires_in else []
         return [
             f"token id: {token.split('.')[0]}",
             f"token:    {token}",
+            *expiry,
             f"Shown once; store it now. Use it as: {PROJECT_PYTHON} scripts/tunnel_agent.py --url WSS_URL "
             "--token TOKEN --port 3000",
         ]
     if args.command == "list":
         rows = sorted(store.list(), key=lambda t: t.get("createdAt", 0))
-        lines = [f"{'TOKEN ID':<12} {'CREATED':<20} {'LABEL':<20} SUBDOMAINS"]
+        lines = [f"{'TOKEN ID':<12} {'CREATED':<20} {'EXPIRES':<20} {'LABEL':<20} SUBDOMAINS"]
         for row in rows:
             subs = ",".join(row.get("subdomains", [])) or "-"
-            lines.append(f"{row['sk']:<12} {_when(row.get('createdAt')):<20} {row.get('label', ''):<20} {subs}")
+            created, expires = _when(row.get("createdAt")), _when(row.get("expiresAt"))
+            lines.append(f"{row['sk']:<12} {created:<20} {expires:<20} {row.get('label', ''):<20} {subs}")
         return lines
+    connections_table, websocket_url = args.connections_table, args.websocket_url
+    if not (connections_table and websocket_url) and not args.table:
+        outputs = stack_outputs(args.env)
+        connections_table = connections_table or outputs.get(CONNECTIONS_OUTPUT_KEY)
+        websocket_url = websocket_url or outputs.get(WEBSOCKET_OUTPUT_KEY)
     if not store.revoke(args.token_id):
         raise TokensError(f"no token with id {args.token_id!r}")
-    return [f"revoked {args.token_id}"]
+    if not (connections_table and websocket_url):
+        return [
+            f"revoked {args.token_id} (open connections not closed: pass --connections-table and "
+            "--websocket-url; routing already refuses them)"
+        ]
+    closed = close_connections(connections_table, websocket_url, args.token_id)
+    return [f"revoked {args.token_id}; closed {closed} open connection{'s' if closed != 1 else ''}"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -99,9 +159,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a token and print it once")
     create.add_argument("--label", default="", help="who or what the token is for")
-    commands.add_parser("list", help="list token ids, labels and claimed subdomains")
-    revoke = commands.add_parser("revoke", help="delete a token and release its subdomains")
+    create.add_argument("--expires-in", help="refuse the token after this long: 30m, 12h, 7d (default: never)")
+    commands.add_parser("list", help="list token ids, labels, expiry and claimed subdomains")
+    revoke = commands.add_parser("revoke", help="delete a token, release its subdomains, close its connections")
     revoke.add_argument("token_id")
+    revoke.add_argument("--connections-table", help="connections table (default: the stack's output)")
+    revoke.add_argument("--websocket-url", help="the tunnel's WebSocket URL (default: the stack's output)")
     return parser.parse_args(argv)
 
 

@@ -33,6 +33,7 @@ from infrastructure.constructs.python_function import PythonFunction
 
 SUBDOMAIN_INDEX = "subdomain-index"
 CONNECTION_INDEX = "connection-index"
+TOKEN_INDEX = "token-index"  # noqa: S105 - an index name, not a secret
 BODY_PREFIXES = ("requests/", "responses/")
 # Under the HTTP API's 30 s integration limit, with room for the forwarder's own cleanup.
 REQUEST_TIMEOUT_MS = 25_000
@@ -68,20 +69,31 @@ class TunnelStack(Stack):
             )
         return None
 
-    def _table(self, construct_id: str, key: str, index: str, index_key: str, sort: str | None) -> dynamodb.TableV2:
+    def _table(
+        self, construct_id: str, key: str, index: str, index_key: str, sort: str | None, *more: tuple[str, str]
+    ) -> dynamodb.TableV2:
+        indexes = [
+            dynamodb.GlobalSecondaryIndexPropsV2(
+                index_name=index,
+                partition_key=dynamodb.Attribute(name=index_key, type=dynamodb.AttributeType.STRING),
+                sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.NUMBER) if sort else None,
+                projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+            )
+        ]
+        for extra_index, extra_key in more:  # further keys-only indexes without a sort key
+            indexes.append(
+                dynamodb.GlobalSecondaryIndexPropsV2(
+                    index_name=extra_index,
+                    partition_key=dynamodb.Attribute(name=extra_key, type=dynamodb.AttributeType.STRING),
+                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+                )
+            )
         table = dynamodb.TableV2(
             self,
             construct_id,
             partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
             time_to_live_attribute="ttl",
-            global_secondary_indexes=[
-                dynamodb.GlobalSecondaryIndexPropsV2(
-                    index_name=index,
-                    partition_key=dynamodb.Attribute(name=index_key, type=dynamodb.AttributeType.STRING),
-                    sort_key=dynamodb.Attribute(name=sort, type=dynamodb.AttributeType.NUMBER) if sort else None,
-                    projection_type=dynamodb.ProjectionType.KEYS_ONLY,
-                )
-            ],
+            global_secondary_indexes=indexes,
             removal_policy=self.config.removal_policy,
         )
         acknowledge(
@@ -94,7 +106,13 @@ class TunnelStack(Stack):
 
     def _tables(self) -> None:
         self.connections = self._table(
-            "ConnectionsTable", "connectionId", SUBDOMAIN_INDEX, "publicSubdomain", "createdAt"
+            # token-index: revoking a token finds (and closes) its open connections without a Scan.
+            "ConnectionsTable",
+            "connectionId",
+            SUBDOMAIN_INDEX,
+            "publicSubdomain",
+            "createdAt",
+            (TOKEN_INDEX, "tokenId"),
         )
         self.pending = self._table("PendingRequestsTable", "requestId", CONNECTION_INDEX, "connectionId", None)
         self.tokens = dynamodb.TableV2(

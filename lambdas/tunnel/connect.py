@@ -19,7 +19,7 @@ from lambdas.common.websocket import ConnectionGone, management_endpoint, post_t
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
 from lambdas.tunnel.events import header, query_param, reply
-from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevoked
+from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevoked, expired
 from lambdas.tunnel.tokens import parse_token, random_subdomain, secret_matches, valid_subdomain
 
 logger = Logger()
@@ -106,6 +106,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return reply(401, "invalid or missing tunnel token")
     token_id = parsed[0]
     logger.append_keys(token_id=token_id)
+    if expired(token):
+        logger.warning("connection refused: token expired")
+        metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
+        return reply(401, "tunnel token expired")
 
     requested = (header(event, "x-tunnel-subdomain") or query_param(event, "subdomain") or "").lower()
     if requested and not valid_subdomain(requested):
@@ -124,7 +128,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return refused
 
     public_url = settings.public_url(subdomain)
-    settings.connections().put(connection_id, subdomain, public_url, token_id)
+    settings.connections().put(connection_id, subdomain, public_url, token_id, token.get("expiresAt"))
     metrics.add_metric(name="AgentConnections", unit=MetricUnit.Count, value=1)
     logger.info("agent connected", extra={"subdomain": subdomain})
     return reply(200)

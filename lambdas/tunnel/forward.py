@@ -25,7 +25,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
-from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, ConnectionMissing, PendingStore
+from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, ConnectionMissing, PendingStore, expired
 
 logger = Logger()
 tracer = Tracer()
@@ -258,8 +258,8 @@ def forward(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             slot = connections.acquire(connection_id, settings.max_inflight())
         except ConnectionMissing:  # disconnected between the index read and now
             connection_id = None
-        if connection_id is not None and slot is not None and slot.get("tokenId") != owner:
-            # The connection's token no longer owns the name (revoked, or the claim moved on).
+        if connection_id is not None and slot is not None and (slot.get("tokenId") != owner or expired(slot)):
+            # The connection's token no longer owns the name (revoked, or the claim moved on) or expired.
             connections.release(connection_id)
             connection_id = None
     if connection_id is None:

@@ -6,11 +6,13 @@ Tables (names from the environment, attribute names from the spec):
   `inflight` (requests the forwarder is waiting on, for the per-tunnel cap), and
   `publicSubdomain` once the agent has sent Ready. GSI `subdomain-index` (`publicSubdomain`,
   `createdAt`) is therefore sparse: a connection is routable only when it can receive posts, and
-  the newest one wins while an agent hands over to a fresh connection.
+  the newest one wins while an agent hands over to a fresh connection. GSI `token-index`
+  (`tokenId`, keys only) finds a token's open connections when it is revoked.
 - pending requests (`requestId`): `connectionId`, `apiGatewayRequestId`, `status`
   (pending|completed|failed|timeout), `responseData`, `createdAt`, `ttl`. GSI `connection-index`
   (`connectionId`, keys only) lets `$disconnect` fail a dead agent's requests without a Scan.
-- tokens (`pk`, `sk`): `TOKEN`/{tokenId} holds `secretHash`, `label`, `createdAt`, `subdomains`;
+- tokens (`pk`, `sk`): `TOKEN`/{tokenId} holds `secretHash`, `label`, `createdAt`, `subdomains`,
+  optionally `expiresAt` (epoch seconds; an expired token is refused at connect and when routing);
   `SUBDOMAIN#{name}`/`CLAIM` holds the owning `tokenId`. Listing tokens is one Query.
 """
 
@@ -26,10 +28,17 @@ from lambdas.tunnel.protocol import CONNECTION_TTL_SECS, PENDING_REQUEST_TTL_SEC
 
 SUBDOMAIN_INDEX = "subdomain-index"
 CONNECTION_INDEX = "connection-index"
+TOKEN_INDEX = "token-index"  # noqa: S105 - an index name, not a secret
 TOKEN_PK = "TOKEN"  # noqa: S105 - a partition key, not a secret
 CLAIM_SK = "CLAIM"
 
 PENDING, COMPLETED, FAILED, TIMEOUT = "pending", "completed", "failed", "timeout"
+
+
+def expired(token: dict[str, Any], now: float | None = None) -> bool:
+    """Whether a token item (as `plain`) carries an expiry that has passed."""
+    expires_at = token.get("expiresAt")
+    return expires_at is not None and int(expires_at) <= (time.time() if now is None else now)
 
 
 def _s(value: str) -> dict[str, str]:
@@ -84,16 +93,19 @@ class TokenStore:
     def _ddb(self) -> Any:
         return self.ddb or client("dynamodb")
 
-    def put(self, token_id: str, secret_hash: str, label: str) -> None:
+    def put(self, token_id: str, secret_hash: str, label: str, expires_at: int | None = None) -> None:
+        item = {
+            "pk": _s(TOKEN_PK),
+            "sk": _s(token_id),
+            "secretHash": _s(secret_hash),
+            "label": _s(label),
+            "createdAt": _n(int(time.time())),
+        }
+        if expires_at is not None:
+            item["expiresAt"] = _n(expires_at)
         self._ddb().put_item(
             TableName=self.table,
-            Item={
-                "pk": _s(TOKEN_PK),
-                "sk": _s(token_id),
-                "secretHash": _s(secret_hash),
-                "label": _s(label),
-                "createdAt": _n(int(time.time())),
-            },
+            Item=item,
             ConditionExpression="attribute_not_exists(pk)",
         )
 
@@ -111,7 +123,7 @@ class TokenStore:
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": _s(TOKEN_PK)},
-            "ProjectionExpression": "sk, label, createdAt, subdomains",
+            "ProjectionExpression": "sk, label, createdAt, subdomains, expiresAt",
         }
         while True:
             page = self._ddb().query(**kwargs)
@@ -209,20 +221,26 @@ class TokenStore:
 @dataclass(frozen=True)
 class ConnectionStore:
     table: str
+    ddb: Any = None  # operator tools may pass their own client; handlers do not
 
-    def put(self, connection_id: str, subdomain: str, public_url: str, token_id: str) -> None:
+    def _ddb(self) -> Any:
+        return self.ddb or client("dynamodb")
+
+    def put(
+        self, connection_id: str, subdomain: str, public_url: str, token_id: str, expires_at: int | None = None
+    ) -> None:
         now = int(time.time())
-        client("dynamodb").put_item(
-            TableName=self.table,
-            Item={
-                "connectionId": _s(connection_id),
-                "claimedSubdomain": _s(subdomain),
-                "publicUrl": _s(public_url),
-                "tokenId": _s(token_id),
-                "createdAt": _n(now),
-                "ttl": _n(now + CONNECTION_TTL_SECS),
-            },
-        )
+        item = {
+            "connectionId": _s(connection_id),
+            "claimedSubdomain": _s(subdomain),
+            "publicUrl": _s(public_url),
+            "tokenId": _s(token_id),
+            "createdAt": _n(now),
+            "ttl": _n(now + CONNECTION_TTL_SECS),
+        }
+        if expires_at is not None:  # the token's expiry: routing stops there even if the socket stays
+            item["expiresAt"] = _n(int(expires_at))
+        client("dynamodb").put_item(TableName=self.table, Item=item)
 
     def mark_ready(self, connection_id: str) -> dict[str, Any] | None:
         """Make the connection routable; None if it is unknown (already disconnected)."""
@@ -290,9 +308,25 @@ class ConnectionStore:
                 ExpressionAttributeValues={":minus": _n(-1)},
             )
 
+    def for_token(self, token_id: str) -> list[str]:
+        """Ids of the token's open connections (GSI `token-index`: no Scan)."""
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": TOKEN_INDEX,
+            "KeyConditionExpression": "tokenId = :t",
+            "ExpressionAttributeValues": {":t": _s(token_id)},
+        }
+        while True:
+            page = self._ddb().query(**kwargs)
+            ids.extend(i["connectionId"]["S"] for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return ids
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def delete(self, connection_id: str) -> dict[str, Any] | None:
         old = (
-            client("dynamodb")
+            self._ddb()
             .delete_item(TableName=self.table, Key={"connectionId": _s(connection_id)}, ReturnValues="ALL_OLD")
             .get("Attributes")
         )

@@ -468,3 +468,38 @@ def test_the_agent_command_make_local_prints_runs_as_printed(runtime, app) -> No
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(10)
+
+
+def test_revoking_a_token_closes_its_open_connection(runtime, app) -> None:
+    outputs = runtime.outputs["Tunnel-dev"]
+    token = new_token(runtime)
+    running = AgentProcess(runtime, token, app.port, "--subdomain", "e2erevoke")
+    try:
+        url = running.wait_url()
+        assert call(f"{url}/echo", "POST", b"up").status == 201
+        out = _tokens(
+            runtime, "revoke", token.split(".")[0],
+            "--connections-table", outputs["ConnectionsTableName"], "--websocket-url", outputs["WebSocketUrl"],
+        )  # fmt: skip
+        assert "closed 1 open connection" in out
+        # The server closed the socket; the agent's reconnect is refused and it exits with one line.
+        assert running.proc.wait(timeout=20) == 1
+        assert running.proc.stderr is not None and "rejected the token" in running.proc.stderr.read()
+        assert call(f"{url}/echo").status == 404  # the name is released with the token
+    finally:
+        running.stop()
+
+
+def test_an_expired_token_is_refused(runtime, app) -> None:
+    out = _tokens(runtime, "create", "--label", "short", "--expires-in", "1s")
+    token = next(line.split()[-1] for line in out.splitlines() if line.startswith("token:"))
+    assert any(line.startswith("expires:") for line in out.splitlines())
+    time.sleep(1.2)
+    running = AgentProcess(runtime, token, app.port, "--subdomain", "e2eexpired")
+    try:
+        assert running.proc.wait(timeout=20) == 1
+        assert running.proc.stderr is not None and "rejected the token" in running.proc.stderr.read()
+    finally:
+        running.stop()
+    listed = _tokens(runtime, "list")
+    assert "EXPIRES" in listed.splitlines()[0]

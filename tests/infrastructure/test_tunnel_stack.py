@@ -74,7 +74,12 @@ def test_connections_table_key_gsi_and_ttl(template: Template) -> None:
                         {"AttributeName": "createdAt", "KeyType": "RANGE"},
                     ],
                     "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
+                },
+                {  # revoking a token finds its open connections without a Scan
+                    "IndexName": "token-index",
+                    "KeySchema": [{"AttributeName": "tokenId", "KeyType": "HASH"}],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
             ],
         },
     )

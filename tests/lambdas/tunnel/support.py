@@ -52,6 +52,7 @@ def create_resources() -> None:
             {"AttributeName": "connectionId", "AttributeType": "S"},
             {"AttributeName": "publicSubdomain", "AttributeType": "S"},
             {"AttributeName": "createdAt", "AttributeType": "N"},
+            {"AttributeName": "tokenId", "AttributeType": "S"},
         ],
         GlobalSecondaryIndexes=[
             {
@@ -61,7 +62,12 @@ def create_resources() -> None:
                     {"AttributeName": "createdAt", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
+            },
+            {
+                "IndexName": "token-index",
+                "KeySchema": [{"AttributeName": "tokenId", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
         ],
         BillingMode="PAY_PER_REQUEST",
     )

@@ -150,3 +150,19 @@ def test_random_name_is_reused_and_names_per_token_are_bounded(context) -> None:
     # Names it already holds still work.
     assert connect.handler(connect_event("again", token, "name-0"), context)["statusCode"] == 200
     assert len(TokenStore(TOKENS).get(_token_id(token))["subdomains"]) == MAX_NAMES
+
+
+def test_expired_token_is_refused_and_a_live_one_records_its_expiry(context) -> None:
+    import time
+
+    from lambdas.tunnel.tokens import new_token as make_token
+
+    store = TokenStore(TOKENS)
+    token_id, old, secret_hash = make_token()
+    store.put(token_id, secret_hash, "old", expires_at=int(time.time()) - 1)
+    result = connect.handler(connect_event("c1", old), context)
+    assert result["statusCode"] == 401 and "expired" in result["body"]
+    token_id, live, secret_hash = make_token()
+    store.put(token_id, secret_hash, "live", expires_at=int(time.time()) + 3600)
+    assert connect.handler(connect_event("c2", live), context)["statusCode"] == 200
+    assert int(_item("c2")["expiresAt"]["N"]) > time.time()
