@@ -166,6 +166,25 @@ class FunctionsSettings:
 
 
 @dataclass(frozen=True)
+class MonitoringSettings:
+    """Where alarms go (`Alarms-{env}`) and what watches the failure queues (infrastructure/monitoring.py)."""
+
+    # E-mail addresses subscribed to `platform-alarms-{env}`. Empty here in both environments: only
+    # the deployer knows them, so they come from context `alarm_emails` (cdk.json carries an example
+    # for prod; `-c alarm_emails=a@x.org,b@y.org` overrides it). A value set here wins over context.
+    alarm_emails: tuple[str, ...] = ()
+    # Prod warns (and `--strict` refuses) while the topic has no subscription or the example address.
+    require_subscription: bool = False
+    # A dead-letter or failure queue alarms on its first visible message; a second alarm fires when
+    # its oldest message has waited this fraction of the queue's retention, i.e. before SQS deletes
+    # it unseen (14 days' retention: after 7 days). That one re-notifies about a message nobody
+    # handled while the first alarm is still in ALARM.
+    dead_letter_age_fraction_of_retention: float = 0.5
+    # Period of the dashboards' graphs.
+    dashboard_period_minutes: int = 5
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     name: str
     log_retention: logs.RetentionDays
@@ -184,6 +203,7 @@ class EnvConfig:
     functions: FunctionsSettings = field(default_factory=FunctionsSettings)
     tunnel_domain: TunnelDomain | None = None
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     # "owner/name" of the GitHub repository whose Actions workflows deploy this environment. Only
     # the deployer knows it: it comes from context `github_repository` (cdk.json carries
     # GITHUB_REPOSITORY_EXAMPLE; CI passes `-c github_repository=${{ github.repository }}`). The
@@ -237,12 +257,18 @@ PROD = EnvConfig(
         quota_monthly_gb_seconds=1_000_000,
     ),
     tunnel=TunnelSettings(forward_reserved_concurrency=100, max_inflight_per_tunnel=20, require_domain=True),
+    monitoring=MonitoringSettings(require_subscription=True),
 )
 
 # The example in cdk.json: it synthesizes, but a role trusting it would trust whoever owns that name
 # on GitHub, so the GitHubOidc stack warns while it is set (and `--strict` deploys refuse it).
 GITHUB_REPOSITORY_CONTEXT = "github_repository"
 GITHUB_REPOSITORY_EXAMPLE = "example-org/serverless-platform"
+
+# Context for the alarm topic's e-mail subscriptions: a mapping from environment to addresses in
+# cdk.json (the example names only prod, so dev has none), or a comma-separated string with -c.
+ALARM_EMAILS_CONTEXT = "alarm_emails"
+ALARM_EMAILS_EXAMPLE = "platform-alarms@example.com"
 
 ENVIRONMENTS: dict[str, EnvConfig] = {c.name: c for c in (DEV, PROD)}
 

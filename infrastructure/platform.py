@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from aws_cdk import App, Environment, Stack
+from aws_cdk import App, Aspects, Environment, Stack
 
 from infrastructure.config import EnvConfig
+from infrastructure.monitoring import AlarmRouting
+from infrastructure.stacks.alarms import AlarmsStack, alarm_emails
 from infrastructure.stacks.collections_compute import CollectionsComputeStack
 from infrastructure.stacks.collections_data import CollectionsDataStack
 from infrastructure.stacks.functions import FunctionsStack
@@ -15,15 +17,19 @@ from lambdas.functions import names
 
 
 def build_platform(app: App, config: EnvConfig, env: Environment | None = None) -> list[Stack]:
-    stacks: list[Stack] = [
-        QrUploadStack(app, config.stack_name("QrUpload"), config=config, env=env),
-        TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env),
-    ]
+    alarms = AlarmsStack(app, config.stack_name("Alarms"), config=config, emails=alarm_emails(app, config), env=env)
+    qr_upload = QrUploadStack(app, config.stack_name("QrUpload"), config=config, env=env)
+    tunnel = TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env)
     data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config, env=env)
-    stacks += [
-        data,
-        CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env),
-        FunctionsStack(app, config.stack_name(names.STACK_BASE), config=config, env=env),
-    ]
-    stacks += github_oidc_stacks(app, config, env=env)
-    return stacks
+    compute = CollectionsComputeStack(
+        app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env
+    )
+    functions = FunctionsStack(app, config.stack_name(names.STACK_BASE), config=config, env=env)
+    systems: list[Stack] = [qr_upload, tunnel, data, compute, functions]
+
+    # Every alarm of these stacks notifies the topic by name, so the topic must exist first.
+    routing = AlarmRouting(config)
+    for stack in systems:
+        stack.add_stack_dependency(alarms, "alarms notify platform-alarms-{env}")
+        Aspects.of(stack).add(routing)
+    return [alarms, *systems, *github_oidc_stacks(app, config, env=env)]
