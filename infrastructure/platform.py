@@ -9,6 +9,7 @@ from infrastructure.monitoring import AlarmRouting
 from infrastructure.stacks.alarms import AlarmsStack, alarm_emails
 from infrastructure.stacks.collections_compute import CollectionsComputeStack
 from infrastructure.stacks.collections_data import CollectionsDataStack
+from infrastructure.stacks.dashboards import DashboardsStack
 from infrastructure.stacks.functions import FunctionsStack
 from infrastructure.stacks.github_oidc import github_oidc_stacks
 from infrastructure.stacks.qr_upload import QrUploadStack
@@ -32,4 +33,17 @@ def build_platform(app: App, config: EnvConfig, env: Environment | None = None) 
     for stack in systems:
         stack.add_stack_dependency(alarms, "alarms notify platform-alarms-{env}")
         Aspects.of(stack).add(routing)
-    return [alarms, *systems, *github_oidc_stacks(app, config, env=env)]
+    # Dashboards read metric names off the stacks (API ids are imported: see dashboards.py).
+    dashboards = DashboardsStack(
+        app,
+        config.stack_name("Dashboards"),
+        config=config,
+        systems={
+            "qr-upload": [qr_upload],
+            "tunnel": [tunnel],
+            "collections": [data, compute],
+            "functions": [functions],
+        },
+        env=env,
+    )
+    return [alarms, *systems, dashboards, *github_oidc_stacks(app, config, env=env)]
