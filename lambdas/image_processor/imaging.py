@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from lambdas.common.image_types import sniff
+
 THUMBNAIL_LONG_EDGE = 800
 ANALYSIS_LONG_EDGE = 1568  # what Claude's vision input uses without downscaling it again
 ANALYSIS_MAX_PIXELS = 1_150_000
@@ -24,7 +26,6 @@ CONTENT_TYPES = {
     "WEBP": "image/webp",
     "HEIF": "image/heic",
 }
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _ORIENTATION = 0x0112
 
 
@@ -46,21 +47,6 @@ class Rendered:
     thumbnail_size: tuple[int, int]
     analysis: bytes
     analysis_size: tuple[int, int]
-
-
-def sniff(data: bytes) -> str | None:
-    """The image format from magic bytes, or None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "HEIF"
-    return None
 
 
 def fit(width: int, height: int, long_edge: int, max_pixels: int | None = None) -> tuple[int, int]:

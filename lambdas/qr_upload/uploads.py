@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
+from lambdas.common.image_types import sniff
 from lambdas.common.s3 import presign_client
 from lambdas.qr_upload.config import UPLOAD_PREFIX
 from lambdas.qr_upload.sessions import is_valid_session_id
@@ -45,23 +46,7 @@ ACCEPTED_TYPES = {
 # Formats a browser cannot display: the desktop gets a JPEG rendition of these.
 NEEDS_RENDITION = {"HEIF"}
 _FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 ACCEPTED_WORDS = "a JPEG, PNG, WebP, GIF or HEIC photo"
-
-
-def sniff(data: bytes) -> str | None:
-    """The photo format from the first bytes (magic numbers), or None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "JPEG"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "PNG"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "HEIF"
-    return None
 
 
 def new_upload_key(session_id: str) -> str:

@@ -15,8 +15,9 @@ from collections_images import encode, jpeg, png_alpha, png_bomb
 from conftest import DERIVED_BUCKET, IMAGES_BUCKET, load_event
 from PIL import Image
 
+from lambdas.common.image_types import sniff
 from lambdas.image_processor import handler as processor
-from lambdas.image_processor.imaging import ANALYSIS_MAX_PIXELS, Refused, render, sniff
+from lambdas.image_processor.imaging import ANALYSIS_MAX_PIXELS, Refused, render
 from lambdas.image_processor.store import item_id_for
 
 
