@@ -23,7 +23,9 @@ def generate() -> str:
 
     return (
         app.get_openapi_json_schema(
-            security_schemes={"orgKey": HTTPBearer(description="An organization key, issued by an operator (shown once)")},
+            security_schemes={
+                "orgKey": HTTPBearer(description="An organization key, issued by an operator (shown once)")
+            },
             security=[{"orgKey": []}],
             title="Functions API",
             version="1",
