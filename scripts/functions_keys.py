@@ -24,17 +24,16 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/functions_keys.py`: make `lambdas` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from botocore.exceptions import ClientError
 
-from lambdas.common.aws import client
 from lambdas.functions.keys import ROLES, KeyStore
 from lambdas.functions.names import FUNCTION_ID_PATTERN, ORG_PATTERN, OUTPUT_API_URL, OUTPUT_TABLE, STACK_BASE
+from scripts import operator_cli
 from scripts.operator_cli import print_or_fail
 
 AUTHORIZER_CACHE_SECONDS = 300
 
 
-class KeysError(Exception):
+class KeysError(operator_cli.OperatorError):
     """A problem worth one line to the user."""
 
 
@@ -43,11 +42,7 @@ def stack_name(env: str) -> str:
 
 
 def stack_outputs(env: str) -> dict[str, str]:
-    try:
-        stacks = client("cloudformation").describe_stacks(StackName=stack_name(env))["Stacks"]
-    except ClientError as exc:
-        raise KeysError(f"stack {stack_name(env)} not found ({exc.response['Error']['Message']})") from None
-    return {str(o["OutputKey"]): str(o["OutputValue"]) for o in stacks[0].get("Outputs", [])}
+    return operator_cli.stack_outputs(stack_name(env))
 
 
 def resolve_table(env: str) -> str:
@@ -159,7 +154,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    return print_or_fail(lambda: run(args), (KeysError,))
+    return print_or_fail(lambda: run(args), (operator_cli.OperatorError,))
 
 
 if __name__ == "__main__":

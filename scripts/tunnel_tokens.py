@@ -25,11 +25,11 @@ from typing import Any
 if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make `lambdas` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from botocore.exceptions import ClientError
 
 from lambdas.common.aws import client
 from lambdas.tunnel.store import ConnectionStore, TokenStore
 from lambdas.tunnel.tokens import new_token
+from scripts import operator_cli
 from scripts.operator_cli import print_or_fail
 
 OUTPUT_KEY = "TokensTableName"
@@ -39,7 +39,7 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class TokensError(Exception):
+class TokensError(operator_cli.OperatorError):
     """A problem worth one line to the user."""
 
 
@@ -48,11 +48,7 @@ def stack_name(env: str) -> str:
 
 
 def stack_outputs(env: str) -> dict[str, str]:
-    try:
-        stacks = client("cloudformation").describe_stacks(StackName=stack_name(env))["Stacks"]
-    except ClientError as exc:
-        raise TokensError(f"stack {stack_name(env)} not found ({exc.response['Error']['Message']})") from None
-    return {o["OutputKey"]: str(o["OutputValue"]) for o in stacks[0].get("Outputs", [])}
+    return operator_cli.stack_outputs(stack_name(env))
 
 
 def resolve_table(env: str) -> str:
@@ -170,7 +166,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    return print_or_fail(lambda: run(args), (TokensError,))
+    return print_or_fail(lambda: run(args), (operator_cli.OperatorError,))
 
 
 if __name__ == "__main__":
