@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import store
 from lambdas.common import pg
 from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, publish
 from lambdas.common.settings import require_env
+from lambdas.common.tracing import tracer
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 DEFAULT_LIMIT = 1000
 

@@ -24,7 +24,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import providers, store, tracing
@@ -33,6 +33,7 @@ from lambdas.common import pg
 from lambdas.common.aws import client
 from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, publish
 from lambdas.common.settings import MissingSetting, env_int, require_env
+from lambdas.common.tracing import tracer
 
 DEFAULT_DAILY_BUDGET = 100
 
@@ -47,7 +48,6 @@ def daily_budget() -> int:
 
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

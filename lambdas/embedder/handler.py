@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import embeddings, pg
 from lambdas.common.collections import RetryableError
+from lambdas.common.tracing import tracer
 from lambdas.embedder import store
 from lambdas.embedder.text import document_text, text_sha256
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.http import json_response, make_resolver
+from lambdas.common.tracing import tracer
 from lambdas.functions import callback_routes, functions_routes, invoke_routes, openapi, org_routes
 from lambdas.functions.invoke_service import QuotaError
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 app = make_resolver(logger)
 app.include_router(functions_routes.router)

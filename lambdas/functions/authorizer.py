@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.tracing import tracer
 from lambdas.functions.keys import KeyStore
 from lambdas.functions.settings import settings
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 DENY: dict[str, Any] = {"isAuthorized": False}

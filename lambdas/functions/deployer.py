@@ -14,13 +14,14 @@ import contextlib
 import tempfile
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common.aws import client
+from lambdas.common.tracing import tracer
 from lambdas.functions import names
 from lambdas.functions.code import CodeError, digest, validate_zip
 from lambdas.functions.deploy_queue import DeployMessage
@@ -29,7 +30,6 @@ from lambdas.functions.settings import settings
 from lambdas.functions.store import Conflict, FunctionStore
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 # One function's failing change holds back only that function's later changes (its message group),
 # not other functions' in the same batch.

@@ -26,13 +26,14 @@ import urllib.request
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
+from lambdas.common.tracing import tracer
 from lambdas.functions import callbacks, names
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.invocations import iso, record_view
@@ -41,7 +42,6 @@ from lambdas.functions.settings import settings
 from lambdas.functions.store import FunctionStore
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS)
 processor.raise_on_entire_batch_failure = False

@@ -26,18 +26,18 @@ from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import pg
 from lambdas.common.aws import client
 from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, USER_ID_PATTERN, publish
 from lambdas.common.settings import env_int, require_env
+from lambdas.common.tracing import tracer
 from lambdas.image_processor.imaging import Refused, render
 from lambdas.image_processor.store import item_id_for, upsert_item
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 # A user id is one path segment; `derived`-style prefixes are not special here because outputs

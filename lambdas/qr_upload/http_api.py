@@ -25,7 +25,7 @@ import binascii
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.logging import correlation_paths
@@ -33,6 +33,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.http import HttpError, error_response, json_body, json_response, make_resolver
+from lambdas.common.tracing import tracer
 from lambdas.qr_upload import config, pages, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
@@ -45,7 +46,6 @@ from lambdas.qr_upload.sessions import (
 )
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 app = make_resolver(logger)
 

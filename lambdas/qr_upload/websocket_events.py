@@ -27,10 +27,11 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.qr_upload import config, uploads
 from lambdas.qr_upload.sessions import (
@@ -45,7 +46,6 @@ from lambdas.qr_upload.sessions import (
 )
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

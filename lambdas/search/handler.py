@@ -20,7 +20,7 @@ import uuid
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.metrics import MetricUnit
@@ -29,10 +29,10 @@ from lambdas.common import embeddings, pg
 from lambdas.common.collections import CATEGORIES, USER_ID_PATTERN, RetryableError
 from lambdas.common.http import HttpError, json_response, make_resolver
 from lambdas.common.settings import env_int, require_env
+from lambdas.common.tracing import tracer
 from lambdas.search import queries
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 app = make_resolver(logger)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
+from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
@@ -23,7 +24,6 @@ from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevo
 from lambdas.tunnel.tokens import parse_token, random_subdomain, secret_matches, valid_subdomain
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.tracing import tracer
 from lambdas.tunnel import settings
 from lambdas.tunnel.events import reply
 from lambdas.tunnel.store import FAILED
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 

@@ -18,17 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
 from lambdas.tunnel.store import COMPLETED, FAILED, PENDING, TIMEOUT, ConnectionMissing, PendingStore, expired
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 _PATH_ROUTE = re.compile(r"^/t/([^/]+)(/.*)?$")

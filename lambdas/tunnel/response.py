@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel import settings
@@ -20,7 +21,6 @@ from lambdas.tunnel.events import reply
 from lambdas.tunnel.store import COMPLETED
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 
 
