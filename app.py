@@ -12,21 +12,20 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 from aws_cdk import App, Environment, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infrastructure.config import UnknownEnvironment, get_config
+from infrastructure.config import ConfigurationError, get_config
 from infrastructure.platform import build_platform
 
 
 def main() -> None:
     app = App()
-    try:
-        config = get_config(app.node.try_get_context("env"))
-    except UnknownEnvironment as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     # Account and region come from the standard CDK environment (profile or CDK_DEFAULT_*);
     # synthesis itself needs no credentials.
     env = Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION"))
-    build_platform(app, config, env=env)
+    try:
+        build_platform(app, get_config(app.node.try_get_context("env")), env=env)
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     app.synth()
 

@@ -6,7 +6,9 @@ Constructs receive these values as typed arguments; nothing here reads os.enviro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
@@ -190,6 +192,9 @@ class EnvConfig:
     log_retention: logs.RetentionDays
     removal_policy: RemovalPolicy
     deletion_protection: bool
+    # Browser origins, besides the QR API's own (which serves the phone page and is always allowed),
+    # that may POST uploads to the QR bucket: a front end on its own domain. More come from context
+    # `cors_origins`; see `cors_origins()` for the rules every origin must meet.
     cors_origins: tuple[str, ...]
     parameter_prefix: str
     log_level: str = "INFO"
@@ -197,6 +202,9 @@ class EnvConfig:
     default_timeout_seconds: int = 30
     async_retry_attempts: int = 2
     async_max_event_age_seconds: int = 3600
+    # Server access logs of the buckets reached through presigned URLs (QR uploads, tunnel bodies):
+    # the only record of who used a URL. Kept this many days.
+    access_log_retention_days: int = 30
     alarms: AlarmThresholds = field(default_factory=AlarmThresholds)
     qr_upload: QrUploadSettings = field(default_factory=QrUploadSettings)
     collections: CollectionsSettings = field(default_factory=CollectionsSettings)
@@ -229,8 +237,9 @@ PROD = EnvConfig(
     log_retention=logs.RetentionDays.THREE_MONTHS,
     removal_policy=RemovalPolicy.RETAIN,
     deletion_protection=True,
-    cors_origins=("https://app.example.com",),
+    cors_origins=(),
     parameter_prefix="/platform/prod",
+    access_log_retention_days=365,
     alarms=AlarmThresholds(errors=5, throttles=1, duration_fraction_of_timeout=0.8),
     collections=CollectionsSettings(
         analyzer_reserved_concurrency=5,
@@ -273,8 +282,48 @@ ALARM_EMAILS_EXAMPLE = "platform-alarms@example.com"
 ENVIRONMENTS: dict[str, EnvConfig] = {c.name: c for c in (DEV, PROD)}
 
 
-class UnknownEnvironment(ValueError):
+class ConfigurationError(ValueError):
+    """A setting the deployer must fix; app.py prints it as one line and exits non-zero."""
+
+
+class UnknownEnvironment(ConfigurationError):
     pass
+
+
+class InvalidCorsOrigin(ConfigurationError):
+    pass
+
+
+CORS_ORIGINS_CONTEXT = "cors_origins"
+# Domains reserved for documentation (RFC 2606): an origin under one is a placeholder, not a site.
+_PLACEHOLDER_DOMAINS = ("example", "example.com", "example.net", "example.org")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1")
+_ORIGIN = re.compile(r"^(?P<scheme>https?)://(?P<host>[a-z0-9]([a-z0-9.-]*[a-z0-9])?)(:[0-9]{1,5})?$")
+
+
+def cors_origins(config: EnvConfig, context_value: Any) -> tuple[str, ...]:
+    """The environment's extra upload origins: config's, then context `cors_origins` (a mapping per
+    environment, a list, or a comma-separated string). Each must be a bare origin
+    (`scheme://host[:port]`), https unless it is loopback, and not a placeholder domain."""
+    if isinstance(context_value, dict):
+        context_value = context_value.get(config.name)
+    items: list[Any] = []
+    if context_value:
+        items = context_value.split(",") if isinstance(context_value, str) else list(context_value)
+    origins = tuple(dict.fromkeys([*config.cors_origins, *(str(item).strip() for item in items if str(item).strip())]))
+    for origin in origins:
+        match = _ORIGIN.match(origin)
+        if match is None:
+            raise InvalidCorsOrigin(f"{CORS_ORIGINS_CONTEXT}: {origin!r} is not an origin (scheme://host[:port])")
+        host = match["host"]
+        if host in _PLACEHOLDER_DOMAINS or host.endswith(tuple("." + domain for domain in _PLACEHOLDER_DOMAINS)):
+            raise InvalidCorsOrigin(
+                f"{CORS_ORIGINS_CONTEXT}: {origin!r} is a placeholder; name the front end's real origin "
+                f"(-c {CORS_ORIGINS_CONTEXT}=https://app.your.org) or none"
+            )
+        if match["scheme"] == "http" and host not in _LOOPBACK_HOSTS:
+            raise InvalidCorsOrigin(f"{CORS_ORIGINS_CONTEXT}: {origin!r} must use https (only loopback may use http)")
+    return origins
 
 
 def get_config(name: str | None) -> EnvConfig:

@@ -25,13 +25,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from infrastructure.config import ALARM_EMAILS_CONTEXT, ALARM_EMAILS_EXAMPLE, EnvConfig
+from infrastructure.config import ALARM_EMAILS_CONTEXT, ALARM_EMAILS_EXAMPLE, ConfigurationError, EnvConfig
 from infrastructure.monitoring import alarm_topic_name
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
 
 
-class InvalidAlarmEmail(ValueError):
+class InvalidAlarmEmail(ConfigurationError):
     pass
 
 

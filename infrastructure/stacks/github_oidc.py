@@ -23,7 +23,7 @@ from aws_cdk import Annotations, App, CfnOutput, DefaultStackSynthesizer, Durati
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from infrastructure.config import GITHUB_REPOSITORY_CONTEXT, GITHUB_REPOSITORY_EXAMPLE, EnvConfig
+from infrastructure.config import GITHUB_REPOSITORY_CONTEXT, GITHUB_REPOSITORY_EXAMPLE, ConfigurationError, EnvConfig
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
@@ -35,7 +35,7 @@ DIFF_BOOTSTRAP_ROLES = ("lookup",)
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
 
-class InvalidRepository(ValueError):
+class InvalidRepository(ConfigurationError):
     pass
 
 

@@ -18,7 +18,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
+from infrastructure.config import CORS_ORIGINS_CONTEXT, EnvConfig, cors_origins
+from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
@@ -67,6 +68,7 @@ class QrUploadStack(Stack):
         self.bucket_name = f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
         self.renditions_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{RENDITION_PREFIX}*"
+        self.access_logs = AccessLogBucket(self, "AccessLogs", config=config)
         self.bucket = s3.Bucket(
             self,
             "UploadBucket",
@@ -81,7 +83,10 @@ class QrUploadStack(Stack):
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST],
-                    allowed_origins=[*config.cors_origins, self.http.url],
+                    allowed_origins=[
+                        *cors_origins(config, self.node.try_get_context(CORS_ORIGINS_CONTEXT)),
+                        self.http.url,
+                    ],
                     allowed_headers=["content-type"],
                     max_age=3000,
                 )
@@ -103,12 +108,7 @@ class QrUploadStack(Stack):
                 s3.LifecycleRule(id="RemoveExpiredDeleteMarkers", expired_object_delete_marker=True),
             ],
         )
-        acknowledge(
-            self.bucket,
-            "AwsSolutions-S1",
-            "Uploads live one day and are written only through presigned POSTs that the "
-            "http function issues and logs per session; server access logs would add nothing.",
-        )
+        self.access_logs.log(self.bucket, "upload-bucket")
 
         self.ws = WebSocketEndpoint(
             self,

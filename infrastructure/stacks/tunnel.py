@@ -27,6 +27,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infrastructure.config import TUNNEL_DOMAIN_CONTEXT, EnvConfig, TunnelDomain
+from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
@@ -128,6 +129,7 @@ class TunnelStack(Stack):
         )
 
     def _bucket(self) -> None:
+        self.access_logs = AccessLogBucket(self, "AccessLogs", config=self.config)
         self.bucket = s3.Bucket(
             self,
             "BodyBucket",
@@ -138,12 +140,7 @@ class TunnelStack(Stack):
             auto_delete_objects=False,
             lifecycle_rules=[s3.LifecycleRule(id="ExpireBodies", expiration=Duration.days(1))],
         )
-        acknowledge(
-            self.bucket,
-            "AwsSolutions-S1",
-            "Holds request/response bodies over 128 KB for the seconds a request lasts (1-day "
-            "expiry backstop); every transfer is a presigned URL the forwarder issues and logs.",
-        )
+        self.access_logs.log(self.bucket, "body-bucket")
 
     def _apis(self) -> None:
         name = self.config.name

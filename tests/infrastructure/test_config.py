@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aws_cdk import RemovalPolicy
 
-from infrastructure.config import ENVIRONMENTS, UnknownEnvironment, get_config
+from infrastructure.config import ENVIRONMENTS, InvalidCorsOrigin, UnknownEnvironment, cors_origins, get_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,3 +77,48 @@ def test_functions_invoking_settings_per_environment() -> None:
         assert settings.quota_versions_kept >= 2  # the live version and the one a rollback returns to
         assert min(settings.quota_max_functions, settings.quota_invocations_per_minute) >= 1
         assert settings.quota_monthly_gb_seconds > 0 and settings.invocation_retention_days >= 1
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (None, ()),
+        ("https://app.acme.io", ("https://app.acme.io",)),
+        (" https://a.acme.io , https://b.acme.io:8443 ", ("https://a.acme.io", "https://b.acme.io:8443")),
+        ({"prod": ["https://app.acme.io"], "dev": ["https://dev.acme.io"]}, ("https://app.acme.io",)),
+        ({"dev": ["https://dev.acme.io"]}, ()),
+    ],
+)
+def test_prod_cors_origins_come_from_context(context: object, expected: tuple[str, ...]) -> None:
+    assert cors_origins(get_config("prod"), context) == expected
+
+
+def test_dev_keeps_its_loopback_origins_and_adds_the_context_ones() -> None:
+    dev = get_config("dev")
+    assert cors_origins(dev, "http://localhost:5173") == (*dev.cors_origins, "http://localhost:5173")
+
+
+@pytest.mark.parametrize(
+    ("origin", "reason"),
+    [
+        ("https://app.example.com", "placeholder"),
+        ("https://example.org", "placeholder"),
+        ("http://app.acme.io", "must use https"),
+        ("https://app.acme.io/path", "is not an origin"),
+        ("app.acme.io", "is not an origin"),
+        ("*", "is not an origin"),
+    ],
+)
+def test_cors_origins_refuse_placeholders_plain_http_and_non_origins(origin: str, reason: str) -> None:
+    with pytest.raises(InvalidCorsOrigin, match=reason):
+        cors_origins(get_config("prod"), origin)
+
+
+def test_app_exits_with_one_line_for_a_placeholder_cors_origin(tmp_path: Path) -> None:
+    context = {"env": "prod", "cors_origins": "https://app.example.com"}
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: cors_origins: 'https://app.example.com' is a placeholder")
