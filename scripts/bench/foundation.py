@@ -40,6 +40,14 @@ BASE_ENV = {
 }
 
 
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of a non-empty sample; the benches' one definition."""
+    if not values:
+        raise ValueError("percentile of an empty sample")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def synth(env_name: str, outdir: Path, bundle: bool) -> float:
     context: dict[str, object] = {"env": env_name, "aws:cdk:enable-asset-metadata": True}
     if not bundle:
