@@ -14,6 +14,10 @@ BEGIN
         END IF;
         EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), role_name);
         EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', role_name);
+        -- Timeouts as role defaults, not connection options: RDS Proxy refuses the `options`
+        -- startup parameter, and a SET would pin each client to one database connection.
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I SET statement_timeout = %L', role_name, current_database(), '10s');
+        EXECUTE format('ALTER ROLE %I IN DATABASE %I SET lock_timeout = %L', role_name, current_database(), '10s');
     END LOOP;
 END $$;
 -- Nobody but the owner creates objects (PostgreSQL 15+ already revokes this; older ones do not).

@@ -204,3 +204,19 @@ def test_role_secrets_are_checked_before_use(aws_env, db) -> None:
         set_passwords(db, {"postgres": _secret("postgres", "x")})
     with pytest.raises(RoleSecretError, match="collections_search does not hold that username"):
         set_passwords(db, {"collections_search": _secret("collections_analyzer", "x")})
+
+
+@pytest.mark.parametrize(("via_proxy", "expected"), [("true", "10s"), ("false", "1234ms")])
+def test_timeouts_hold_without_connection_options_through_the_proxy(
+    db, database_url, monkeypatch, via_proxy: str, expected: str
+) -> None:
+    # RDS Proxy refuses the `options` startup parameter: through it, the role's defaults apply.
+    monkeypatch.setenv("DATABASE_URL", role_url(database_url, "collections_search"))
+    monkeypatch.setenv("DB_VIA_PROXY", via_proxy)
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT_MS", "1234")
+    with pg.connect() as conn:
+        assert conn.execute("SELECT current_user, current_setting('statement_timeout')").fetchone() == (
+            "collections_search",
+            expected,
+        )
+        assert conn.execute("SHOW lock_timeout").fetchone() == (expected,)
