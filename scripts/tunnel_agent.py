@@ -18,10 +18,12 @@ import contextlib
 import http.client
 import os
 import random
+import re
 import select
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -115,10 +117,13 @@ class LocalForwarder:
         except Exception as exc:  # a bad header value, say: answer instead of leaving the client hanging
             return p.Error(code="agent_error", message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
         if not p.fits_inline(response):
-            if not request.response_upload_url:
-                return p.Error("response_too_large", "no upload URL for a large body", request.request_id)
+            if not request.response_upload_url or request.response_upload_fields is None:
+                return p.Error("response_too_large", "no upload form for a large body", request.request_id)
             try:
-                self._upload(request.response_upload_url, response.body)
+                upload_form(request.response_upload_url, request.response_upload_fields, response.body)
+            except UploadRefused as exc:
+                code = "response_too_large" if exc.code == "EntityTooLarge" else "upload_refused"
+                return p.Error(code, str(exc), request.request_id)
             except OSError as exc:
                 return p.Error("upload_failed", f"{type(exc).__name__}: {exc}", request.request_id)
             response.body, response.body_in_bucket = b"", True
@@ -167,12 +172,35 @@ class LocalForwarder:
             except (BrokenPipeError, ConnectionResetError):
                 return  # the app stopped reading: read whatever it answered
 
-    @staticmethod
-    def _upload(url: str, body: bytes) -> None:
-        # An explicit type: urllib's default (form-urlencoded) makes some S3 emulators parse the body.
-        put = urllib.request.Request(url, data=body, method="PUT", headers={"Content-Type": "application/octet-stream"})
-        with urllib.request.urlopen(put, timeout=20) as done:
+
+class UploadRefused(Exception):
+    """S3 refused the upload form (EntityTooLarge past the policy's size bound, an expired form)."""
+
+    def __init__(self, status: int, code: str, size: int) -> None:
+        super().__init__(f"S3 refused the {size}-byte response body: HTTP {status} {code}")
+        self.code = code
+
+
+def upload_form(url: str, fields: dict[str, str], body: bytes) -> None:
+    """POST `body` with the presigned form: multipart/form-data, every field before the file."""
+    boundary = f"tunnel-{os.urandom(12).hex()}"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in fields.items()
+    ]
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="body"\r\n'
+    head += "Content-Type: application/octet-stream\r\n\r\n"
+    data = b"".join([*parts, head.encode(), body, f"\r\n--{boundary}--\r\n".encode()])
+    post = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+    try:
+        with urllib.request.urlopen(post, timeout=20) as done:
             done.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(4096).decode("utf-8", "replace")
+        match = re.search(r"<Code>([^<]+)</Code>", detail)
+        raise UploadRefused(exc.code, match.group(1) if match else "error", len(body)) from None
 
 
 class Session:

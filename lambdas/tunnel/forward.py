@@ -216,10 +216,11 @@ def _finished_response(
         metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
         return _error(502, f"tunnel agent failed: {item.get('errorMessage', 'request failed')}")
     if response.body_in_bucket:
-        body = settings.bodies().get_response_body(request_id, p.MAX_BODY_BYTES)
+        limit = settings.max_response_bytes()
+        body = settings.bodies().get_response_body(request_id, limit)
         if body is None:
             metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
-            return _error(502, "tunnel response body missing or larger than 5 MiB")
+            return _error(502, f"tunnel response body missing or larger than {limit} bytes")
         response.body = body
     result = to_gateway_response(response, method, route.prefix if route else "", host)
     if _payload_size(result["body"], result["isBase64Encoded"]) > _LAMBDA_RESPONSE_LIMIT:
@@ -296,7 +297,9 @@ def _send_and_wait(
         headers=_request_headers(event, route),
         body=body,
         client_ip=http.get("sourceIp"),
-        response_upload_url=settings.bodies().response_upload_url(request_id, expires=60),
+    )
+    request.response_upload_url, request.response_upload_fields = settings.bodies().response_upload_form(
+        request_id, expires=60, max_bytes=settings.max_response_bytes()
     )
     pending = settings.pending()
     pending.put(request_id, connection_id, event.get("requestContext", {}).get("requestId", ""))

@@ -7,6 +7,8 @@ query string exactly as received and headers as `[name, value]` pairs, so repeat
 order and percent-encoding survive the trip. Bodies are base64 inline; a message that would not fit
 API Gateway's 128 KB WebSocket limit carries its body through S3 instead (`body_url` on requests,
 `body_in_bucket` on responses, the agent uploading to the request's `response_upload_url`).
+That upload is a presigned POST form (`response_upload_fields`), not a PUT: only a POST policy can
+bound the size (`content-length-range`), so S3 itself refuses a body over the tunnel's limit.
 """
 
 from __future__ import annotations
@@ -61,8 +63,9 @@ class HttpRequest:
     body: bytes = b""
     # Set instead of an inline body when the body is in S3 (presigned GET).
     body_url: str | None = None
-    # Presigned PUT for a response body too large to send back inline.
+    # Presigned POST (URL and form fields) for a response body too large to send back inline.
     response_upload_url: str | None = None
+    response_upload_fields: dict[str, str] | None = None
     client_ip: str | None = None
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
 
@@ -123,6 +126,7 @@ _FIELD_TYPES: dict[str, type] = {
     **dict.fromkeys(("code", "message", "connection_id", "subdomain", "public_url"), str),
     **dict.fromkeys(("status", "processing_time_ms", "timestamp"), int),
     "body_in_bucket": bool,
+    "response_upload_fields": dict,
 }
 
 
@@ -178,6 +182,9 @@ def from_dict(data: Any) -> Message:
             and (not isinstance(value, expected) or isinstance(value, bool) is not (expected is bool))
         ):
             raise ProtocolError(f"field {name!r} has the wrong type")
+    form = fields.get("response_upload_fields")
+    if isinstance(form, dict) and not all(isinstance(k, str) and isinstance(v, str) for k, v in form.items()):
+        raise ProtocolError("response_upload_fields must map names to strings")
     if isinstance(fields.get("status"), int) and not 100 <= fields["status"] <= 599:
         raise ProtocolError("status must be between 100 and 599")
     try:

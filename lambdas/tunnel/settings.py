@@ -7,7 +7,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from lambdas.common.settings import env_int, require_env
-from lambdas.tunnel.protocol import REQUEST_TIMEOUT_SECS
+from lambdas.tunnel.protocol import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECS
 from lambdas.tunnel.store import BodyStore, ConnectionStore, PendingStore, TokenStore
 
 
@@ -47,6 +47,13 @@ def request_timeout_seconds() -> float:
 def max_inflight() -> int:
     """Requests one tunnel (agent connection) may have in flight; more are answered 429."""
     return max(1, env_int("MAX_INFLIGHT_PER_TUNNEL", 20))
+
+
+@cache
+def max_response_bytes() -> int:
+    """Largest response body an agent may upload (the presigned POST's size bound); never more
+    than the protocol's limit. Tests lower it to see S3 refuse an upload."""
+    return min(MAX_BODY_BYTES, max(1, env_int("MAX_RESPONSE_BYTES", MAX_BODY_BYTES)))
 
 
 @cache
@@ -91,6 +98,6 @@ def clear() -> None:
     """Forget cached settings (tests change the environment between cases)."""
     for fn in (
         connections, pending, tokens, bodies, websocket_endpoint, request_timeout_seconds, max_inflight,
-        retry_after_seconds,
+        retry_after_seconds, max_response_bytes,
     ):  # fmt: skip
         fn.cache_clear()

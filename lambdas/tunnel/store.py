@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.common.s3 import presign_client
 from lambdas.tunnel.protocol import CONNECTION_TTL_SECS, PENDING_REQUEST_TTL_SECS
 
 SUBDOMAIN_INDEX = "subdomain-index"
@@ -440,13 +441,16 @@ class BodyStore:
         )
         return url
 
-    def response_upload_url(self, request_id: str, expires: int) -> str:
-        url: str = client("s3").generate_presigned_url(
-            "put_object",
-            Params={"Bucket": self.bucket, "Key": self.response_key(request_id)},
+    def response_upload_form(self, request_id: str, expires: int, max_bytes: int) -> tuple[str, dict[str, str]]:
+        """(URL, form fields) of a presigned POST for the response body: exactly this key, at most
+        `max_bytes` (S3 answers 400 EntityTooLarge past it; a presigned PUT could not bound it)."""
+        post: dict[str, Any] = presign_client().generate_presigned_post(
+            Bucket=self.bucket,
+            Key=self.response_key(request_id),
+            Conditions=[["content-length-range", 1, max_bytes]],
             ExpiresIn=expires,
         )
-        return url
+        return str(post["url"]), {str(k): str(v) for k, v in post["fields"].items()}
 
     def get_response_body(self, request_id: str, max_bytes: int) -> bytes | None:
         """The uploaded response body, or None if it is missing or larger than `max_bytes`."""

@@ -10,20 +10,27 @@ timeout. moto counted a message group as in flight while any of its messages sat
 even one visible again, so of two returning messages of one group the second was delivered first.
 A group is in flight only while one of its messages is received and not yet visible again, as on
 AWS; receiving starts by forgetting returned messages, so they come back together and in order.
+
+One check moto (5.2) skips: a presigned POST form's signed policy. S3 refuses a form past its
+expiry (403 AccessDenied) or a file outside its `content-length-range` (400 EntityTooLarge or
+EntityTooSmall); the runtime does too, so size bounds the platform signs are enforced locally.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.request import Request, urlopen
 
 from moto.events.models import EventsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.s3 import notifications as s3_notifications
+from moto.s3.responses import S3Response
 from moto.sqs.models import Queue, SQSBackend
 from werkzeug.serving import BaseWSGIServer, make_server
 
@@ -69,6 +76,7 @@ def _install_hooks() -> None:
     EventsBackend.put_events = put_events  # type: ignore[method-assign]
     dynamodb_transactions.install()
     _fix_fifo_order()
+    _check_post_policies()
 
 
 def _fix_fifo_order() -> None:
@@ -86,6 +94,42 @@ def _fix_fifo_order() -> None:
         return original_receive(self, queue_name, *args, **kwargs)
 
     SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+
+
+def post_policy_refusal(policy_field: str | None, size: int, now: datetime | None = None) -> tuple[int, str] | None:
+    """(status, S3 error code) for a POST form S3 would refuse, else None (no policy: not a form)."""
+    if not policy_field:
+        return None
+    try:
+        policy = json.loads(base64.b64decode(policy_field))
+        expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+    except (ValueError, KeyError, TypeError):
+        return 400, "InvalidPolicyDocument"
+    if expires <= (now or datetime.now(UTC)):
+        return 403, "AccessDenied"
+    for condition in policy.get("conditions", []):
+        if isinstance(condition, list) and len(condition) == 3 and condition[0] == "content-length-range":
+            if size > int(condition[2]):
+                return 400, "EntityTooLarge"
+            if size < int(condition[1]):
+                return 400, "EntityTooSmall"
+    return None
+
+
+def _check_post_policies() -> None:
+    original = S3Response._bucket_response_post
+
+    def bucket_post(self: S3Response, request: Any, bucket_name: str) -> Any:
+        form = self.querystring.get("Policy") or self.querystring.get("policy")
+        body = self.body.encode() if isinstance(self.body, str) else (self.body or b"")
+        refusal = post_policy_refusal(form[0] if form else None, len(body))
+        if refusal is None:
+            return original(self, request, bucket_name)
+        status, code = refusal
+        xml = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>Invalid according to Policy</Message></Error>'
+        return status, {"Content-Type": "application/xml"}, xml
+
+    S3Response._bucket_response_post = bucket_post  # type: ignore[method-assign]
 
 
 class _QuietHandler(MotoRequestHandler):

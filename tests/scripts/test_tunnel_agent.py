@@ -133,12 +133,16 @@ def test_binary_and_large_bodies_use_presigned_urls_both_ways(tunnel, app, agent
         method="PUT",
         body_url=f"{app.url}/__s3/req",
         response_upload_url=f"{app.url}/__s3/resp",
+        response_upload_fields={"key": "responses/r1", "policy": "signed-policy"},
     )
     response = tunnel.request(req)
     assert isinstance(response, p.HttpResponse)
     assert app.received[0]["body"] == big
     assert response.body_in_bucket and response.body == b""
     assert app.stored["/__s3/resp"] == bytes(reversed(big))
+    # A presigned POST form: every signed field, in order, before the file (S3 requires it last).
+    assert list(app.forms["/__s3/resp"].items())[:2] == [("key", b"responses/r1"), ("policy", b"signed-policy")]
+    assert list(app.forms["/__s3/resp"])[-1] == "file"
 
 
 def test_app_response_over_5_mib_becomes_a_502(tunnel, app, agent) -> None:

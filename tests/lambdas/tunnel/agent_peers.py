@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from email.parser import BytesParser
+from email.policy import default
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,6 +36,7 @@ class LocalApp:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.stored: dict[str, bytes] = {}  # plays S3 for presigned URLs under /__s3/
+        self.forms: dict[str, dict[str, bytes]] = {}  # every part of each POST form, by name
         self.active = 0
         self.max_active = 0
         self.lock = threading.Lock()
@@ -58,9 +61,10 @@ class LocalApp:
                     return self._reply(401, [("Content-Type", "text/plain"), ("Connection", "close")], b"login first")
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path.startswith("/__s3/"):
-                    if self.command == "PUT":
-                        app.stored[self.path] = body
-                        return self._reply(200, [], b"")
+                    if self.command == "POST":  # a presigned POST form: keep the file part
+                        app.forms[self.path] = form = multipart_form(self.headers["Content-Type"], body)
+                        app.stored[self.path] = form["file"]
+                        return self._reply(204, [], b"")
                     return self._reply(200, [], app.stored[self.path])
                 app.received.append(
                     {"method": self.command, "target": self.path, "headers": self.headers.items(), "body": body}
@@ -104,6 +108,9 @@ class LocalApp:
                     if self.command != "HEAD":
                         self.wfile.write(data)
                     return None
+                if path == "/bytes":  # ?n=SIZE: that many bytes, the same ones on every call
+                    size = int(self.path.partition("n=")[2] or 0)
+                    return self._reply(200, [("Content-Type", "application/octet-stream")], sized_bytes(size))
                 if path == "/bigtext":
                     return self._reply(200, [("Content-Type", "text/html; charset=utf-8")], BIG_TEXT)
                 if path == "/slow":
@@ -126,6 +133,20 @@ class LocalApp:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sized_bytes(size: int) -> bytes:
+    """`size` bytes that vary (no run of one byte a bug could produce by accident)."""
+    return (BINARY * (size // len(BINARY) + 1))[:size]
+
+
+def multipart_form(content_type: str, body: bytes) -> dict[str, bytes]:
+    """The parts of a multipart/form-data body by name (in order), parsed by the stdlib."""
+    message = BytesParser(policy=default).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    return {
+        str(part.get_param("name", header="content-disposition")): part.get_payload(decode=True)
+        for part in message.iter_parts()
+    }
 
 
 class FakeTunnel:

@@ -226,9 +226,12 @@ class FakeAgent:
             if reply is None:
                 return
             if isinstance(reply, p.HttpResponse) and not p.fits_inline(reply):
-                assert message.response_upload_url
-                put = requests.put(message.response_upload_url, data=reply.body, timeout=5)
-                put.raise_for_status()
+                assert message.response_upload_url and message.response_upload_fields is not None
+                form = requests.post(
+                    message.response_upload_url, data=message.response_upload_fields, files={"file": reply.body},
+                    timeout=5,
+                )  # fmt: skip
+                form.raise_for_status()
                 reply.body, reply.body_in_bucket = b"", True
             send(response_handler.handler, connection_id, p.encode(reply), self.context)
         except BaseException as exc:  # surfaced by the test through .errors

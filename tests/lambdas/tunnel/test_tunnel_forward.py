@@ -337,3 +337,47 @@ def test_head_keeps_content_length_and_no_content_type_is_added(context, gateway
     get["requestContext"]["http"]["method"] = "GET"
     get.pop("body", None)
     assert forward.handler(get, context)["headers"] == {"x-app": "1"}  # the gateway measures bodies itself
+
+
+def _signed_policy(posted: dict) -> dict:
+    return json.loads(base64.b64decode(posted["response_upload_fields"]["policy"]))
+
+
+@pytest.mark.parametrize(("configured", "bound"), [(None, p.MAX_BODY_BYTES), ("1048576", 1048576)])
+def test_the_response_upload_is_a_presigned_post_bounded_by_the_max_response_size(
+    context, gateway, monkeypatch, configured, bound
+) -> None:
+    if configured:
+        monkeypatch.setenv("MAX_RESPONSE_BYTES", configured)
+    settings.clear()
+    _ready(context)
+    _agent(gateway, context, _echo)
+    forward.handler(event("http_api"), context)
+    [posted] = [m for m in gateway.messages("c1") if m["type"] == "HttpRequest"]
+    fields = posted["response_upload_fields"]
+    assert fields["key"] == f"responses/{posted['request_id']}"
+    assert fields["x-amz-algorithm"] == "AWS4-HMAC-SHA256" and fields["x-amz-signature"]
+    conditions = _signed_policy(posted)["conditions"]
+    assert ["content-length-range", 1, bound] in conditions
+    assert {"key": fields["key"]} in conditions  # exactly this key, not a prefix
+    assert BUCKET in posted["response_upload_url"]
+
+
+def test_a_configured_max_response_size_above_the_protocol_limit_is_capped(monkeypatch) -> None:
+    monkeypatch.setenv("MAX_RESPONSE_BYTES", str(p.MAX_BODY_BYTES * 4))
+    settings.clear()
+    assert settings.max_response_bytes() == p.MAX_BODY_BYTES
+
+
+def test_an_agent_refused_by_s3_is_a_json_502_naming_the_reason(context, gateway) -> None:
+    _ready(context)
+
+    def refused(req: p.HttpRequest) -> p.Error:
+        return p.Error("response_too_large", "S3 refused the 6000000-byte response body", req.request_id)
+
+    _agent(gateway, context, refused)
+    started = time.monotonic()
+    result = forward.handler(event("http_api"), context)
+    assert time.monotonic() - started < 2  # answered at once, not at the deadline
+    assert result["statusCode"] == 502
+    assert json.loads(result["body"]) == {"error": "tunnel agent error: response_too_large"}

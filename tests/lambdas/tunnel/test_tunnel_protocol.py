@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import string
 from urllib.parse import quote
 
@@ -128,3 +129,15 @@ def test_forwarder_delivers_large_bodies_exactly_through_the_bucket(
 ) -> None:
     assert len(body) > p.INLINE_MESSAGE_LIMIT
     _through_forwarder(context, gateway, path, query, cookies, body)
+
+
+def test_the_response_upload_form_round_trips_and_must_be_strings() -> None:
+    request = p.HttpRequest("r1", "GET", "/", response_upload_url="https://b.s3/", response_upload_fields={"key": "k"})
+    assert p.decode(p.encode(request)) == request
+    bad = json.loads(p.encode(request))
+    bad["response_upload_fields"] = {"key": 1}
+    with pytest.raises(p.ProtocolError, match="response_upload_fields"):
+        p.decode(json.dumps(bad))
+    bad["response_upload_fields"] = ["key"]
+    with pytest.raises(p.ProtocolError, match="wrong type"):
+        p.decode(json.dumps(bad))
