@@ -1,7 +1,10 @@
 """Text embeddings for the collections pipeline: Voyage in AWS, a local hashing provider offline.
 
-Both the embedder (documents) and search (queries) use `embedder()`, so a query is always
-embedded by the same model as the stored vectors it is compared with.
+The embedder (documents) uses `embedder()`, Voyage through its SDK; search (queries) uses
+`query_embedder()`, the same provider, model and dimensions through a small HTTP client
+(lambdas/common/voyage_http.py) that keeps the SDK's import off search's first answer. One
+configuration builds both, so a query is always embedded by the same model as the stored vectors
+it is compared with, and tests hold both clients to the same vectors.
 
 The `local` provider (model name `local-hash-v1`) is feature hashing: lower-cased word unigrams
 and adjacent bigrams are hashed (blake2b) into `dimensions` buckets with a hash-derived sign,
@@ -19,11 +22,13 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from lambdas.common.collections import VOYAGE_API_KEY, RetryableError, api_key, local_providers_allowed
 from lambdas.common.settings import MissingSetting, env_int
+from lambdas.common.voyage_http import VoyageHttpEmbedder
 
 LOCAL_MODEL = "local-hash-v1"
 InputType = Literal["document", "query"]
@@ -108,24 +113,42 @@ class VoyageEmbedder:
         return vectors
 
 
-_embedder: Embedder | None = None
+_embedders: dict[str, Embedder] = {}
+
+
+def _configured(voyage: Callable[[str, str, int], Embedder]) -> Embedder:
+    dimensions = env_int("EMBEDDING_DIMENSIONS", 1024)
+    key = api_key(VOYAGE_API_KEY)
+    if key:
+        return voyage(key, os.environ.get("EMBEDDING_MODEL", "voyage-3.5-lite"), dimensions)
+    if local_providers_allowed():
+        return LocalHashEmbedder(dimensions)
+    raise MissingSetting("VOYAGE_API_KEY parameter is not set and local providers are not allowed")
+
+
+def _voyage_http(key: str, model: str, dimensions: int) -> Embedder:
+    return VoyageHttpEmbedder(
+        key,
+        model,
+        dimensions,
+        base_url=os.environ.get("VOYAGE_BASE_URL") or None,
+        timeout=float(env_int("VOYAGE_TIMEOUT_SECONDS", 20)),
+    )
 
 
 def embedder() -> Embedder:
-    """The configured embedder, built once per container."""
-    global _embedder
-    if _embedder is None:
-        dimensions = env_int("EMBEDDING_DIMENSIONS", 1024)
-        key = api_key(VOYAGE_API_KEY)
-        if key:
-            _embedder = VoyageEmbedder(key, os.environ.get("EMBEDDING_MODEL", "voyage-3.5-lite"), dimensions)
-        elif local_providers_allowed():
-            _embedder = LocalHashEmbedder(dimensions)
-        else:
-            raise MissingSetting("VOYAGE_API_KEY parameter is not set and local providers are not allowed")
-    return _embedder
+    """The configured embedder for documents (Voyage through its SDK), built once per container."""
+    if "documents" not in _embedders:
+        _embedders["documents"] = _configured(VoyageEmbedder)
+    return _embedders["documents"]
+
+
+def query_embedder() -> Embedder:
+    """The same provider and model for search queries, Voyage without its SDK; once per container."""
+    if "queries" not in _embedders:
+        _embedders["queries"] = _configured(_voyage_http)
+    return _embedders["queries"]
 
 
 def reset() -> None:
-    global _embedder
-    _embedder = None
+    _embedders.clear()
