@@ -84,9 +84,9 @@ def render(data: bytes, max_pixels: int) -> Rendered:
     from PIL import Image, ImageOps
 
     if fmt == "HEIF":
-        import pillow_heif
+        import pi_heif  # pillow-heif's decode-only build: no HEVC encoder (11 MB) in the asset
 
-        pillow_heif.register_heif_opener()
+        pi_heif.register_heif_opener()
     # Our own limit below refuses bombs explicitly; PIL's (2x) is a backstop.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:

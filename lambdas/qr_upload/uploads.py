@@ -176,17 +176,17 @@ def content_type_of(fmt: str) -> str:
 
 def make_rendition(bucket: str, key: str, version_id: str | None, out_key: str) -> bool:
     """Decode the upload and store a JPEG the desktop's browser can show; False if the bytes
-    cannot be decoded as a photo. Pillow and pillow-heif are imported only here."""
+    cannot be decoded as a photo. Pillow and pi-heif are imported only here."""
     import io
 
-    import pillow_heif
+    import pi_heif  # pillow-heif's decode-only build: no HEVC encoder (11 MB) in the asset
     from PIL import Image, ImageOps
 
     params: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
         params["VersionId"] = version_id
     data = client("s3").get_object(**params)["Body"].read()
-    pillow_heif.register_heif_opener()
+    pi_heif.register_heif_opener()
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.thumbnail((RENDITION_LONG_EDGE, RENDITION_LONG_EDGE))
