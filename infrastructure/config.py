@@ -71,8 +71,21 @@ class QrUploadSettings:
 
 @dataclass(frozen=True)
 class CollectionsSettings:
+    # Reserved concurrency of every function that connects to PostgreSQL. Each container holds
+    # one connection, so together they bound the connections the functions can open; the stack
+    # checks them against the instance's max_connections at synth (collections_data.py,
+    # connection_budget), so raising one past what the instance can take fails there.
     analyzer_reserved_concurrency: int = 2
     embedder_reserved_concurrency: int = 2
+    processor_reserved_concurrency: int = 4
+    search_reserved_concurrency: int = 4
+    deferred_reserved_concurrency: int = 1
+    # RDS Proxy between the functions and PostgreSQL: it pools their connections (an upload burst
+    # queues at the proxy instead of exhausting the database) and hides failovers. Prod only (it
+    # is billed per vCPU of the instance); dev's functions connect to the instance directly.
+    db_proxy: bool = False
+    # The share of the instance's max_connections the proxy may open.
+    db_proxy_max_connections_percent: int = 50
     db_instance_class: str = "t4g.micro"
     db_allocated_storage_gb: int = 20
     db_multi_az: bool = False
@@ -244,6 +257,9 @@ PROD = EnvConfig(
     collections=CollectionsSettings(
         analyzer_reserved_concurrency=5,
         embedder_reserved_concurrency=5,
+        processor_reserved_concurrency=20,
+        search_reserved_concurrency=20,
+        db_proxy=True,
         db_instance_class="t4g.small",
         db_multi_az=True,
         nat_gateways=2,

@@ -8,6 +8,11 @@ upload, whatever its extension's case. Thumbnails and analysis copies go to a se
 bucket that has no notification and that the processor alone may write, so outputs can never
 trigger the processor again. A CDK Trigger runs the migrations inside the VPC on every deploy
 whose migration code changed, before anything else in this stack can be invoked.
+
+Database access: each function connects as its own PostgreSQL role with its own secret (and may
+read no other); only the migration function reads the master secret, and it sets the roles'
+passwords. Functions that call no external API (processor, deferred requeue, migrations) run in
+subnets without any route to the internet.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ from infrastructure.constructs.nag import (
     ref,
 )
 from infrastructure.constructs.python_function import PythonFunction
-from infrastructure.stacks.collections_data import DB_NAME, FUNCTIONS_SUBNETS, CollectionsDataStack
+from infrastructure.stacks.collections_data import (
+    DB_NAME,
+    DB_PORT,
+    FUNCTIONS_SUBNETS,
+    ISOLATED_FUNCTIONS_SUBNETS,
+    CollectionsDataStack,
+)
+from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV
 
 PROCESSOR_SOURCE = "collections.imageprocessor"
 ANALYZER_SOURCE = "collections.analyzer"
@@ -66,8 +78,11 @@ class CollectionsComputeStack(Stack):
         self.derived = self._bucket("DerivedBucket", "derived/")
         self.bus = events.EventBus(self, "EventBus", event_bus_name=prefix)
 
+        # DB_SECRET_ARN is each function's own (`_function`); these say where to connect.
         common_env = {
-            "DB_SECRET_ARN": data.secret.secret_arn,
+            "DB_HOST": data.db_host,
+            "DB_PORT": str(DB_PORT),
+            "DB_VIA_PROXY": "true" if data.db_via_proxy else "false",
             "DB_NAME": DB_NAME,
             "COLLECTIONS_PARAMETER_PREFIX": self.parameter_prefix,
             "ALLOW_LOCAL_PROVIDERS": "true" if settings.allow_local_providers else "false",
@@ -86,6 +101,8 @@ class CollectionsComputeStack(Stack):
             asynchronous=True,
             memory_mb=settings.processor_memory_mb,
             timeout=Duration.seconds(60),
+            reserved_concurrency=settings.processor_reserved_concurrency,
+            isolated=True,
         )
         assert self.processor.failure_queue is not None
         self.processor.function.add_environment("FAILURE_QUEUE_URL", self.processor.failure_queue.queue_url)
@@ -111,6 +128,8 @@ class CollectionsComputeStack(Stack):
             memory_mb=256,
             timeout=Duration.minutes(5),
             handler="lambdas.analyzer.deferred.handler",
+            reserved_concurrency=settings.deferred_reserved_concurrency,
+            isolated=True,
         )
         events.Rule(
             self,
@@ -136,14 +155,24 @@ class CollectionsComputeStack(Stack):
             {**common_env, "CROSS_USER_PRINCIPALS": ",".join(settings.cross_user_principals)},
             memory_mb=512,
             timeout=Duration.seconds(15),
+            reserved_concurrency=settings.search_reserved_concurrency,
         )
         self.migrate = self._function(
             "MigrateLambda",
             "migrations",
             "Collections: applies database migrations at deploy time",
-            {"DB_SECRET_ARN": data.secret.secret_arn, "DB_NAME": DB_NAME, "DB_STATEMENT_TIMEOUT_MS": "600000"},
+            {
+                # The master secret names the instance itself: migrations never go through the proxy.
+                "DB_SECRET_ARN": data.secret.secret_arn,
+                "DB_NAME": DB_NAME,
+                "DB_STATEMENT_TIMEOUT_MS": "600000",
+                ROLE_SECRETS_ENV: Stack.of(self).to_json_string(
+                    {role: data.role_secrets[function].secret_arn for function, role in FUNCTION_ROLES.items()}
+                ),
+            },
             timeout=Duration.minutes(10),
             handler="lambdas.migrations.handler.handler",
+            isolated=True,
         )
 
         self.images.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.processor.function))
@@ -192,9 +221,12 @@ class CollectionsComputeStack(Stack):
         env: dict[str, str],
         *,
         handler: str | None = None,
+        isolated: bool = False,
         **options: Any,
     ) -> PythonFunction:
-        return PythonFunction(
+        """A collections function in the VPC: `isolated` ones (no external API) get no route to the
+        internet. One with a database role (FUNCTION_ROLES) reads that role's secret and no other."""
+        fn = PythonFunction(
             self,
             name,
             config=self.config,
@@ -205,10 +237,17 @@ class CollectionsComputeStack(Stack):
             service=f"collections-{group.replace('_', '-')}",
             environment=env,
             vpc=self.data.vpc,
-            vpc_subnets=FUNCTIONS_SUBNETS,
-            security_groups=[self.data.functions_security_group],
+            vpc_subnets=ISOLATED_FUNCTIONS_SUBNETS if isolated else FUNCTIONS_SUBNETS,
+            security_groups=[
+                self.data.isolated_functions_security_group if isolated else self.data.functions_security_group
+            ],
             **options,
         )
+        secret = self.data.role_secrets.get(name)
+        if secret is not None:
+            secret.grant_read(fn.role)
+            fn.function.add_environment("DB_SECRET_ARN", secret.secret_arn)
+        return fn
 
     def _rule(self, name: str, source: str, detail_type: str, target: PythonFunction) -> None:
         settings = self.config.collections
@@ -244,8 +283,9 @@ class CollectionsComputeStack(Stack):
         ]
 
     def _grant(self) -> None:
-        for fn in (self.processor, self.analyzer, self.embedder, self.search, self.migrate, self.deferred):
-            self.data.secret.grant_read(fn.role)
+        # The master secret and every role's (to set their passwords): the migration function only.
+        for secret in (self.data.secret, *self.data.role_secrets.values()):
+            secret.grant_read(self.migrate.role)
         for fn in (self.processor, self.analyzer, self.deferred):
             self.bus.grant_put_events_to(fn.role)
         processor, analyzer = self.processor.function, self.analyzer.function

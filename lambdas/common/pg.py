@@ -60,15 +60,14 @@ def connect() -> psycopg.Connection[Any]:
     statement_ms = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000)
     # RDS Proxy refuses the `options` startup parameter; through it, the timeouts are the
     # function role's own defaults (migration 009), which are the same 10 s.
-    via_proxy = os.environ.get("DB_VIA_PROXY", "").strip().lower() == "true"
-    options = None if via_proxy else f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
-    conn = psycopg.connect(
+    params: dict[str, Any] = {
         **_conninfo(),
-        autocommit=True,
-        connect_timeout=env_int("DB_CONNECT_TIMEOUT_SECONDS", 5),
-        **({"options": options} if options else {}),
-        application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "collections"),
-    )
+        "connect_timeout": env_int("DB_CONNECT_TIMEOUT_SECONDS", 5),
+        "application_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "collections"),
+    }
+    if os.environ.get("DB_VIA_PROXY", "").strip().lower() != "true":
+        params["options"] = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
+    conn = psycopg.connect(**params, autocommit=True)
     # Before the first migration the vector type does not exist yet; the migration runner
     # registers the adapter once it has created the extension.
     with contextlib.suppress(psycopg.ProgrammingError):
