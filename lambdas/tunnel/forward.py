@@ -297,6 +297,7 @@ def _send_and_wait(
         headers=_request_headers(event, route),
         body=body,
         client_ip=http.get("sourceIp"),
+        timeout_ms=max(0, int((deadline - time.monotonic()) * 1000)),
     )
     request.response_upload_url, request.response_upload_fields = settings.bodies().response_upload_form(
         request_id, expires=60, max_bytes=settings.max_response_bytes()

@@ -68,6 +68,9 @@ class HttpRequest:
     response_upload_fields: dict[str, str] | None = None
     client_ip: str | None = None
     timestamp: int = field(default_factory=lambda: int(time.time() * 1000))
+    # How long the tunnel still waits for this answer when it sends the request: past it the
+    # client has had 504, which is what the agent shows.
+    timeout_ms: int | None = None
 
     @property
     def target(self) -> str:
@@ -124,7 +127,7 @@ _KINDS: dict[str, type] = {
 _FIELD_TYPES: dict[str, type] = {
     **dict.fromkeys(("request_id", "method", "path", "query", "body_url", "response_upload_url", "client_ip"), str),
     **dict.fromkeys(("code", "message", "connection_id", "subdomain", "public_url"), str),
-    **dict.fromkeys(("status", "processing_time_ms", "timestamp"), int),
+    **dict.fromkeys(("status", "processing_time_ms", "timestamp", "timeout_ms"), int),
     "body_in_bucket": bool,
     "response_upload_fields": dict,
 }

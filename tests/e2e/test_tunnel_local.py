@@ -85,7 +85,8 @@ class AgentProcess:
         url = url or (runtime.outputs["Tunnel-dev"]["WebSocketUrl"] if runtime else "")
         self.proc = subprocess.Popen(
             [sys.executable, "scripts/tunnel_agent.py", "--url", url,
-             "--token", token, "--port", str(port), *extra],
+             "--token", token, "--port", str(port), *extra,
+             *(() if "--inspect-port" in extra else ("--no-inspect",))],  # 4040 is for people
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
