@@ -7,6 +7,10 @@ runtime ships them, and a bundled copy would only add size and cold-start time.
 
 The asset hash is computed here from exactly those inputs, so editing one function never rebuilds
 another, and an unchanged function is never rebuilt (CDK skips bundling when `asset.<hash>` exists).
+
+Every asset has a size budget (ASSET_BUDGETS_MB, unzipped): bundling fails, naming the function,
+when an asset crosses it. Native modules no function loads (PRUNED) are removed after pip, and with
+them the vendored libraries only they needed (read from the ELF files' NEEDED entries).
 """
 
 from __future__ import annotations
@@ -29,10 +33,38 @@ LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 PYTHON_VERSION = "3.12"
 # Bump when the bundling procedure itself changes, so every asset is rebuilt once.
-BUNDLING_VERSION = "1"
+BUNDLING_VERSION = "2"
 # Provided by the Lambda runtime; never shipped.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md")
+
+MB = 1_000_000
+# Unzipped asset budgets per function group (all functions of a group share one asset). Issue #13:
+# request/response functions at most 30 MB (they pay for the asset on every cold start), every
+# asset at most MAX_ASSET_MB. What each holds is in the README's benchmark table.
+MAX_ASSET_MB = 100
+ASSET_BUDGETS_MB: dict[str, float] = {
+    "qr_upload": 30,  # request/response (HTTP API, WebSocket); its event function renders HEIC
+    "tunnel": 30,  # request/response
+    "search": 30,  # request/response
+    "functions": 30,  # request/response (functions API), and the deployer/recorder/batch/authorizer
+    "image_processor": 100,  # asynchronous: Pillow, pi-heif, psycopg
+    "analyzer": 100,  # asynchronous: anthropic, openai, langsmith SDKs, Pillow, psycopg
+    # Asynchronous, and over the 100 MB goal: the pipeline keeps the voyageai SDK, which cannot load
+    # without numpy, whose aarch64 wheel carries OpenBLAS (55 MB together); the smallest install that
+    # runs its embeddings call is about 113 MB (EXACT_REQUIREMENTS). Search embeds without the SDK.
+    "embedder": 115,
+    "migrations": 100,  # deploy-time trigger: psycopg
+}
+# Native modules no function loads, as globs inside the asset. Pillow imports each only for its
+# feature (AVIF files, drawing text with FreeType, Tk) and reports the feature missing without it;
+# no function accepts AVIF (lambdas/common/image_types.py), draws text or has a display.
+# numpy's own test suites (about 7 MB) are never imported outside them.
+PRUNED = ("PIL/_avif.*.so", "PIL/_imagingft.*.so", "PIL/_imagingtk.*.so", "numpy/tests", "numpy/*/tests")
+# Groups whose requirements.txt lists every package to install, dependencies included, installed
+# with --no-deps (lambdas/common's still get theirs): the voyageai SDK declares dependencies its
+# embeddings call never loads (tokenizers, huggingface's hf-xet, langsmith with zstandard).
+EXACT_REQUIREMENTS = frozenset({"embedder"})
 
 
 class BundlingError(RuntimeError):
@@ -72,10 +104,9 @@ def _missing_package(pip_output: str) -> str | None:
     return match.group(1) if match else None
 
 
-def install_requirements(function_name: str, group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
-    requirements = requirement_files(group, lambdas_dir)
-    if not requirements:
-        return
+def _pip_install(
+    function_name: str, requirements: list[Path], target: Path, lambdas_dir: Path, *, no_deps: bool
+) -> None:
     command = [
         sys.executable,
         "-m",
@@ -90,6 +121,7 @@ def install_requirements(function_name: str, group: str, target: Path, lambdas_d
         "--python-version",
         PYTHON_VERSION,
         "--only-binary=:all:",
+        *(["--no-deps"] if no_deps else []),
         "--target",
         str(target),
     ]
@@ -105,9 +137,96 @@ def install_requirements(function_name: str, group: str, target: Path, lambdas_d
                 f"of package {package!r} (from {', '.join(str(r.relative_to(lambdas_dir.parent)) for r in requirements)})"
             )
         raise BundlingError(f"bundling {function_name}: pip failed: {output.strip().splitlines()[-1:]}")
+
+
+def install_requirements(function_name: str, group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
+    requirements = requirement_files(group, lambdas_dir)
+    if not requirements:
+        return
+    exact = [r for r in requirements if group in EXACT_REQUIREMENTS and r.parent.name == group]
+    if exact:
+        _pip_install(function_name, [r for r in requirements if r not in exact], target, lambdas_dir, no_deps=False)
+        _pip_install(function_name, exact, target, lambdas_dir, no_deps=True)
+    else:
+        _pip_install(function_name, requirements, target, lambdas_dir, no_deps=False)
     for name in RUNTIME_PROVIDED:
         for path in list(target.glob(name)) + list(target.glob(f"{name}-*.dist-info")):
             shutil.rmtree(path)
+
+
+def _needed(path: Path) -> list[str]:
+    """DT_NEEDED entries of a 64-bit little-endian ELF shared object (aarch64 wheels are), else []."""
+    data = path.read_bytes()
+    if data[:6] != b"\x7fELF\x02\x01":
+        return []
+    shoff, shentsize, shnum = (
+        int.from_bytes(data[0x28:0x30], "little"),
+        int.from_bytes(data[0x3A:0x3C], "little"),
+        int.from_bytes(data[0x3C:0x3E], "little"),
+    )
+    sections = [data[shoff + i * shentsize : shoff + (i + 1) * shentsize] for i in range(shnum)]
+    names: list[str] = []
+    for section in sections:
+        if int.from_bytes(section[4:8], "little") != 6:  # SHT_DYNAMIC
+            continue
+        offset, size = int.from_bytes(section[0x18:0x20], "little"), int.from_bytes(section[0x20:0x28], "little")
+        strtab = sections[int.from_bytes(section[0x28:0x2C], "little")]
+        strings = int.from_bytes(strtab[0x18:0x20], "little")
+        for entry in range(offset, offset + size, 16):
+            tag, value = (
+                int.from_bytes(data[entry : entry + 8], "little"),
+                int.from_bytes(data[entry + 8 : entry + 16], "little"),
+            )
+            if tag == 1:  # DT_NEEDED
+                end = data.index(b"\0", strings + value)
+                names.append(data[strings + value : end].decode())
+    return names
+
+
+def _needed_closure(target: Path, vendored: dict[str, Path]) -> set[str]:
+    needed: set[str] = set()
+    pending = [p for p in target.rglob("*.so*") if p.is_file() and p.parent.suffix != ".libs"]
+    while pending:
+        for name in _needed(pending.pop()):
+            if name in vendored and name not in needed:
+                needed.add(name)
+                pending.append(vendored[name])
+    return needed
+
+
+def prune(target: Path) -> list[str]:
+    """Remove PRUNED modules, and the vendored libraries (`*.libs/`) only they needed. Libraries
+    nothing names in NEEDED (loaded with dlopen) are left alone. Returns what was removed."""
+    vendored = {p.name: p for p in target.glob("*.libs/*") if p.is_file()}
+    before = _needed_closure(target, vendored)
+    removed = []
+    for pattern in PRUNED:
+        for path in target.glob(pattern):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(str(path.relative_to(target)))
+    for name in sorted(before - _needed_closure(target, vendored)):
+        vendored[name].unlink()
+        removed.append(str(vendored[name].relative_to(target)))
+    return removed
+
+
+def directory_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_budget(function_name: str, group: str, target: Path) -> float:
+    """The asset's unzipped size in MB; BundlingError when it crosses the group's budget."""
+    size = directory_size(target) / MB
+    budget = ASSET_BUDGETS_MB.get(group, MAX_ASSET_MB)
+    if size > budget:
+        raise BundlingError(
+            f"bundling {function_name}: asset is {size:.1f} MB unzipped, over its {budget:g} MB budget "
+            f"(ASSET_BUDGETS_MB[{group!r}] in infrastructure/constructs/bundling.py)"
+        )
+    return size
 
 
 def copy_sources(group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
@@ -130,7 +249,9 @@ class LocalPipBundling:
     def try_bundle(self, output_dir: str, options: object = None, **_kwargs: object) -> bool:
         target = Path(output_dir)
         install_requirements(self._function_name, self._group, target, self._lambdas_dir)
+        prune(target)
         copy_sources(self._group, target, self._lambdas_dir)
+        check_budget(self._function_name, self._group, target)
         return True
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import aws_cdk as cdk
 import pytest
 
 from infrastructure.config import get_config
+from infrastructure.constructs import bundling
 from infrastructure.constructs.bundling import LAMBDAS_DIR, asset_hash
 from infrastructure.constructs.python_function import PythonFunction
 
 ELF_MACHINE_AARCH64 = 183
+ROOT = LAMBDAS_DIR.parent
 
 
 def _fixture_lambdas(root: Path, requirement: str) -> Path:
@@ -72,7 +77,7 @@ def test_asset_has_aarch64_dependency_common_and_nothing_else(tmp_path: Path) ->
     assert (asset / "lambdas" / "common" / "http.py").is_file()
     assert (asset / "lambdas" / "fixture_fn" / "handler.py").is_file()
     assert not (asset / "lambdas" / "other_fn").exists()
-    # Powertools' tracer pulls botocore in; the runtime has it, so the asset must not.
+    # The runtime has these; the asset must not (a dependency may pull botocore in).
     assert (asset / "aws_lambda_powertools").is_dir()
     for provided in ("boto3", "botocore", "s3transfer"):
         assert not (asset / provided).exists(), f"{provided} was bundled"
@@ -97,3 +102,134 @@ def test_a_package_without_an_aarch64_wheel_fails_synthesis_naming_function_and_
     lambdas = _fixture_lambdas(tmp_path, "no-such-package-for-bundling-test==1.0")
     with pytest.raises(Exception, match=r"bundling-fixture-dev.*no-such-package-for-bundling-test"):
         _synth(lambdas, tmp_path / "cdk.out")
+
+
+@pytest.mark.slow
+def test_an_asset_over_its_budget_fails_synthesis_naming_function_and_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lambdas = _fixture_lambdas(tmp_path, "markupsafe==3.0.3")
+    monkeypatch.setitem(bundling.ASSET_BUDGETS_MB, "fixture_fn", 1)  # Powertools alone is more
+    with pytest.raises(Exception, match=r"bundling-fixture-dev: asset is [0-9.]+ MB unzipped, over its 1 MB budget"):
+        _synth(lambdas, tmp_path / "cdk.out")
+
+
+@pytest.mark.slow
+def test_every_function_asset_fits_its_budget(tmp_path: Path) -> None:
+    """Each group bundled once, as synthesis bundles it (pip, pruning, sources, budget check)."""
+    groups = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file() and p.name != "common"}
+    assert groups == set(bundling.ASSET_BUDGETS_MB), "every function group has its budget in ASSET_BUDGETS_MB"
+    sizes = {}
+    for group in sorted(groups):
+        target = tmp_path / group
+        bundling.LocalPipBundling(f"budget-{group}", group, LAMBDAS_DIR).try_bundle(str(target))
+        sizes[group] = bundling.directory_size(target) / bundling.MB
+        shutil.rmtree(target)
+    print(sizes)  # pytest -s shows them
+    assert all(sizes[g] <= bundling.ASSET_BUDGETS_MB[g] for g in groups)
+    # The one asset over the 100 MB goal, with its reason next to its budget.
+    assert {g for g in groups if bundling.ASSET_BUDGETS_MB[g] > bundling.MAX_ASSET_MB} == {"embedder"}
+    request_response = ("qr_upload", "tunnel", "search", "functions")
+    assert all(bundling.ASSET_BUDGETS_MB[g] <= 30 for g in request_response)
+
+
+def test_pillow_without_the_pruned_modules_still_reads_and_writes_what_the_functions_handle(tmp_path: Path) -> None:
+    """The pruning, applied to this machine's Pillow: every accepted format still decodes (HEIC through
+    pi-heif) and renders, and Pillow reports AVIF and FreeType as missing instead of failing."""
+    import PIL
+
+    shutil.copytree(Path(PIL.__file__).parent, tmp_path / "PIL")
+    libs = Path(PIL.__file__).parent.parent / "pillow.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, tmp_path / "pillow.libs")
+    removed = bundling.prune(tmp_path)
+    assert any("_avif" in r for r in removed) and any("_imagingft" in r for r in removed)
+    code = """
+import sys
+sys.path.insert(0, "tests/lambdas/collections")
+from collections_images import encode
+from PIL import features
+from lambdas.image_processor.imaging import render
+assert not features.check("avif") and not features.check("freetype2")
+for fmt in ("JPEG", "PNG", "WEBP", "GIF", "HEIF"):
+    rendered = render(encode(fmt), 1_150_000)
+    assert rendered.thumbnail[:2] == b"\\xff\\xd8" and rendered.width == 640, fmt
+print("ok")
+"""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+EMBED_PROBE = """
+import base64, json, struct, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path[:0] = sys.argv[1:]
+vector = [0.5, -0.25, 0.125, 1.0]
+answer = json.dumps({"object": "list", "model": "voyage-3.5-lite", "usage": {"total_tokens": 3},
+    "data": [{"object": "embedding", "index": 0,
+              "embedding": base64.b64encode(struct.pack("<4f", *vector)).decode()}]}).encode()
+seen = []
+
+class Voyage(BaseHTTPRequestHandler):
+    def log_message(self, *args): pass
+    def do_POST(self):
+        seen.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Voyage)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+import os
+os.environ["VOYAGE_BASE_URL"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
+import lambdas.embedder.handler
+from lambdas.common.embeddings import VoyageEmbedder
+assert VoyageEmbedder("pa-key", "voyage-3.5-lite", 4).embed(["a red tart"], "document") == [vector]
+assert seen[0]["input_type"] == "document" and seen[0]["input"] == ["a red tart"]
+import importlib.util
+left_out = [m for m in ("tokenizers", "hf_xet", "langsmith", "zstandard") if importlib.util.find_spec(m)]
+print("ok", left_out)
+"""
+
+
+@pytest.mark.slow
+def test_the_embedders_exact_requirements_run_the_voyage_sdk_call(tmp_path: Path) -> None:
+    """The embedder's --no-deps install, built for this machine from the same files: the handler
+    imports, and the SDK's embeddings call works against a local stand-in, with the packages
+    left out really absent (boto3 and its dependencies stand in for the Lambda runtime's)."""
+    import boto3
+    import botocore
+    import dateutil
+    import jmespath
+    import s3transfer
+    import six
+
+    packages = tmp_path / "packages"
+    for requirements, no_deps in (
+        (LAMBDAS_DIR / "common" / "requirements.txt", False),
+        (LAMBDAS_DIR / "embedder" / "requirements.txt", True),
+    ):
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+        command += ["--only-binary=:all:", "--target", str(packages), "-r", str(requirements)]
+        subprocess.run([*command, *(["--no-deps"] if no_deps else [])], check=True, capture_output=True)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    for module in (boto3, botocore, s3transfer, jmespath, dateutil, six):
+        source = Path(module.__file__ or "")
+        source = source.parent if source.name == "__init__.py" else source
+        (runtime / source.name).symlink_to(source)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", EMBED_PROBE, str(packages), str(runtime), str(ROOT)],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.stdout.strip() == "ok []", result.stderr[-3000:]
