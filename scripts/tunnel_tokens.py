@@ -4,8 +4,10 @@
     python scripts/tunnel_tokens.py --env dev list
     python scripts/tunnel_tokens.py --env dev revoke TOKEN_ID
 
-The tables and the WebSocket URL are found from the `Tunnel-{env}` stack's outputs (CloudFormation),
-or given with `--table NAME` (and, for revoke, `--connections-table NAME --websocket-url URL`). A
+The tables and the WebSocket URL are found from the `Tunnel-{env}` stack's outputs (CloudFormation;
+the local runtime publishes its outputs to its own CloudFormation, so with the AWS_ENDPOINT_URL
+`make local` prints no flag is needed there either), or given with `--table NAME` (and, for
+revoke, `--connections-table NAME --websocket-url URL`). A
 token is shown once, at creation; only a hash of its secret is stored. `--expires-in` (30m, 12h,
 7d) makes the tunnel refuse the token after that time. Revoking deletes the token, releases the
 subdomains it claimed and closes its open connections (through `@connections`; they are found by

@@ -103,8 +103,8 @@ def _agent_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> 
         return agent_command(outputs["WebSocketUrl"], token)
     except Exception:  # the helper changed or is missing: fall back to the two commands
         return (
-            f"{env} python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
-            f"    python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
+            f"{env} .venv/bin/python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
+            f"    .venv/bin/python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
         )
 
 

@@ -234,6 +234,8 @@ class LocalRuntime:
         self._run_triggers(resolver, resources)
         for stack, name, body in assembly.outputs():
             self.outputs.setdefault(stack, {})[name] = resolver.resolve(body["Value"], stack)
+        # Operator commands find tables and URLs from DescribeStacks, locally as on AWS.
+        self._moto.publish_outputs(self.outputs, self._factory.client("cloudformation"))
 
     def _database_secrets(self, resolver: Resolver, resources: list[Any]) -> None:
         assert self.database is not None and self._factory is not None

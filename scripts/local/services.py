@@ -22,6 +22,7 @@ import base64
 import contextlib
 import json
 import threading
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -158,6 +159,19 @@ class MotoServer:
     def reset(self) -> None:
         with urlopen(Request(f"{self.url}/moto-api/reset", method="POST", data=b""), timeout=10) as response:
             response.read()
+
+    def publish_outputs(self, outputs: dict[str, dict[str, Any]], cloudformation: Any) -> None:
+        """Register each stack in moto's CloudFormation with its local outputs only (no resources
+        are created from it), so `describe_stacks` answers operator commands as it does on AWS."""
+        for stack, values in outputs.items():
+            template = {
+                # CloudFormation needs one resource; moto only notes that it does not model this type.
+                "Resources": {"Outputs": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+                "Outputs": {name: {"Value": str(value)} for name, value in values.items()},
+            }
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cloudformation.create_stack(StackName=stack, TemplateBody=json.dumps(template))
 
     def on_s3_object(self, listener: S3Listener) -> None:
         _s3_listeners.append(listener)

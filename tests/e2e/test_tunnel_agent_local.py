@@ -367,3 +367,43 @@ def test_a_busy_inspector_port_moves_to_the_next_one_and_says_so(runtime, app) -
             assert _get(f"http://127.0.0.1:{port + 1}/api/requests")[1]["requests"][0]["target"] == "/echo"
         finally:
             agent.stop()
+
+
+# --- tunnel_tokens.py against the local runtime, without --table -----------------------------------
+
+
+def _tokens_cli(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
+    """As `make local` says to: its AWS environment, no table or URL flags."""
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": runtime.moto_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": runtime.region,
+    }
+    return subprocess.run(
+        [".venv/bin/python", "scripts/tunnel_tokens.py", *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_tunnel_tokens_finds_the_local_tables_from_the_stack_outputs(runtime, app) -> None:
+    created = _tokens_cli(runtime, "create", "--label", "no-table-flag")
+    assert created.returncode == 0, created.stderr
+    token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("token:"))
+    token_id = token.split(".")[0]
+    listed = _tokens_cli(runtime, "list")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if line.startswith(token_id)]
+    assert "no-table-flag" in row
+
+    agent = AgentProcess(runtime, token, app.port, "--subdomain", "e2enoflags")
+    try:
+        url = agent.wait_url()
+        assert "e2enoflags" in _tokens_cli(runtime, "list").stdout
+        revoked = _tokens_cli(runtime, "revoke", token_id)  # the connections table and URL: from the outputs
+        assert revoked.returncode == 0 and revoked.stdout.strip() == f"revoked {token_id}; closed 1 open connection"
+        assert agent.proc.wait(timeout=20) == 1
+        assert call(f"{url}/echo").status == 404
+    finally:
+        agent.stop()
