@@ -15,7 +15,8 @@ import pytest
 
 from scripts.local.runtime import LocalRuntime
 from tests.e2e.conftest import free_port_base
-from tests.e2e.test_tunnel_local import AgentProcess, new_token
+from tests.e2e.test_tunnel_local import AgentProcess, call, new_token
+from tests.ports import free_port_base as free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -24,10 +25,16 @@ PAGE = b"""<!doctype html><html><head><title>home</title>
 <body><p id="js">no script</p><a id="next" href="/next">next</a> <a id="login" href="/login">login</a></body></html>"""
 
 
+UNTRUSTED = b"""<b id="injected">bold</b><img src="/nothing" onerror="document.title='pwned'">"""
+
+
 class Site:
     """A small web app that, like most, writes absolute paths everywhere."""
 
     def __init__(self) -> None:
+        self.hits: list[str] = []  # every request target the app served, in order
+        site = self
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
@@ -41,7 +48,10 @@ class Site:
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                site.hits.append(self.path)
                 parts = urlsplit(self.path)
+                if parts.path == "/untrusted":  # markup that would run if a page injected it
+                    return self._reply(200, "text/html", UNTRUSTED)
                 if parts.path == "/":
                     return self._reply(200, "text/html", PAGE)
                 if parts.path == "/static/site.css":
@@ -138,3 +148,53 @@ def test_a_cookie_set_through_one_path_tunnel_stays_in_its_prefix(runtime, tunne
     page.goto(f"{api}/t/alpha/login")
     page.wait_for_selector("#where")
     assert page.url == f"{api}/t/alpha/next?from=login"
+
+
+# --- the agent's request inspector in the browser -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def inspected(runtime: LocalRuntime) -> Iterator[tuple[Site, str, str]]:
+    site = Site()
+    port = free_ports(1)
+    agent = AgentProcess(runtime, new_token(runtime), site.port, "--subdomain", "gamma", "--inspect-port", str(port))
+    try:
+        public = agent.wait_url()
+        yield site, public, f"http://127.0.0.1:{port}"
+    finally:
+        agent.stop()
+        site.close()
+
+
+def test_a_request_through_the_tunnel_shows_in_the_inspector_as_text(inspected, page) -> None:
+    site, public, inspector = inspected
+    assert call(f"{public}/untrusted?x=1").status == 200
+    assert site.hits[-1] == "/untrusted?x=1"
+    page.goto(f"{inspector}/")
+    row = page.locator("#list li", has_text="/untrusted?x=1").first
+    row.wait_for(timeout=10000)
+    assert row.locator(".method").inner_text() == "GET" and row.locator(".status").inner_text() == "200"
+    row.click()
+    body = page.locator("#response pre.body")
+    body.wait_for()
+    assert body.inner_text() == UNTRUSTED.decode()  # shown as text ...
+    assert page.locator("#injected").count() == 0  # ... never as markup
+    assert page.title() == "Tunnel inspector"
+    assert page.locator("#request td", has_text="gamma.localhost").count() == 1  # the request's Host header
+
+
+def test_replay_in_the_inspector_hits_the_local_app_again(inspected, page) -> None:
+    site, public, inspector = inspected
+    assert call(f"{public}/untrusted?replay=1").status == 200
+    page.goto(f"{inspector}/")
+    page.locator("#list li", has_text="/untrusted?replay=1").first.click()
+    page.locator("#replay").wait_for()
+    before = site.hits.count("/untrusted?replay=1")
+    page.click("#replay")
+    result = page.locator("#replay-result")
+    result.filter(has_text="Replayed #").wait_for(timeout=10000)
+    assert site.hits.count("/untrusted?replay=1") == before + 1
+    assert "200" in result.inner_text()
+    # The replay is the newest entry, selected, and says what it replays.
+    assert "replay of #" in page.locator("#meta").inner_text()
+    assert page.locator("#list li").first.locator(".target").inner_text() == "/untrusted?replay=1"
