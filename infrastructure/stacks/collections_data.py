@@ -13,7 +13,6 @@ environments with `db_proxy` connects through RDS Proxy, which holds those same 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +43,8 @@ _INSTANCE_MEMORY_GIB = {"t4g.micro": 1, "t4g.small": 2, "t4g.medium": 4, "t4g.la
 # superuser_reserved_connections (3) and RDS's rds.rds_superuser_reserved_connections (2): slots
 # the function roles can never use.
 SUPERUSER_SLOTS = 5
-# The migration Trigger and the master secret's rotation, one connection each.
-DEPLOY_CONNECTIONS = 2
+# The migration Trigger and the rotations of the master and role secrets, one connection each.
+DEPLOY_CONNECTIONS = 1 + 1 + len(FUNCTION_ROLES)
 # An operator's psql session, a deploy overlapping a rotation, CloudWatch's enhanced monitoring.
 HEADROOM = 10
 
@@ -268,28 +267,41 @@ class CollectionsDataStack(Stack):
             )
 
     def _role_secrets(self, config: EnvConfig) -> dict[str, secretsmanager.Secret]:
-        """One generated secret per function role (migration 009); the migration Trigger sets each
-        role's password from it. Keyed by the function's construct id."""
+        """One generated secret per function role (migration 009), keyed by the function's construct
+        id. The migration Trigger sets each role's password from it; like the master secret it is
+        rotated (single user: the rotation function logs in as the role and changes its own
+        password), so it carries what that function needs to reach the instance."""
         secrets = {}
         for function, role in FUNCTION_ROLES.items():
+            template = {
+                "username": role,
+                "engine": "postgres",
+                "host": self.database.db_instance_endpoint_address,
+                "port": DB_PORT,
+                "dbname": DB_NAME,
+            }
             secret = secretsmanager.Secret(
                 self,
                 f"{function}DatabaseSecret",
                 description=f"PostgreSQL role {role} of collections-{config.name}-{function}",
                 generate_secret_string=secretsmanager.SecretStringGenerator(
-                    secret_string_template=json.dumps({"username": role}),
+                    secret_string_template=Stack.of(self).to_json_string(template),
                     generate_string_key="password",
                     exclude_punctuation=True,
                     password_length=40,
                 ),
                 removal_policy=config.removal_policy,
             )
-            acknowledge(
-                secret,
-                "AwsSolutions-SMG4",
-                f"The password of {role} is set from this secret by the migration Trigger, which runs as the "
-                "master user; Secrets Manager rotation would need a rotation function per role for a role "
-                "that can only reach the tables of one function from inside the VPC.",
+            secretsmanager.SecretRotation(
+                self,
+                f"{function}DatabaseSecretRotation",
+                application=secretsmanager.SecretRotationApplication.POSTGRES_ROTATION_SINGLE_USER,
+                secret=secret,
+                target=self.database,
+                vpc=self.vpc,
+                vpc_subnets=FUNCTIONS_SUBNETS,
+                security_group=self.functions_security_group,
+                automatically_after=Duration.days(30),
             )
             secrets[function] = secret
         return secrets

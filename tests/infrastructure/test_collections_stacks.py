@@ -76,9 +76,9 @@ def test_database_settings_per_environment(data: Template, env_name: str) -> Non
             "DeletionPolicy": "Snapshot" if prod else "Delete",
         },
     )
-    # Master credentials: the secret RDS/CDK generates, rotated; one more secret per function role.
+    # Master credentials: the secret RDS/CDK generates; one more secret per function role; all rotated.
     data.resource_count_is("AWS::SecretsManager::Secret", 1 + len(FUNCTION_ROLES))
-    data.resource_count_is("AWS::SecretsManager::RotationSchedule", 1)
+    data.resource_count_is("AWS::SecretsManager::RotationSchedule", 1 + len(FUNCTION_ROLES))
 
 
 def test_master_secret_is_retained_in_prod_like_the_database(data: Template, env_name: str) -> None:
@@ -103,7 +103,19 @@ def test_one_generated_secret_per_function_role(data: Template, env_name: str) -
             {"Properties": {"Description": f"PostgreSQL role {role} of collections-{env_name}-{function}"}},
         ).values()
         generated = secret["Properties"]["GenerateSecretString"]
-        assert json.loads(generated["SecretStringTemplate"]) == {"username": role}
+        parts = generated["SecretStringTemplate"]["Fn::Join"][1]
+        template = json.loads("".join(p if isinstance(p, str) else "HOST" for p in parts))
+        # What the single-user rotation needs to log in as the role: the instance, not the proxy.
+        assert template == {
+            "username": role,
+            "engine": "postgres",
+            "host": "HOST",
+            "port": 5432,
+            "dbname": "collections",
+        }
+        assert [p for p in parts if not isinstance(p, str)] == [
+            {"Fn::GetAtt": ["DatabaseB269D8BB", "Endpoint.Address"]}
+        ]
         assert generated["GenerateStringKey"] == "password" and generated["PasswordLength"] >= 32
         assert secret["DeletionPolicy"] == ("Retain" if env_name == "prod" else "Delete")
 
@@ -373,16 +385,16 @@ def test_daily_budget_and_the_schedule_that_requeues_deferred_analyses(compute: 
 
 def test_connection_budget_fits_the_instance(env_name: str) -> None:
     """Sum of reserved concurrencies x 1 connection per container (or, behind the proxy, the proxy's
-    share) + migration and rotation (2) + superuser slots (5) + headroom (10) <= max_connections,
+    share) + the migration and six secret rotations (7) + superuser slots (5) + headroom (10) <= max_connections,
     counted as 3/4 of LEAST(memory / 9531392, 5000) for the configured instance class."""
     settings = get_config(env_name).collections
     budget = connection_budget(settings)
     if env_name == "dev":  # t4g.micro, 1 GiB: 84; functions 4 + 2 + 1 + 2 + 4 = 13, direct
         assert (budget.max_connections, budget.function_connections, budget.proxy_connections) == (84, 13, None)
-        assert budget.database_connections == 13 + 2 + 5 + 10 == 30
+        assert budget.database_connections == 13 + 7 + 5 + 10 == 35
     else:  # t4g.small, 2 GiB: 168; functions 20 + 5 + 1 + 5 + 20 = 51 clients of a proxy capped at 50%
         assert (budget.max_connections, budget.function_connections, budget.proxy_connections) == (168, 51, 84)
-        assert budget.database_connections == 84 + 2 + 5 + 10 == 101
+        assert budget.database_connections == 84 + 7 + 5 + 10 == 106
     assert budget.database_connections <= budget.max_connections
     budget.check()
     # One more function container per connection than the instance can take fails the synth.
