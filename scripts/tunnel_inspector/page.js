@@ -45,8 +45,18 @@ function headersTable(headers) {
 function body(part) {
   if (part.size === 0) return el("p", "(no body)");
   if (part.body.binary) return el("p", `(binary, ${size(part.size)})`);
-  const text = part.body.text + (part.body.truncated ? `\n... (${size(part.size)} in all)` : "");
+  const text = part.body.truncated ? `${part.body.text}\n... (${size(part.size)} in all)` : pretty(part.body.text);
   return el("pre", text, "body");
+}
+
+function pretty(text) {
+  // JSON indented, as ngrok's inspector shows it; anything else exactly as received.
+  if (!/^\s*[[{]/.test(text)) return text;
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch (error) {
+    return text;
+  }
 }
 
 function renderList() {

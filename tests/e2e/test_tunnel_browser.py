@@ -52,6 +52,8 @@ class Site:
                 parts = urlsplit(self.path)
                 if parts.path == "/untrusted":  # markup that would run if a page injected it
                     return self._reply(200, "text/html", UNTRUSTED)
+                if parts.path == "/data.json":
+                    return self._reply(200, "application/json", b'{"a":1,"b":[1,2]}')
                 if parts.path == "/":
                     return self._reply(200, "text/html", PAGE)
                 if parts.path == "/static/site.css":
@@ -198,3 +200,13 @@ def test_replay_in_the_inspector_hits_the_local_app_again(inspected, page) -> No
     # The replay is the newest entry, selected, and says what it replays.
     assert "replay of #" in page.locator("#meta").inner_text()
     assert page.locator("#list li").first.locator(".target").inner_text() == "/untrusted?replay=1"
+
+
+def test_json_bodies_are_indented_in_the_inspector(inspected, page) -> None:
+    _site, public, inspector = inspected
+    assert call(f"{public}/data.json").status == 200
+    page.goto(f"{inspector}/")
+    page.locator("#list li", has_text="/data.json").first.click()
+    body = page.locator("#response pre.body")
+    body.wait_for()
+    assert body.inner_text() == '{\n  "a": 1,\n  "b": [\n    1,\n    2\n  ]\n}'
