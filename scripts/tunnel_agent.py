@@ -12,26 +12,22 @@ POST, whose policy bounds its size. The connection is kept alive with Ping messa
 Gateway's 10-minute idle limit, re-opened with backoff when it drops, and replaced by a fresh one
 before API Gateway's 2-hour limit (requests in flight finish on the old one). Ctrl-C lets
 requests in flight finish for a few seconds, then closes. `--help` has examples.
+
+Beside it: `tunnel_agent_cli.py` (arguments, `login` and its file), `tunnel_forwarder.py` (calls to
+the local app, uploads), `tunnel_inspector/` (the inspector's server and page).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import http.client
 import os
 import random
-import re
-import select
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,16 +40,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel.tokens import valid_subdomain
-from scripts import tunnel_agent_login as login_config
-from scripts.tunnel_inspector import DEFAULT_KEEP, PORT_TRIES, Exchange, Inspector, RequestLog
+from scripts.tunnel_agent_cli import EXIT_FATAL, EXIT_USAGE, SUBDOMAIN_RULE, login, parse_args
+from scripts.tunnel_forwarder import AgentConfig, LocalForwarder
+from scripts.tunnel_inspector import PORT_TRIES, Exchange, Inspector, RequestLog
 
-SUBDOMAIN_RULE = "3-63 characters of a-z, 0-9 and hyphens, starting and ending with a letter or digit"
+__all__ = ["Agent", "AgentConfig", "main", "run_agent"]
 
-EXIT_FATAL = 1
 # After Ctrl-C, how long answers just sent get to be stored before the connection closes.
 SETTLE_SECONDS = 1.0
-EXIT_USAGE = 2
 
 
 def human_size(size: int) -> str:
@@ -71,166 +65,6 @@ def path_routed(public_url: str) -> bool:
 
 class Fatal(Exception):
     """A problem retrying cannot fix (bad token, taken subdomain, unreachable URL at start)."""
-
-
-@dataclass
-class AgentConfig:
-    url: str
-    token: str
-    port: int
-    host: str = "127.0.0.1"
-    scheme: str = "http"
-    host_header: str | None = None  # None: keep the public Host; "rewrite": host:port; else a value
-    subdomain: str | None = None
-    replace: bool = False  # take the name over from another live agent (which is told and exits)
-    concurrency: int = 16
-    request_timeout: float = 25.0
-    ping_interval: float = 300.0  # API Gateway drops connections idle for 10 minutes
-    pong_timeout: float = 30.0
-    rotate_after: float = 110 * 60.0  # API Gateway closes every connection after 2 hours
-    drain_grace: float = 10.0
-    max_backoff: float = 30.0
-    handshake_timeout: float = 10.0
-    stop_timeout: float = 5.0  # Ctrl-C: how long requests in flight may take to finish
-    inspect_port: int | None = None  # the request inspector's first port to try; None: no inspector
-    inspect_keep: int = DEFAULT_KEEP
-
-
-class LocalForwarder:
-    """Replays one HttpRequest against the local app (blocking; runs in a worker thread).
-
-    http.client because it does exactly what it is told: no redirects, no decompression, the
-    request target sent as given, every response header pair (each Set-Cookie) kept."""
-
-    def __init__(self, config: AgentConfig) -> None:
-        self.config = config
-
-    def _host_header(self, original: str | None) -> str:
-        target = f"{self.config.host}:{self.config.port}"
-        if self.config.host_header == "rewrite" or (self.config.host_header is None and not original):
-            return target
-        return self.config.host_header or original or target
-
-    def _headers(self, request: p.HttpRequest) -> tuple[str, p.Headers]:
-        headers = p.strip_hop_by_hop(request.headers)
-        lower = {k.lower(): v for k, v in headers}
-        original_host = lower.get("host")
-        out = [(k, v) for k, v in headers if k.lower() not in ("host", "content-length")]
-        if "x-forwarded-for" not in lower and request.client_ip:
-            out.append(("X-Forwarded-For", request.client_ip))
-        if "x-forwarded-proto" not in lower:
-            out.append(("X-Forwarded-Proto", "https"))
-        if "x-forwarded-host" not in lower and original_host:
-            out.append(("X-Forwarded-Host", original_host))
-        return self._host_header(original_host), out
-
-    def forward(self, request: p.HttpRequest) -> p.Message:
-        """The app's answer as the tunnel takes it (a large body uploaded), or an Error."""
-        answer = self.answer(request)
-        return self.deliverable(request, answer) if isinstance(answer, p.HttpResponse) else answer
-
-    def answer(self, request: p.HttpRequest) -> p.HttpResponse | p.Error:
-        """The app's whole answer, or an Error. A body that came through S3 is fetched first and
-        kept on the request (the inspector shows it and Replay sends it again)."""
-        try:
-            if request.body_url:
-                with urllib.request.urlopen(request.body_url, timeout=30) as got:  # presigned S3 GET
-                    request.body, request.body_url = got.read(p.MAX_BODY_BYTES + 1), None
-            return self._call_app(request, request.body)
-        except (OSError, http.client.HTTPException) as exc:
-            kind = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_unreachable"
-            return p.Error(code=kind, message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
-        except Exception as exc:  # a bad header value, say: answer instead of leaving the client hanging
-            return p.Error(code="agent_error", message=f"{type(exc).__name__}: {exc}", request_id=request.request_id)
-
-    def deliverable(self, request: p.HttpRequest, app_response: p.HttpResponse) -> p.Message:
-        """The response message: inline, or with its body uploaded through the presigned POST."""
-        response = p.HttpResponse(**vars(app_response))  # the app's answer stays whole for the inspector
-        if not p.fits_inline(response):
-            if not request.response_upload_url or request.response_upload_fields is None:
-                return p.Error("response_too_large", "no upload form for a large body", request.request_id)
-            try:
-                upload_form(request.response_upload_url, request.response_upload_fields, response.body)
-            except UploadRefused as exc:
-                code = "response_too_large" if exc.code == "EntityTooLarge" else "upload_refused"
-                return p.Error(code, str(exc), request.request_id)
-            except OSError as exc:
-                return p.Error("upload_failed", f"{type(exc).__name__}: {exc}", request.request_id)
-            response.body, response.body_in_bucket = b"", True
-        return response
-
-    def _call_app(self, request: p.HttpRequest, body: bytes) -> p.HttpResponse:
-        host_header, headers = self._headers(request)
-        cls = http.client.HTTPSConnection if self.config.scheme == "https" else http.client.HTTPConnection
-        conn = cls(self.config.host, self.config.port, timeout=self.config.request_timeout)
-        try:
-            conn.putrequest(request.method, request.target, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", host_header)
-            for name, value in headers:
-                conn.putheader(name, value)
-            if body or request.method in ("POST", "PUT", "PATCH"):
-                conn.putheader("Content-Length", str(len(body)))
-            conn.endheaders()
-            self._send_body(conn, body)
-            answer = conn.getresponse()
-            data = answer.read(p.MAX_BODY_BYTES + 1)
-            if len(data) > p.MAX_BODY_BYTES:
-                return p.HttpResponse(
-                    request.request_id, 502, [("content-type", "application/json")],
-                    p.json_error("response body larger than the tunnel's 5 MiB limit"),
-                )  # fmt: skip
-            # Content-Length describes the body the gateway sends, except for HEAD, where it is
-            # the size a GET would have (and there is no body to measure).
-            keep_length = request.method == "HEAD"
-            headers_out = [(k, v) for k, v in answer.getheaders() if keep_length or k.lower() != "content-length"]
-            return p.HttpResponse(request.request_id, answer.status, p.strip_hop_by_hop(headers_out), data)
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _send_body(conn: http.client.HTTPConnection, body: bytes) -> None:
-        """Send the body in chunks, stopping early if the app has already answered (a 401, a 413,
-        a redirect before reading an upload): its answer is what the client must get, and an app
-        that closes after answering would otherwise turn it into a broken pipe."""
-        sock = conn.sock
-        view = memoryview(body)
-        for start in range(0, len(body), 64 * 1024):
-            if sock is None or select.select([sock], [], [], 0)[0]:
-                return
-            try:
-                sock.sendall(view[start : start + 64 * 1024])
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the app stopped reading: read whatever it answered
-
-
-class UploadRefused(Exception):
-    """S3 refused the upload form (EntityTooLarge past the policy's size bound, an expired form)."""
-
-    def __init__(self, status: int, code: str, size: int) -> None:
-        super().__init__(f"S3 refused the {size}-byte response body: HTTP {status} {code}")
-        self.code = code
-
-
-def upload_form(url: str, fields: dict[str, str], body: bytes) -> None:
-    """POST `body` with the presigned form: multipart/form-data, every field before the file."""
-    boundary = f"tunnel-{os.urandom(12).hex()}"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-        for name, value in fields.items()
-    ]
-    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="body"\r\n'
-    head += "Content-Type: application/octet-stream\r\n\r\n"
-    data = b"".join([*parts, head.encode(), body, f"\r\n--{boundary}--\r\n".encode()])
-    post = urllib.request.Request(
-        url, data=data, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
-    try:
-        with urllib.request.urlopen(post, timeout=20) as done:
-            done.read()
-    except urllib.error.HTTPError as exc:
-        detail = exc.read(4096).decode("utf-8", "replace")
-        match = re.search(r"<Code>([^<]+)</Code>", detail)
-        raise UploadRefused(exc.code, match.group(1) if match else "error", len(body)) from None
 
 
 class Session:
@@ -572,152 +406,6 @@ class Agent:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-EXAMPLES = """\
-examples:
-  # once: keep the tunnel's URL and token (mode 0600, see "login --help" for where)
-  tunnel_agent.py login --url wss://ID.execute-api.REGION.amazonaws.com/dev --token TOKEN
-  # then expose the app on port 3000 (or "localhost:8080", "https://127.0.0.1:8443")
-  tunnel_agent.py 3000
-  # a stable name, taken over from another agent serving it
-  tunnel_agent.py 3000 --subdomain my-demo --replace
-  # without login: flags, or TUNNEL_URL and TUNNEL_TOKEN in the environment
-  TUNNEL_URL=wss://... TUNNEL_TOKEN=TOKEN tunnel_agent.py 3000
-  tunnel_agent.py --url wss://... --token TOKEN --port 3000
-
-Each request prints one line: time, method, path and query, the status the client got (504 when
-the app answered after the tunnel stopped waiting), response size and duration. The inspector at
-http://127.0.0.1:4040 (the next free port if taken) lists the last requests with their headers
-and bodies and replays one on a click. Ctrl-C lets requests in flight finish (--stop-timeout
-seconds), a second Ctrl-C quits at once.
-"""
-
-
-def parse_target(text: str) -> tuple[str, str, int]:
-    """(scheme, host, port) from `3000`, `HOST:PORT` or `http(s)://HOST[:PORT]`."""
-    if text.isdigit():
-        return "http", "127.0.0.1", int(text)
-    parts = urlsplit(text if "://" in text else f"http://{text}")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ValueError(f"bad port in {text!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-        raise ValueError(f"expected a port, HOST:PORT or http(s)://HOST[:PORT], got {text!r}")
-    return parts.scheme, parts.hostname, port
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tunnel_agent.py",
-        description="Expose a local HTTP app through the tunnel (`login` saves the URL and token once).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("target", nargs="?", help="the local app: PORT, HOST:PORT or http(s)://HOST[:PORT]")
-    parser.add_argument("--url", help=f"tunnel WebSocket URL, wss://... (or {login_config.URL_ENV}, or login)")
-    parser.add_argument("--token", help=f"agent token (or {login_config.TOKEN_ENV}, or login)")
-    parser.add_argument("--port", type=int, help="local port (the same as a PORT target)")
-    parser.add_argument("--host", help="target host (default 127.0.0.1)")
-    parser.add_argument("--scheme", choices=("http", "https"), help="target scheme (default http)")
-    parser.add_argument(
-        "--host-header", help="'rewrite' to send HOST:PORT as Host, or a literal value (default: public host)"
-    )
-    parser.add_argument("--subdomain", help="ask for a stable subdomain (first token to claim it owns it)")
-    parser.add_argument(
-        "--replace", action="store_true", help="take the name over from another agent serving it (it exits)"
-    )
-    parser.add_argument("--concurrency", type=int, default=16, help="requests forwarded at once (default 16)")
-    parser.add_argument(
-        "--inspect-port", type=int, default=4040, help="request inspector port (default 4040; busy: the next free)"
-    )
-    parser.add_argument("--no-inspect", action="store_true", help="no request inspector")
-    parser.add_argument(
-        "--stop-timeout", type=float, default=5.0, help="Ctrl-C: seconds requests in flight may take (default 5)"
-    )
-    parser.add_argument("--config", type=Path, help=f"saved login (default {login_config.config_path()})")
-    # For tests and operators who need shorter cycles than API Gateway's limits.
-    parser.add_argument("--ping-interval", type=float, default=300.0, help=argparse.SUPPRESS)
-    parser.add_argument("--rotate-after", type=float, default=110 * 60.0, help=argparse.SUPPRESS)
-    return parser
-
-
-def _check_url(parser: argparse.ArgumentParser, url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        parser.exit(EXIT_USAGE, f"error: --url must be a ws:// or wss:// URL, got {url!r}\n")
-
-
-def _parse(argv: list[str] | None) -> AgentConfig:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        saved = login_config.load(args.config or login_config.config_path())
-    except login_config.ConfigError as exc:
-        parser.exit(EXIT_USAGE, f"error: {exc}\n")
-    url = login_config.resolve(args.url, login_config.URL_ENV, saved, "url")
-    token = login_config.resolve(args.token, login_config.TOKEN_ENV, saved, "token")
-    if not url:
-        parser.exit(
-            EXIT_USAGE,
-            f"error: no tunnel URL: pass --url, set {login_config.URL_ENV}, or run `tunnel_agent.py login` once\n",
-        )
-    _check_url(parser, url)
-    if not token:
-        parser.exit(
-            EXIT_USAGE, f"error: --token (or {login_config.TOKEN_ENV}, or `tunnel_agent.py login`) is required\n"
-        )
-    if args.target and args.port:
-        parser.exit(EXIT_USAGE, "error: give the local app once: a target or --port, not both\n")
-    if not args.target and not args.port:
-        parser.exit(EXIT_USAGE, "error: which local app? e.g. `tunnel_agent.py 3000` (or --port 3000)\n")
-    try:
-        scheme, host, port = parse_target(args.target) if args.target else ("http", "127.0.0.1", args.port)
-    except ValueError as exc:
-        parser.exit(EXIT_USAGE, f"error: {exc}\n")
-    if args.subdomain and not valid_subdomain(args.subdomain.lower()):
-        parser.exit(EXIT_USAGE, f"error: --subdomain {args.subdomain!r}: {SUBDOMAIN_RULE}\n")
-    if not 0 < port < 65536 or args.concurrency < 1 or not 0 < args.inspect_port < 65536:
-        parser.exit(EXIT_USAGE, "error: ports must be 1-65535 and --concurrency at least 1\n")
-    return AgentConfig(
-        url=url,
-        token=token,
-        port=port,
-        host=args.host or host,
-        scheme=args.scheme or scheme,
-        host_header=args.host_header,
-        subdomain=args.subdomain.lower() if args.subdomain else None,
-        replace=args.replace,
-        concurrency=args.concurrency,
-        ping_interval=args.ping_interval,
-        rotate_after=args.rotate_after,
-        stop_timeout=max(0.0, args.stop_timeout),
-        inspect_port=None if args.no_inspect else args.inspect_port,
-    )
-
-
-def login(argv: list[str]) -> int:
-    """`login --url URL --token TOKEN`: save them for the short form (`tunnel_agent.py 3000`)."""
-    path = login_config.config_path()
-    parser = argparse.ArgumentParser(
-        prog="tunnel_agent.py login",
-        description=f"Save the tunnel's WebSocket URL and token to {path} (mode 0600; under "
-        "$XDG_CONFIG_HOME when set), so that `tunnel_agent.py PORT` needs neither.",
-    )
-    parser.add_argument("--url", required=True, help="tunnel WebSocket URL (wss://...)")
-    parser.add_argument("--token", default=os.environ.get(login_config.TOKEN_ENV), help="agent token")
-    parser.add_argument("--config", type=Path, default=path, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    _check_url(parser, args.url)
-    if not args.token:
-        parser.exit(EXIT_USAGE, f"error: --token (or {login_config.TOKEN_ENV}) is required\n")
-    try:
-        login_config.save(args.config, args.url, args.token)
-    except OSError as exc:
-        parser.exit(EXIT_FATAL, f"error: cannot write {args.config}: {exc}\n")
-    print(f"Saved the tunnel URL and token to {args.config} (readable by you only)")
-    return 0
-
-
 async def run_agent(agent: Agent, install_signals: Callable[[Agent], None] | None = None) -> int:
     if install_signals:
         install_signals(agent)
@@ -750,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["login"]:
         return login(argv[1:])
-    config = _parse(argv)
+    config = parse_args(argv)
 
     async def _main() -> int:
         return await run_agent(Agent(config), _signals)

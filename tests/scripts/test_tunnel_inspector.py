@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from lambdas.tunnel import protocol as p
-from scripts.tunnel_agent import Agent, parse_target
+from scripts.tunnel_agent import Agent
+from scripts.tunnel_agent_cli import parse_target
 from scripts.tunnel_inspector import PREVIEW_BYTES, REPLAY_BODY_BYTES, RequestLog, preview
 
 
