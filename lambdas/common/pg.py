@@ -58,16 +58,20 @@ def connect() -> psycopg.Connection[Any]:
     from pgvector.psycopg import register_vector
 
     statement_ms = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000)
-    # RDS Proxy refuses the `options` startup parameter; through it, the timeouts are the
-    # function role's own defaults (migration 009), which are the same 10 s.
+    via_proxy = os.environ.get("DB_VIA_PROXY", "").strip().lower() == "true"
     params: dict[str, Any] = {
         **_conninfo(),
         "connect_timeout": env_int("DB_CONNECT_TIMEOUT_SECONDS", 5),
         "application_name": os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "collections"),
     }
-    if os.environ.get("DB_VIA_PROXY", "").strip().lower() != "true":
+    # RDS Proxy refuses the `options` startup parameter; through it, the timeouts are the
+    # function role's own defaults (migration 009), which are the same 10 s.
+    if not via_proxy:
         params["options"] = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
     conn = psycopg.connect(**params, autocommit=True)
+    if via_proxy:
+        # Named prepared statements would pin the client to one database connection.
+        conn.prepare_threshold = None
     # Before the first migration the vector type does not exist yet; the migration runner
     # registers the adapter once it has created the extension.
     with contextlib.suppress(psycopg.ProgrammingError):

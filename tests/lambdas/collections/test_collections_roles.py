@@ -220,6 +220,11 @@ def test_timeouts_hold_without_connection_options_through_the_proxy(
             expected,
         )
         assert conn.execute("SHOW lock_timeout").fetchone() == (expected,)
+        # Through the proxy, no named prepared statements (they would pin the session).
+        for _ in range(8):
+            conn.execute("SELECT count(*) FROM items WHERE user_id = %s", ("u",))
+        prepared = conn.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()[0]
+        assert (prepared == 0) == (via_proxy == "true")
 
 
 @pytest.fixture(scope="module")
