@@ -3,6 +3,7 @@ straight to S3 with a presigned POST, and the desktop is told over a WebSocket.
 
 HTTP API -> qr-upload-http-api (sessions, upload URLs, pages)
 WebSocket API ($connect/$disconnect) and S3 ObjectCreated on session-uploads/ -> qr-upload-websocket-event
+CloudFront (signed URLs, nosniff) -> the photo or its rendition: the desktop's link (SignedPhotoLinks)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.signed_photo_links import SignedPhotoLinks
 
 UPLOAD_PREFIX = "session-uploads/"
 RENDITION_PREFIX = "session-renditions/"
@@ -155,6 +157,19 @@ class QrUploadStack(Stack):
             memory_mb=qr.event_memory_mb,
             asynchronous=True,
         )
+        # The desktop's link to the photo: CloudFront adds nosniff and the CSP that S3 cannot.
+        self.photo_links = SignedPhotoLinks(
+            self,
+            "PhotoLinks",
+            config=config,
+            bucket=self.bucket,
+            bucket_arn=f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}",
+            prefixes=[UPLOAD_PREFIX, RENDITION_PREFIX],
+            name=f"qr-upload-{config.name}",
+            group="qr_upload",
+            key_handler="lambdas.qr_upload.signing_key.handler",
+        )
+        self.photo_links.grant_signing(self.http_function)
         self._grant()
         self._routes()
 
@@ -169,6 +184,7 @@ class QrUploadStack(Stack):
         CfnOutput(self, "DesktopPageUrl", value=f"{self.http.url}/")
         CfnOutput(self, "WebSocketUrl", value=self.ws.url)
         CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, "PhotoLinksUrl", value=self.photo_links.url)
         CfnOutput(self, "SessionsTableName", value=self.table.table_name)
 
     def _grant(self) -> None:
@@ -180,12 +196,9 @@ class QrUploadStack(Stack):
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
             )
         )
-        # PutObject signs the presigned POST; GetObject(Version) signs the short-lived view URL of
-        # the pinned version or of the JPEG rendition.
-        http_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
-        )
-        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.renditions_arn]))
+        # PutObject signs the presigned POST; the desktop's view link is signed with the photo
+        # links' own key (SignedPhotoLinks.grant_signing), so no S3 read is needed.
+        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[uploads]))
 
         event_fn = self.event_function.function
         event_fn.add_to_role_policy(
@@ -209,10 +222,8 @@ class QrUploadStack(Stack):
         renditions_finding = f"{bucket_finding}/{RENDITION_PREFIX}*"
         acknowledge_wildcards(
             self.http_function.role,
-            "Presigned POSTs and view URLs are for any object of one session, all under session-uploads/ "
-            "(and its JPEG rendition under session-renditions/).",
+            "Presigned POSTs are for one new key of a session, always under session-uploads/.",
             uploads_finding,
-            renditions_finding,
         )
         acknowledge_wildcards(
             self.event_function.role,

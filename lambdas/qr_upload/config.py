@@ -25,6 +25,11 @@ class Settings:
     session_ttl_seconds: int
     upload_url_ttl_seconds: int
     download_url_ttl_seconds: int
+    # The desktop's photo links: the CloudFront distribution's https base URL, the id of the
+    # public key it trusts, and the secret holding the matching private key.
+    photo_links_url: str
+    photo_key_pair_id: str
+    photo_signing_secret_arn: str
 
     @property
     def websocket_url(self) -> str:
@@ -54,6 +59,9 @@ def settings() -> Settings:
         session_ttl_seconds=_positive("SESSION_TTL_SECONDS", 1800),
         upload_url_ttl_seconds=_positive("UPLOAD_URL_TTL_SECONDS", 300),
         download_url_ttl_seconds=_positive("DOWNLOAD_URL_TTL_SECONDS", 300),
+        photo_links_url=os.environ.get("PHOTO_LINKS_URL", "").strip().rstrip("/"),
+        photo_key_pair_id=os.environ.get("PHOTO_KEY_PAIR_ID", "").strip(),
+        photo_signing_secret_arn=os.environ.get("PHOTO_SIGNING_SECRET_ARN", "").strip(),
     )
 
 
@@ -69,3 +77,10 @@ def ws_api_endpoint() -> str:
     if not endpoint:
         raise MissingSetting("environment variable WS_API_ENDPOINT is not set")
     return endpoint
+
+
+def photo_links_url() -> str:
+    url = settings().photo_links_url
+    if not url:
+        raise MissingSetting("environment variable PHOTO_LINKS_URL is not set")
+    return url

@@ -34,7 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.http import HttpError, error_response, json_body, json_response, make_resolver
 from lambdas.common.tracing import tracer
-from lambdas.qr_upload import config, pages, uploads
+from lambdas.qr_upload import config, pages, photo_links, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
@@ -76,7 +76,7 @@ def _upload_page_url(session_id: str) -> str:
     return f"{_origin()}{_api_base()}/upload?sessionId={session_id}"
 
 
-def _websocket_origin(url: str) -> str:
+def _origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
@@ -218,26 +218,34 @@ def session_status(session_id: str) -> Response:
 
 
 def _image_url(session: dict[str, Any]) -> str:
-    """The pinned version (or the JPEG rendition), typed from its bytes, as a download."""
-    ttl = config.settings().download_url_ttl_seconds
+    """A signed link (photo_links.py) to the pinned version, or to the JPEG rendition, typed from
+    the bytes, served with nosniff and as a download."""
+    settings = config.settings()
     if session.get("renditionKey"):
-        return uploads.presigned_get(config.bucket_name(), str(session["renditionKey"]), ttl, content_type="image/jpeg")
-    return uploads.presigned_get(
-        config.bucket_name(),
-        str(session["uploadKey"]),
-        ttl,
-        version_id=session.get("uploadVersionId"),
-        content_type=str(session.get("contentType") or "image/jpeg"),
+        key, version, content_type = str(session["renditionKey"]), None, "image/jpeg"
+    else:
+        key, version = str(session["uploadKey"]), session.get("uploadVersionId")
+        content_type = str(session.get("contentType") or uploads.DEFAULT_CONTENT_TYPE)
+    return photo_links.signed_url(
+        settings.photo_links_url,
+        settings.photo_key_pair_id,
+        settings.photo_signing_secret_arn,
+        key,
+        content_type=content_type,
+        fmt=uploads.ACCEPTED_TYPES.get(content_type, "JPEG"),
+        expires_in=settings.download_url_ttl_seconds,
+        version_id=str(version) if version else None,
     )
 
 
 @app.get("/")
 def desktop_page() -> Response:
-    config.ws_api_endpoint()  # raises (a logged 500) when unset: the page is useless without the socket
+    # Both raise (a logged 500) when unset: the page is useless without the socket and the photo's origin.
+    config.ws_api_endpoint()
     return pages.desktop_page(
         _api_base(),
-        _websocket_origin(config.settings().websocket_url),
-        uploads.s3_origin(config.bucket_name()),
+        _origin_of(config.settings().websocket_url),
+        _origin_of(config.photo_links_url()),
     )
 
 

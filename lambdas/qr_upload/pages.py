@@ -391,11 +391,11 @@ def _page(body: str, csp: str) -> Response:
     )
 
 
-def desktop_page(api_base: str, websocket_origin: str, s3_origin: str) -> Response:
+def desktop_page(api_base: str, websocket_origin: str, photo_origin: str) -> Response:
     nonce = secrets.token_urlsafe(18)
     body = _DESKTOP_HTML.format(nonce=nonce, style=_DESKTOP_STYLE, script=_DESKTOP_SCRIPT, base=html.escape(api_base))
-    # data: for the QR code image; the S3 origin for the photo's presigned GET URL.
-    return _page(body, _csp(nonce, connect=[websocket_origin], images=["data:", s3_origin]))
+    # data: for the QR code image; the photo links' origin (CloudFront) for the photo.
+    return _page(body, _csp(nonce, connect=[websocket_origin], images=["data:", photo_origin]))
 
 
 def phone_page(api_base: str, session_id: str, max_bytes: int, state: str, s3_origin: str) -> Response:

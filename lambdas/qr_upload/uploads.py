@@ -1,5 +1,5 @@
-"""S3 side of an upload: the presigned POST a phone uses, the short-lived GET the desktop shows,
-and the check of what actually arrived (its first bytes, not its declared type).
+"""S3 side of an upload: the presigned POST a phone uses and the check of what actually arrived
+(its first bytes, not its declared type). The desktop's link is photo_links.py's.
 
 A presigned POST (not PUT) is used because only a POST policy can cap the size
 (`content-length-range`) and pin the Content-Type (an exact `eq` condition on one of the
@@ -7,10 +7,6 @@ accepted photo types); the key is exact, not a prefix.
 
 The bucket is versioned: a second POST with the same grant makes a new version, and the session
 keeps the version it completed with, so what the desktop was shown never changes.
-The desktop's GET URL overrides the response's Content-Type with the type read from the bytes
-and its Content-Disposition with `attachment`, so the link opened on its own is a download, never
-a document rendered on the bucket's origin. (S3 cannot add `X-Content-Type-Options: nosniff` to a
-response; the forced type of a checked photo is what leaves nothing to sniff.)
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ ACCEPTED_TYPES = {
 }
 # Formats a browser cannot display: the desktop gets a JPEG rendition of these.
 NEEDS_RENDITION = {"HEIF"}
-_FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
 ACCEPTED_WORDS = "a JPEG, PNG, WebP, GIF or HEIC photo"
 
 
@@ -91,32 +86,16 @@ def presigned_post(bucket: str, key: str, content_type: str, max_bytes: int, exp
     return post
 
 
-def presigned_get(
-    bucket: str,
-    key: str,
-    expires_in: int,
-    *,
-    version_id: str | None = None,
-    content_type: str | None = None,
-) -> str:
-    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
-    if version_id:
-        params["VersionId"] = version_id
-    if content_type:
-        fmt = ACCEPTED_TYPES.get(content_type, "JPEG")
-        params["ResponseContentType"] = content_type
-        params["ResponseContentDisposition"] = f'attachment; filename="{_FILENAMES[fmt]}"'
-    url: str = presign_client().generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
-    return url
-
-
 def s3_origin(bucket: str) -> str:
-    """Origin the browser talks to for this bucket (for the pages' CSP).
+    """Origin the phone's browser posts to for this bucket (for the phone page's CSP).
 
     Derived from a presigned URL because the SDK decides virtual-host vs path style and the
     regional host (or the local endpoint); signing is local, no request is made.
     """
-    parts = urlsplit(presigned_get(bucket, "origin-probe", 60))
+    url = presign_client().generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": "origin-probe"}, ExpiresIn=60
+    )
+    parts = urlsplit(str(url))
     return f"{parts.scheme}://{parts.netloc}"
 
 

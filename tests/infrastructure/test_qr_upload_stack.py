@@ -119,7 +119,7 @@ def test_bucket_cors_is_limited_to_environment_origins(template: Template, env_n
         "AWS::S3::Bucket",
         {"CorsConfiguration": {"CorsRules": [Match.object_like({"AllowedOrigins": Match.array_with(origins)})]}},
     )
-    bucket = next(iter(template.find_resources("AWS::S3::Bucket").values()))
+    bucket = template.find_resources("AWS::S3::Bucket")[_logical_id(template, "AWS::S3::Bucket", "UploadBucket")]
     for rule in bucket["Properties"]["CorsConfiguration"]["CorsRules"]:
         assert "*" not in rule["AllowedOrigins"]
 
@@ -192,8 +192,8 @@ def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name:
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "s3:PutObject",
-        "s3:GetObject",
-        "s3:GetObjectVersion",
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:DescribeSecret",
         "logs:CreateLogStream",
         "logs:PutLogEvents",
         "xray:PutTraceSegments",
@@ -202,9 +202,113 @@ def test_http_function_iam_is_exactly_what_it_uses(template: Template, env_name:
     s3_statement = next(s for s in statements if "s3:PutObject" in s["Action"])
     resource = s3_statement["Resource"]
     assert resource["Fn::Join"][1][-1] == "/session-uploads/*"
-    # Renditions are only read (signed view URLs), never written by this function.
-    renditions = [s for s in statements if "/session-renditions/*" in json.dumps(s["Resource"])]
-    assert [s["Action"] for s in renditions] == ["s3:GetObject"]
+    # No S3 read at all: the desktop's link is signed with the photo links' key, read from its secret.
+    secret = next(s for s in statements if "secretsmanager:GetSecretValue" in s["Action"])
+    assert secret["Resource"] == {"Ref": _logical_id(template, "AWS::SecretsManager::Secret", "PhotoLinksSigningKey")}
+
+
+def _logical_id(template: Template, resource_type: str, prefix: str) -> str:
+    (logical_id,) = [k for k in template.find_resources(resource_type) if k.startswith(prefix)]
+    return str(logical_id)
+
+
+def test_photo_links_are_signed_cloudfront_urls_with_nosniff_and_a_download(template: Template, env_name: str) -> None:
+    key_group = _logical_id(template, "AWS::CloudFront::KeyGroup", "PhotoLinksKeyGroup")
+    headers = _logical_id(template, "AWS::CloudFront::ResponseHeadersPolicy", "PhotoLinksHeaders")
+    cache = _logical_id(template, "AWS::CloudFront::CachePolicy", "PhotoLinksCache")
+    template.has_resource_properties(
+        "AWS::CloudFront::Distribution",
+        {
+            "DistributionConfig": Match.object_like(
+                {
+                    "DefaultCacheBehavior": Match.object_like(
+                        {
+                            "AllowedMethods": ["GET", "HEAD"],
+                            "TrustedKeyGroups": [{"Ref": key_group}],
+                            "ResponseHeadersPolicyId": {"Ref": headers},
+                            "CachePolicyId": {"Ref": cache},
+                            "ViewerProtocolPolicy": "https-only",
+                        }
+                    ),
+                    "Origins": [Match.object_like({"OriginAccessControlId": Match.any_value()})],
+                }
+            )
+        },
+    )
+    assert "CacheBehaviors" not in json.dumps(template.find_resources("AWS::CloudFront::Distribution"))
+    template.has_resource_properties(
+        "AWS::CloudFront::ResponseHeadersPolicy",
+        {
+            "ResponseHeadersPolicyConfig": Match.object_like(
+                {
+                    "SecurityHeadersConfig": Match.object_like(
+                        {
+                            "ContentTypeOptions": {"Override": True},
+                            "ContentSecurityPolicy": {
+                                "ContentSecurityPolicy": Match.string_like_regexp("^default-src 'none'.*; sandbox$"),
+                                "Override": True,
+                            },
+                            "ReferrerPolicy": {"ReferrerPolicy": "no-referrer", "Override": True},
+                        }
+                    ),
+                    "CustomHeadersConfig": {
+                        "Items": [{"Header": "Content-Disposition", "Value": "attachment", "Override": False}]
+                    },
+                }
+            )
+        },
+    )
+    # Exactly the parameters the signer puts in a URL reach S3 (and the cache key).
+    template.has_resource_properties(
+        "AWS::CloudFront::CachePolicy",
+        {
+            "CachePolicyConfig": Match.object_like(
+                {
+                    "ParametersInCacheKeyAndForwardedToOrigin": Match.object_like(
+                        {
+                            "QueryStringsConfig": {
+                                "QueryStringBehavior": "whitelist",
+                                "QueryStrings": ["versionId", "response-content-type", "response-content-disposition"],
+                            }
+                        }
+                    )
+                }
+            )
+        },
+    )
+    # The public key comes from the key-pair custom resource; the template holds no private key.
+    template.has_resource_properties(
+        "AWS::CloudFront::PublicKey",
+        {"PublicKeyConfig": Match.object_like({"EncodedKey": {"Fn::GetAtt": [Match.any_value(), "PublicKeyPem"]}})},
+    )
+    assert "PRIVATE KEY" not in json.dumps(template.to_json())
+    template.has_resource_properties(
+        "Custom::PhotoLinkSigningKey", {"SecretArn": {"Ref": Match.string_like_regexp("^PhotoLinksSigningKey")}}
+    )
+    http_env = template.find_resources(
+        "AWS::Lambda::Function", {"Properties": {"FunctionName": f"qr-upload-http-api-{env_name}"}}
+    )
+    variables = next(iter(http_env.values()))["Properties"]["Environment"]["Variables"]
+    assert variables["PHOTO_KEY_PAIR_ID"] == {"Ref": _logical_id(template, "AWS::CloudFront::PublicKey", "PhotoLinks")}
+    assert variables["PHOTO_LINKS_URL"]["Fn::Join"][1][0] == "https://"
+
+
+def test_cloudfront_reads_only_photos_and_renditions_of_the_bucket(template: Template) -> None:
+    policies = template.find_resources("AWS::S3::BucketPolicy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    cloudfront = [s for s in statements if s.get("Principal") == {"Service": "cloudfront.amazonaws.com"}]
+    assert len(cloudfront) == 1
+    (statement,) = cloudfront
+    assert statement["Action"] == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert [r["Fn::Join"][1][-1] for r in statement["Resource"]] == ["/session-uploads/*", "/session-renditions/*"]
+    assert "AWS:SourceArn" in statement["Condition"]["StringEquals"]
+
+
+def test_key_pair_function_reaches_only_its_secret(template: Template, env_name: str) -> None:
+    statements = policy_statements(template, f"qr-upload-{env_name}-signing-key")
+    secret = next(s for s in statements if "secretsmanager:PutSecretValue" in s["Action"])
+    assert secret["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"]
+    assert secret["Resource"] == {"Ref": _logical_id(template, "AWS::SecretsManager::Secret", "PhotoLinksSigningKey")}
 
 
 def test_event_function_iam_is_exactly_what_it_uses(template: Template, env_name: str) -> None:

@@ -18,9 +18,9 @@ from moto import mock_aws
 
 from lambdas.common import aws as common_aws
 from lambdas.common import s3 as common_s3
-from lambdas.qr_upload import config
+from lambdas.qr_upload import config, photo_links
 
-from .helpers import BUCKET, REGION, TABLE, create_resources
+from .helpers import BUCKET, KEY_PAIR_ID, PHOTO_LINKS_URL, REGION, SIGNING_SECRET, TABLE, create_resources
 
 # Powertools reads these when the handler modules are imported (at collection), so set them now.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "qr-upload")
@@ -40,6 +40,7 @@ def clear_caches(*, clients: bool = False) -> None:
     """Forget settings (tests change env vars); clients only when the endpoint changes, since
     moto intercepts cached clients too and creating them is most of a test's time."""
     config.settings.cache_clear()
+    photo_links.reset()
     if clients:
         common_aws.client.cache_clear()
         common_aws.resource.cache_clear()
@@ -57,6 +58,9 @@ def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "SESSIONS_TABLE_NAME": TABLE,
         "UPLOAD_BUCKET_NAME": BUCKET,
         "WS_API_ENDPOINT": "w9x8y7z6v5.execute-api.eu-west-1.amazonaws.com/dev",
+        "PHOTO_LINKS_URL": PHOTO_LINKS_URL,
+        "PHOTO_KEY_PAIR_ID": KEY_PAIR_ID,
+        "PHOTO_SIGNING_SECRET_ARN": SIGNING_SECRET,
     }.items():
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "MAX_UPLOAD_BYTES", "SESSION_TTL_SECONDS", "AWS_PROFILE"):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import boto3
 
@@ -19,6 +19,10 @@ TABLE = "qr-upload-sessions-test"
 BUCKET = "qr-upload-test-bucket"
 EVENTS = Path(__file__).resolve().parents[2] / "events" / "qr_upload"
 DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+# The photo links' distribution, public key id and signing-key secret, as the stack wires them.
+PHOTO_LINKS_URL = "https://d111111abcdef8.cloudfront.net"
+KEY_PAIR_ID = "K2JCJMDEHXQW5F"
+SIGNING_SECRET = "qr-upload-photo-link-key-test"
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -231,3 +235,39 @@ def create_resources(endpoint_url: str | None = None, *, table: str = TABLE, buc
     s3 = aws_client("s3", endpoint_url)
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    aws_client("secretsmanager", endpoint_url).create_secret(Name=SIGNING_SECRET, SecretString=signing_key()[1])
+
+
+@cache
+def signing_key() -> tuple[str, str]:
+    """(public key PEM, private key PEM) of one key pair made by the custom resource's own code,
+    once per test run (pure-Python RSA key generation takes seconds)."""
+    from moto import mock_aws
+
+    from lambdas.qr_upload import signing_key as custom_resource
+
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name=REGION)
+        arn = client.create_secret(Name="key-maker", SecretString="placeholder")["ARN"]
+        public = custom_resource.ensure_key(arn)
+        return public, client.get_secret_value(SecretId=arn)["SecretString"]
+
+
+def verify_link(url: str, public_pem: str | None = None) -> dict[str, str]:
+    """What CloudFront checks of a canned-policy signed URL: the signature over the URL as it is
+    (without the signing parameters) and its expiry. Returns the other query parameters."""
+    import rsa
+
+    from scripts.local.cloudfront import SIGNING_PARAMS, cloudfront_b64decode
+
+    base, _, query = url.partition("?")
+    params = dict(parse_qsl(query))
+    kept = [p for p in query.split("&") if unquote(p.split("=", 1)[0]) not in SIGNING_PARAMS]
+    resource = base + ("?" + "&".join(kept) if kept else "")
+    statement = {"Resource": resource, "Condition": {"DateLessThan": {"AWS:EpochTime": int(params["Expires"])}}}
+    policy = json.dumps({"Statement": [statement]}, separators=(",", ":")).encode()
+    key = rsa.PublicKey.load_pkcs1_openssl_pem((public_pem or signing_key()[0]).encode())
+    rsa.verify(policy, cloudfront_b64decode(params["Signature"]), key)  # raises if it does not match
+    assert params["Key-Pair-Id"] == KEY_PAIR_ID
+    assert int(params["Expires"]) > time.time()
+    return {k: v for k, v in params.items() if k not in SIGNING_PARAMS}

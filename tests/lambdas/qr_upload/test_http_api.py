@@ -15,6 +15,7 @@ import pytest
 from .helpers import (
     BUCKET,
     DOMAIN,
+    PHOTO_LINKS_URL,
     call_http,
     create_session,
     http_event,
@@ -24,6 +25,7 @@ from .helpers import (
     request_upload_url,
     status_event,
     table,
+    verify_link,
 )
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -303,9 +305,14 @@ def test_session_status_when_completed_has_short_lived_image_url(monkeypatch: py
     body = result.json
     assert body["status"] == "COMPLETED"
     assert body["uploadKey"] == key
-    url = urlsplit(body["imageUrl"])
-    assert url.path.endswith(key) or key in url.path
-    assert parse_qs(url.query)["X-Amz-Expires"] == ["120"]
+    # A CloudFront signed URL for exactly that object, typed and as a download, valid 120 s.
+    assert body["imageUrl"].startswith(f"{PHOTO_LINKS_URL}/{key}?")
+    query = verify_link(body["imageUrl"])
+    # _complete records no type read from the bytes: the link falls back to JPEG.
+    assert query["response-content-type"] == "image/jpeg"
+    assert query["response-content-disposition"] == 'attachment; filename="photo.jpg"'
+    expires = int(parse_qs(urlsplit(body["imageUrl"]).query)["Expires"][0])
+    assert time.time() + 110 < expires <= time.time() + 121
 
 
 def test_completed_session_stays_viewable_after_expiry() -> None:

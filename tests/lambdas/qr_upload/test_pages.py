@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from .helpers import call_http, create_session, http_event, request_upload_url, table
+from .helpers import PHOTO_LINKS_URL, call_http, create_session, http_event, request_upload_url, table
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -82,7 +82,8 @@ def test_desktop_page_has_the_documented_elements_and_a_strict_csp() -> None:
     assert status == 200
     csp = _assert_locked_down(headers, elements)
     assert csp["connect-src"] == ["'self'", "wss://w9x8y7z6v5.execute-api.eu-west-1.amazonaws.com"]
-    assert csp["img-src"] == ["'self'", "data:", "https://qr-upload-test-bucket.s3.eu-west-1.amazonaws.com"]
+    # The photo comes from the photo links' distribution, not from the bucket.
+    assert csp["img-src"] == ["'self'", "data:", PHOTO_LINKS_URL]
     for element_id, tag in {
         "status": "p",
         "qr": "img",
