@@ -34,6 +34,7 @@ def print_table(runtime: LocalRuntime) -> None:
         (f"{a.protocol} API {a.name}", f"{'http' if a.protocol == 'HTTP' else 'ws'}://{a.address}")
         for a in runtime.apis
     ]
+    rows += [(f"CloudFront {d.resource.logical_id}", f"http://{d.address}") for d in runtime.distributions]
     if runtime.database is not None:
         rows.append(("PostgreSQL (pgvector)", runtime.database.url))
     for stack, outputs in runtime.outputs.items():

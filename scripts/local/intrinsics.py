@@ -3,8 +3,9 @@
 Physical names follow CloudFormation's rules: an explicit name property wins, otherwise a stable
 generated one (stack, logical id, short hash), so every reference resolves before anything exists.
 Values only known after creation (a secret's ARN suffix) are recorded with `record()`.
-API Gateway hostnames (`{id}.execute-api.{region}.amazonaws.com`) become local addresses through
-`localize()`, applied to every resolved string.
+API Gateway hostnames (`{id}.execute-api.{region}.amazonaws.com`) and CloudFront distribution
+domains (`dXXXX.cloudfront.net`) become local addresses through `localize()`, applied to every
+resolved string.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ _NAME_PROPERTY = {
     "AWS::ApiGatewayV2::Stage": "StageName",
 }
 _EXECUTE_API = re.compile(r"(?:(https?|wss?)://)?([a-z0-9]{10})\.execute-api\.[a-z0-9-]+\.amazonaws\.com")
+_CLOUDFRONT = re.compile(r"(?:https?://)?(d[a-z0-9]+\.cloudfront\.net)")
 
 
 class ResolveError(ValueError):
@@ -55,6 +57,7 @@ class Resolver:
         self.region = region
         self.services_url = services_url  # the moto server, e.g. http://127.0.0.1:8100
         self.api_addresses: dict[str, str] = {}  # api id -> "127.0.0.1:PORT"
+        self.cdn_addresses: dict[str, str] = {}  # dXXXX.cloudfront.net -> "127.0.0.1:PORT"
         self.database: dict[str, Any] | None = None  # host, port, username, password, dbname
         self._recorded: dict[tuple[str, str], dict[str, str]] = {}
         self._exports: dict[str, Any] | None = None
@@ -115,6 +118,8 @@ class Resolver:
                 return f"arn:aws:rds:{r}:{a}:db:{name}"
             case "AWS::RDS::DBCluster":
                 return f"arn:aws:rds:{r}:{a}:cluster:{name}"
+            case "AWS::CloudFront::Distribution":
+                return f"arn:aws:cloudfront::{a}:distribution/{name}"
         service = resource.type.split("::")[1].lower()
         return f"arn:aws:{service}:{r}:{a}:{resource.logical_id.lower()}/{name}"
 
@@ -200,7 +205,11 @@ class Resolver:
             scheme = {"https": "http", "http": "http", "wss": "ws", "ws": "ws"}.get(match.group(1) or "", "http")
             return f"{scheme}://{address}"
 
-        return _EXECUTE_API.sub(replace, value)
+        def replace_cdn(match: re.Match[str]) -> str:
+            address = self.cdn_addresses.get(match.group(1))
+            return match.group(0) if address is None else f"http://{address}"
+
+        return _CLOUDFRONT.sub(replace_cdn, _EXECUTE_API.sub(replace, value))
 
     def resolve(self, value: Any, stack: str) -> Any:
         """Resolve every intrinsic in `value` (a template fragment of `stack`), localizing strings."""

@@ -36,6 +36,13 @@ SERVED_ELSEWHERE = {
     "AWS::RDS::DBCluster",
     "AWS::SecretsManager::SecretTargetAttachment",
     "Custom::Trigger",
+    # cloudfront.py serves distributions and reads their keys and policies when asked.
+    "AWS::CloudFront::Distribution",
+    "AWS::CloudFront::KeyGroup",
+    "AWS::CloudFront::PublicKey",
+    "AWS::CloudFront::CachePolicy",
+    "AWS::CloudFront::ResponseHeadersPolicy",
+    "AWS::CloudFront::OriginAccessControl",
 }
 NO_LOCAL_MEANING_PREFIXES = (
     "AWS::IAM::",

@@ -3,9 +3,9 @@
     with LocalRuntime("dev") as runtime:
         runtime.outputs["QrUpload-dev"]["DesktopPageUrl"]   # http://127.0.0.1:8000/
 
-Ports: HTTP APIs from `port_base` upward in template order, then WebSocket APIs; moto at
-`port_base + 100`; the Lambda API (`lambda_url`: moto's control plane, Invoke served by the runtime)
-at `port_base + 101`. The database (if any stack declares RDS) uses a Unix socket.
+Ports: HTTP APIs from `port_base` upward in template order, then WebSocket APIs, then CloudFront
+distributions (cloudfront.py); moto at `port_base + 100`; the Lambda API (`lambda_url`: moto's
+control plane, Invoke served by the runtime) at `port_base + 101`. The database (if any stack declares RDS) uses a Unix socket.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 from scripts.local.apis import Api, LoopThread, PortInUse, read_apis
 from scripts.local.assembly import Assembly
+from scripts.local.cloudfront import CloudFrontServer, Distribution, read_distributions
 from scripts.local.database import Database
 from scripts.local.events import EventRouter, S3Notifications, SqsPollers
 from scripts.local.functions import FunctionPool, build_specs, lambda_environment, scratch_dir
@@ -90,13 +91,14 @@ class LocalRuntime:
         self.moto_url = f"http://127.0.0.1:{port_base + MOTO_OFFSET}"
         self.lambda_url = f"http://127.0.0.1:{port_base + LAMBDA_OFFSET}"
         self.apis: list[Api] = []
+        self.distributions: list[Distribution] = []
         self.outputs: dict[str, dict[str, Any]] = {}
         self.skipped: list[str] = []
         self.database: Database | None = None
         self._scratch: Path | None = None
         self._moto: MotoServer | None = None
         self._loop: LoopThread | None = None
-        self._servers: list[HttpApiServer | WebSocketApiServer | LambdaApiServer] = []
+        self._servers: list[HttpApiServer | WebSocketApiServer | LambdaApiServer | CloudFrontServer] = []
         self._functions: UserFunctions | None = None
         self._pools: dict[str, FunctionPool] = {}
         self._invoker: Invoker | None = None
@@ -115,7 +117,11 @@ class LocalRuntime:
 
     @property
     def ports(self) -> list[int]:
-        return [a.port for a in self.apis] + [self.port_base + MOTO_OFFSET, self.port_base + LAMBDA_OFFSET]
+        return (
+            [a.port for a in self.apis]
+            + [d.port for d in self.distributions]
+            + [self.port_base + MOTO_OFFSET, self.port_base + LAMBDA_OFFSET]
+        )
 
     @property
     def timeline(self) -> list[tuple[float, str, dict[str, Any]]]:
@@ -172,6 +178,12 @@ class LocalRuntime:
         for offset, api in enumerate(self.apis):
             api.port = self.port_base + offset
             resolver.api_addresses[api.id] = api.address
+        # CloudFront distributions on the next ports; their domains resolve to them.
+        self.distributions = read_distributions(resolver)
+        for offset, distribution in enumerate(self.distributions, start=len(self.apis)):
+            distribution.port = self.port_base + offset
+            resolver.cdn_addresses[distribution.domain] = distribution.address
+            resolver.record(distribution.resource, DomainName=distribution.domain)
         _check_ports_free(self.ports)
 
         self.progress(f"starting moto on {self.moto_url}")
@@ -226,6 +238,13 @@ class LocalRuntime:
             self.progress(f"serving {api.protocol} API {api.name} on {api.address}")
             self._loop.run(server.start())
             self._servers.append(server)
+        for distribution in self.distributions:
+            cdn = CloudFrontServer(distribution, resolver, self._factory.client("s3"), self._loop)
+            self.progress(
+                f"serving CloudFront distribution {distribution.resource.logical_id} on {distribution.address}"
+            )
+            self._loop.run(cdn.start())
+            self._servers.append(cdn)
 
         self.progress(f"warming {len(self._pools)} functions")
         for name, pool in self._pools.items():
@@ -253,7 +272,14 @@ class LocalRuntime:
                 resolver.record(resource, **{"MasterUserSecret.SecretArn": arn})
 
     def _run_triggers(self, resolver: Resolver, resources: list[Any]) -> None:
-        """Deploy-time work: CDK Triggers' handlers run once, as CloudFormation would run them."""
+        """Deploy-time work: the project's own custom resources (a ServiceToken naming one of its
+        functions) get their Create and their `Data` becomes their attributes; CDK Triggers'
+        handlers run once, as CloudFormation would run them."""
+        for resource in resources:
+            if resource.type == "AWS::CloudFormation::CustomResource" or (
+                resource.type.startswith("Custom::") and resource.type != "Custom::Trigger"
+            ):
+                self._create_custom_resource(resolver, resource)
         triggers = [r for r in resources if r.type == "Custom::Trigger"]
         for trigger in triggers:
             handler = str(resolver.resolve(trigger.properties.get("HandlerArn", ""), trigger.stack))
@@ -274,6 +300,28 @@ class LocalRuntime:
                             f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}"
                         )
                     break
+
+    def _create_custom_resource(self, resolver: Resolver, resource: Any) -> None:
+        props = resolver.resolve(resource.properties, resource.stack)
+        spec = self.invoker.function_for(str(props.get("ServiceToken", "")))
+        if spec is None or not spec.handler.startswith("lambdas."):
+            return  # CDK's own deploy-time helpers have no local meaning
+        self.progress(f"creating custom resource {resource.logical_id}")
+        event = {
+            "RequestType": "Create",
+            "RequestId": f"local-{resource.logical_id}",
+            "StackId": resource.stack,
+            "LogicalResourceId": resource.logical_id,
+            "ResourceType": resource.type,
+            "ResourceProperties": {k: v for k, v in props.items() if k != "ServiceToken"},
+        }
+        invocation = self.invoker.invoke(spec.arn, event)
+        answer = invocation.result if isinstance(invocation.result, dict) else {}
+        if invocation.failed or answer.get("Status") != "SUCCESS":
+            raise StartError(f"custom resource {resource}: {invocation.error or answer.get('Reason')}")
+        resolver.record(
+            resource, Ref=str(answer.get("PhysicalResourceId", resource.logical_id)), **answer.get("Data", {})
+        )
 
     def stop(self) -> None:
         if self._stopped.is_set():

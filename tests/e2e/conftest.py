@@ -23,8 +23,9 @@ CHROMIUM_ARGS = [
 
 
 def free_port_base() -> int:
-    # The dev platform serves four HTTP APIs and two WebSocket APIs from the base upward.
-    return ports.free_port_base(6, 26000, 32500)
+    # The dev platform serves four HTTP APIs, two WebSocket APIs and one CloudFront distribution
+    # from the base upward.
+    return ports.free_port_base(7, 26000, 32500)
 
 
 def start_platform(**kwargs: Any) -> LocalRuntime:

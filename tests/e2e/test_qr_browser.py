@@ -9,6 +9,7 @@ import io
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -94,6 +95,9 @@ def test_phone_upload_reaches_the_desktop_over_the_websocket(runtime: LocalRunti
     assert time.time() - started < 10
     desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
     assert any(line.message.startswith("desktop notified") for line in runtime.logs.lines)
+    src = str(desktop.get_attribute("#photo", "src"))
+    assert src.startswith(str(runtime.outputs[STACK]["PhotoLinksUrl"]))
+    _assert_inert_download(requests.get(src, timeout=10), "image/png", "photo.png")
 
 
 def test_phone_refuses_non_images_and_oversized_files_before_uploading(
@@ -186,6 +190,9 @@ def test_heic_reaches_the_desktop_as_a_jpeg_rendition_it_can_show(
     desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
     # Chromium cannot decode HEIC: a decoded 640x480 image is the JPEG rendition.
     desktop.wait_for_function("document.getElementById('photo').naturalWidth === 640", timeout=10000)
+    # The link the desktop got answers with the rendition's type, nosniff and a download.
+    shown = requests.get(str(desktop.get_attribute("#photo", "src")), timeout=10)
+    _assert_inert_download(shown, "image/jpeg", "photo.jpg")
     # The photo fits the window: "Start again" stays on screen.
     box = desktop.locator("#new-session").bounding_box()
     assert box is not None and box["y"] + box["height"] <= 600
@@ -226,6 +233,101 @@ def test_two_phones_one_upload_wins_and_the_other_phone_is_told(runtime: LocalRu
     finally:
         for context in contexts:
             context.close()
+
+
+# --- the desktop's photo link (CloudFront signed URL, served by the runtime's distribution) ---------
+
+
+def _completed(runtime: LocalRuntime, photo: bytes, content_type: str) -> dict[str, Any]:
+    """A session completed by a phone's POST of `photo`; returns the desktop's status answer."""
+    api = str(runtime.outputs[STACK]["HttpApiUrl"])
+    created = requests.post(f"{api}/sessions", json={}, timeout=10)
+    assert created.status_code == 200, created.text
+    session = created.json()
+    grant = requests.get(
+        f"{api}/upload-url", params={"sessionId": session["sessionId"], "contentType": content_type}, timeout=10
+    ).json()
+    posted = requests.post(
+        grant["uploadUrl"], data=grant["fields"], files={"file": ("photo", photo, content_type)}, timeout=10
+    )
+    assert posted.status_code in (200, 204), posted.text
+    headers = {"Authorization": f"Bearer {session['desktopToken']}"}
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        status = requests.get(f"{api}/sessions/{session['sessionId']}", headers=headers, timeout=10).json()
+        if status["status"] == "COMPLETED":
+            return dict(status)
+        time.sleep(0.2)
+    raise AssertionError(f"session never completed: {status}")
+
+
+def _assert_inert_download(response: requests.Response, content_type: str, filename: str) -> None:
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == content_type
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{filename}"'
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_desktop_link_is_a_signed_cloudfront_url_served_with_nosniff_its_type_and_a_download(
+    runtime: LocalRuntime,
+) -> None:
+    photo = _png(64, 48)
+    # A PNG the phone declared as JPEG: the bytes decide the type the link answers with.
+    status = _completed(runtime, photo, "image/jpeg")
+    links = str(runtime.outputs[STACK]["PhotoLinksUrl"])
+    assert status["imageUrl"].startswith(f"{links}/{status['uploadKey']}?")
+    assert "Signature=" in status["imageUrl"] and "Key-Pair-Id=" in status["imageUrl"]
+    response = requests.get(status["imageUrl"], timeout=10)
+    _assert_inert_download(response, "image/png", "photo.png")
+    assert response.content == photo
+
+
+def test_tampered_unsigned_expired_or_foreign_links_are_refused(runtime: LocalRuntime) -> None:
+    import rsa
+    from botocore.signers import CloudFrontSigner
+
+    mine = _completed(runtime, _png(32, 32), "image/png")
+    other = _completed(runtime, _png(40, 40), "image/png")
+    url = str(mine["imageUrl"])
+    base, _, query = url.partition("?")
+    unsigned = (
+        base
+        + "?"
+        + "&".join(p for p in query.split("&") if not p.startswith(("Expires=", "Signature=", "Key-Pair-Id=")))
+    )
+
+    def refused(link: str) -> None:
+        response = requests.get(link, timeout=10)
+        assert response.status_code == 403, (link, response.status_code)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+    refused(unsigned)
+    refused(url.replace(str(mine["uploadKey"]), str(other["uploadKey"])))  # another session's photo
+    refused(url.replace("response-content-type=image%2Fpng", "response-content-type=text%2Fhtml"))
+    refused(url.replace("attachment", "inline"))
+    signature = parse_qs(urlsplit(url).query)["Signature"][0]
+    refused(url.replace(signature, signature[::-1]))
+    # Signed with the real key, but expired; and signed for a key outside the photo prefixes.
+    secret = runtime.client("secretsmanager")
+    arn = next(s["ARN"] for s in secret.list_secrets()["SecretList"] if "PhotoLinksSigningKey" in s["Name"])
+    private = rsa.PrivateKey.load_pkcs1(secret.get_secret_value(SecretId=arn)["SecretString"].encode())
+    key_id = parse_qs(urlsplit(url).query)["Key-Pair-Id"][0]
+    signer = CloudFrontSigner(key_id, lambda message: rsa.sign(message, private, "SHA-1"))
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    refused(signer.generate_presigned_url(unsigned, date_less_than=past))
+    future = datetime.now(UTC) + timedelta(minutes=5)
+    runtime.client("s3").put_object(Bucket=_bucket(runtime), Key="elsewhere/page.html", Body=b"<script></script>")
+    links = str(runtime.outputs[STACK]["PhotoLinksUrl"])
+    refused(signer.generate_presigned_url(f"{links}/elsewhere/page.html", date_less_than=future))
+    # The same signer over the untouched URL is accepted: the refusals above are the changes.
+    assert requests.get(signer.generate_presigned_url(unsigned, date_less_than=future), timeout=10).status_code == 200
+
+
+def _bucket(runtime: LocalRuntime) -> str:
+    return str(runtime.outputs[STACK]["UploadBucketName"])
 
 
 def test_expired_session_says_so_on_both_pages(browser: Any) -> None:
