@@ -109,6 +109,10 @@ def agent_command(ws_url: str, token: str, port: int = 3000) -> str:
     return f"{PROJECT_PYTHON} scripts/tunnel_agent.py --url {ws_url} --token {token} --port {port}"
 
 
+def login_command(ws_url: str, token: str) -> str:
+    return f"{PROJECT_PYTHON} scripts/tunnel_agent.py login --url {ws_url} --token {token}"
+
+
 def _when(epoch: Any) -> str:
     return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC") if epoch else "-"
 
@@ -119,12 +123,14 @@ def run(args: argparse.Namespace) -> list[str]:
         expires_in = parse_duration(args.expires_in) if args.expires_in else None
         token = create_token(store.table, args.label, expires_in=expires_in)
         expiry = [f"expires:  {_when(int(time.time()) + expires_in)}"] if expires_in else []
+        ws_url = None if args.table else stack_outputs(args.env).get(WEBSOCKET_OUTPUT_KEY)
         return [
             f"token id: {token.split('.')[0]}",
             f"token:    {token}",
             *expiry,
-            f"Shown once; store it now. Use it as: {PROJECT_PYTHON} scripts/tunnel_agent.py --url WSS_URL "
-            "--token TOKEN --port 3000",
+            "Shown once; store it now. Save it for the agent (a file only you can read):",
+            f"    {login_command(ws_url or 'WSS_URL', token)}",
+            f"then expose an app with: {PROJECT_PYTHON} scripts/tunnel_agent.py 3000",
         ]
     if args.command == "list":
         rows = sorted(store.list(), key=lambda t: t.get("createdAt", 0))

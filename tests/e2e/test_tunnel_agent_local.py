@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -387,17 +388,28 @@ def _tokens_cli(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProces
     )  # fmt: skip
 
 
-def test_tunnel_tokens_finds_the_local_tables_from_the_stack_outputs(runtime, app) -> None:
+def test_tunnel_tokens_finds_the_local_tables_from_the_stack_outputs(runtime, app, tmp_path) -> None:
     created = _tokens_cli(runtime, "create", "--label", "no-table-flag")
     assert created.returncode == 0, created.stderr
     token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("token:"))
+    login = next(line.strip() for line in created.stdout.splitlines() if " login --url " in line)
+    assert login == (
+        f".venv/bin/python scripts/tunnel_agent.py login --url {runtime.outputs['Tunnel-dev']['WebSocketUrl']} "
+        f"--token {token}"
+    )  # the WebSocket URL comes from the outputs too
+    env = {k: v for k, v in os.environ.items() if k not in ("TUNNEL_URL", "TUNNEL_TOKEN")}
+    saved = subprocess.run(
+        shlex.split(login), cwd=ROOT, env={**env, "XDG_CONFIG_HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr  # runs as printed
     token_id = token.split(".")[0]
     listed = _tokens_cli(runtime, "list")
     assert listed.returncode == 0, listed.stderr
     [row] = [line for line in listed.stdout.splitlines() if line.startswith(token_id)]
     assert "no-table-flag" in row
 
-    agent = AgentProcess(runtime, token, app.port, "--subdomain", "e2enoflags")
+    agent = _adopt(_cli(str(app.port), "--subdomain", "e2enoflags", env={"XDG_CONFIG_HOME": str(tmp_path)}))
     try:
         url = agent.wait_url()
         assert "e2enoflags" in _tokens_cli(runtime, "list").stdout
