@@ -95,7 +95,9 @@ def test_request_and_response_fidelity(tunnel, app, agent) -> None:
     assert "x-echo" in response_names
     assert not response_names & {"connection", "keep-alive", "x-internal"}
     [line] = [line for line in agent.lines() if " POST " in line]
-    assert re.fullmatch(r"\d\d:\d\d:\d\d  POST    /echo/caf%C3%A9\?a=1&a=2&q=x%20y%2Bz&e= +201 Created +256 B +\d+ ms", line), line
+    assert re.fullmatch(
+        r"\d\d:\d\d:\d\d  POST    /echo/caf%C3%A9\?a=1&a=2&q=x%20y%2Bz&e= +201 Created +256 B +\d+ ms", line
+    ), line
 
 
 def test_client_ip_becomes_x_forwarded_for_when_absent(tunnel, app, agent) -> None:
