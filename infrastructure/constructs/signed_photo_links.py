@@ -39,7 +39,7 @@ FORWARDED_QUERY = ("versionId", "response-content-type", "response-content-dispo
 # A version's bytes never change; an hour bounds how long an edge keeps a photo after it expired.
 DEFAULT_CACHE_TTL = Duration.hours(1)
 # The answer is an image and nothing more: opened on its own it can run nothing, load nothing.
-CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox"
+CONTENT_SECURITY_POLICY = "default-src 'none'; img-src 'self'; sandbox"
 
 
 class SignedPhotoLinks(Construct):
