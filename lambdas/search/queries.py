@@ -1,10 +1,21 @@
 """Search and item queries.
 
-Filtered vector search with HNSW: the index returns the ef_search nearest rows and a WHERE
-clause filters afterwards, so a selective filter used to leave fewer than `limit` rows.
-pgvector 0.8's iterative scan (`hnsw.iterative_scan = relaxed_order`) keeps scanning the graph
-until `limit` rows pass the filter (bounded by `hnsw.max_scan_tuples`). Relaxed order may return
-rows slightly out of order, so the nearest rows are materialized and re-sorted by distance.
+Vector search runs in two steps (scripts/bench/bench_vector_search.py measures them against an
+exact scan on 100,000 x 1024-d vectors):
+1. Candidates: the `SEARCH_CANDIDATES` rows whose 1-bit codes (`binary_quantize`, the sign of each
+   dimension) are nearest in Hamming distance, from HNSW indexes over those 128-byte codes
+   (migration 010). A 4 KB-per-row vector graph does not stay in memory and costs a float
+   distance per step; the code graph is ~15x smaller and its distance is a few instructions.
+2. Re-rank: those candidates by exact cosine distance on the stored vectors; keep `limit`.
+
+Filters: each category has its own partial index (migration 010), so a category filter walks a
+graph of only that category's rows instead of discarding most of a shared graph's. The planner
+matches a partial index only when it sees the category's value, hence `force_custom_plan` (a
+generic plan of a prepared statement would not). A user filter is a WHERE clause the planner
+weighs: a user with few rows is answered exactly from the (model, user_id, category) btree, a
+user with many from HNSW, whose iterative scan (`relaxed_order`, pgvector >= 0.8) keeps walking
+the graph until enough candidates pass the filter (bounded by `hnsw.max_scan_tuples`). Relaxed
+order is fine here: step 2 re-sorts by exact distance anyway.
 Settings are SET LOCAL (set_config(..., true)) inside one transaction so they never leak to
 another request on the same connection.
 """
@@ -15,15 +26,19 @@ from typing import Any
 
 from lambdas.common.settings import env_int
 
+# Only these fixed clauses are ever added (never caller text); values are bound parameters.
+_FILTERS = {"user_id": "user_id = %(user_id)s", "category": "category = %(category)s"}
+
+# The code expression must be exactly the indexed one (migration 010) for the planner to use it.
 _SEARCH = """
-WITH nearest AS MATERIALIZED (
+WITH candidates AS MATERIALIZED (
     SELECT item_id, category, embedding <=> %(q)s AS distance
     FROM embeddings
-    WHERE model = %(model)s
-      AND (%(user_id)s::text IS NULL OR user_id = %(user_id)s::text)
-      AND (%(category)s::text IS NULL OR category = %(category)s::text)
-    ORDER BY embedding <=> %(q)s
-    LIMIT %(limit)s
+    WHERE model = %(model)s{filters}
+    ORDER BY binary_quantize(embedding)::bit(1024) <~> binary_quantize(%(q)s)
+    LIMIT %(candidates)s
+), nearest AS MATERIALIZED (
+    SELECT item_id, category, distance FROM candidates ORDER BY distance LIMIT %(limit)s
 )
 SELECT n.item_id, 1 - n.distance AS score, i.user_id, i.thumbnail_key,
        coalesce(a.category, n.category), a.subcategories, a.headline, a.summary
@@ -48,33 +63,51 @@ WHERE i.item_id = %s
 """
 
 
-def configure_hnsw(conn: Any, *, filtered: bool = False) -> None:
-    """Transaction-local HNSW settings; call inside `conn.transaction()`.
+def configure_hnsw(conn: Any) -> None:
+    """Transaction-local search settings; call inside `conn.transaction()`.
 
-    On 100,000 synthetic 1024-d vectors (scripts/bench/bench_collections.py): ef_search 400 gives
-    recall@10 0.96 unfiltered (100 gave 0.69). A filter that keeps 10% of rows discards most of
-    the beam, so filtered queries search a wider one: 800 lifts their recall from 0.88 to 0.98,
-    for about twice the latency (~85 ms there)."""
-    ef = env_int("HNSW_FILTERED_EF_SEARCH", 800) if filtered else env_int("HNSW_EF_SEARCH", 400)
+    On 100,000 synthetic 1024-d vectors (scripts/bench/bench_vector_search.py), 200 candidates
+    from ef_search 400 give recall@10 0.99 unfiltered; 200 from ef_search 200 gave 0.96, and
+    re-ranking the exact 200 nearest codes would give 0.995 (the codes' own limit)."""
     conn.execute(
         "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-        " set_config('hnsw.max_scan_tuples', %s, true)",
-        (str(ef), str(env_int("HNSW_MAX_SCAN_TUPLES", 40_000))),
+        " set_config('hnsw.max_scan_tuples', %s, true), set_config('plan_cache_mode', 'force_custom_plan', true)",
+        (str(env_int("HNSW_EF_SEARCH", 400)), str(env_int("HNSW_MAX_SCAN_TUPLES", 40_000))),
     )
+
+
+def _statement(
+    vector: list[float], model: str, user_id: str | None, category: str | None, limit: int
+) -> tuple[str, dict[str, Any]]:
+    from pgvector import Vector
+
+    params: dict[str, Any] = {"user_id": user_id, "category": category}
+    filters = "".join(f"\n      AND {clause}" for name, clause in _FILTERS.items() if params[name] is not None)
+    candidates = max(env_int("SEARCH_CANDIDATES", 200), limit)
+    params.update(q=Vector(vector), model=model, limit=limit, candidates=candidates)
+    return _SEARCH.format(filters=filters), params
 
 
 def search(
     conn: Any, vector: list[float], model: str, *, user_id: str | None, category: str | None, limit: int
 ) -> list[dict[str, Any]]:
-    from pgvector import Vector
-
+    sql, params = _statement(vector, model, user_id, category, limit)
     with conn.transaction():
-        configure_hnsw(conn, filtered=user_id is not None or category is not None)
-        rows = conn.execute(
-            _SEARCH, {"q": Vector(vector), "model": model, "user_id": user_id, "category": category, "limit": limit}
-        ).fetchall()
+        configure_hnsw(conn)
+        rows = conn.execute(sql, params).fetchall()
     keys = ("item_id", "score", "user_id", "thumbnail_key", "category", "subcategories", "headline", "summary")
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def search_plan(
+    conn: Any, vector: list[float], model: str, *, user_id: str | None, category: str | None, limit: int
+) -> str:
+    """EXPLAIN of exactly what `search` runs, under the same settings (tests and the bench check
+    which index serves a query)."""
+    sql, params = _statement(vector, model, user_id, category, limit)
+    with conn.transaction():
+        configure_hnsw(conn)
+        return "\n".join(row[0] for row in conn.execute("EXPLAIN " + sql, params).fetchall())
 
 
 def item(conn: Any, item_id: str) -> dict[str, Any] | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lambdas.common.collections import CATEGORIES
 from lambdas.migrations.runner import SQL_DIR, MigrationError, apply_migrations, load
 
 
@@ -17,8 +19,25 @@ def test_applied_twice_is_a_no_op(db: Any) -> None:
     recorded = [r[0] for r in db.execute("SELECT name FROM schema_migrations ORDER BY version").fetchall()]
     assert recorded == [m.name for m in load()] and recorded[0].startswith("001_")
     assert db.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone() is not None
-    index = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_hnsw_cosine_idx'").fetchone()
-    assert "hnsw" in index[0] and "vector_cosine_ops" in index[0]
+    index = db.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'embeddings_code_hnsw_idx'").fetchone()
+    assert "hnsw" in index[0] and "bit_hamming_ops" in index[0] and "WHERE" not in index[0]
+
+
+def test_search_indexes_one_code_graph_per_category(db: Any) -> None:
+    """Migration 010: the search's candidate indexes are over the vectors' 1-bit codes, one partial
+    index for each category the analysis schema allows (a new category needs a new migration),
+    and the full-precision vector graph is gone."""
+    rows = db.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'embeddings' AND indexdef LIKE '%USING hnsw%'"
+    ).fetchall()
+    partial = {}
+    for name, definition in rows:
+        assert "(binary_quantize(embedding))::bit(1024)) bit_hamming_ops" in definition, definition
+        match = re.search(r"WHERE \(category = '(\w+)'::text\)$", definition)
+        if match:
+            partial[match.group(1)] = name
+    assert sorted(partial) == sorted(CATEGORIES)
+    assert {name for name, _ in rows} == {"embeddings_code_hnsw_idx", *partial.values()}
 
 
 def test_fresh_database_then_new_file_applies_only_the_new_one(database_url: str, tmp_path: Path) -> None:
