@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Order of the README's sections; modules that do not exist (yet) are skipped.
 MODULES = [
     ("Foundation", "scripts.bench.foundation"),
+    ("Cold start to the first answer", "scripts.bench.cold_start"),
     ("QR upload handlers", "scripts.bench.bench_qr"),
     ("QR upload, local runtime", "scripts.bench.bench_local_qr"),
     ("HTTP tunnel", "scripts.bench.bench_tunnel"),
