@@ -204,8 +204,9 @@ class SignedPhotoLinks(Construct):
         acknowledge(
             distribution,
             "AwsSolutions-CFR3",
-            "Every link is issued by the http function, which logs the session and key; CloudFront's "
-            "legacy logging needs an ACL-enabled bucket, which this project's access-log buckets refuse.",
+            "Every link is issued by the http function, which logs the session and key, and every origin "
+            "read is in the bucket's server access log; CloudFront's legacy logging needs an ACL-enabled "
+            "bucket, which the access-log buckets refuse, and its v2 log delivery exists only in us-east-1.",
         )
         acknowledge(
             distribution,

@@ -324,6 +324,12 @@ def test_tampered_unsigned_expired_or_foreign_links_are_refused(runtime: LocalRu
     refused(signer.generate_presigned_url(f"{links}/elsewhere/page.html", date_less_than=future))
     # The same signer over the untouched URL is accepted: the refusals above are the changes.
     assert requests.get(signer.generate_presigned_url(unsigned, date_less_than=future), timeout=10).status_code == 200
+    # A custom policy covers what its Resource pattern names, and nothing else.
+    session_photos = f"{links}/session-uploads/{mine['sessionId']}/*"
+    policy = signer.build_policy(session_photos, future)
+    assert requests.get(signer.generate_presigned_url(unsigned, policy=policy), timeout=10).status_code == 200
+    other_url = str(other["imageUrl"]).partition("?")[0]
+    refused(signer.generate_presigned_url(other_url, policy=policy))
 
 
 def _bucket(runtime: LocalRuntime) -> str:
