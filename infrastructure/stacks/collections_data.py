@@ -220,8 +220,8 @@ class CollectionsDataStack(Stack):
         self.db_host = self.proxy.endpoint if self.proxy else self.database.db_instance_endpoint_address
         self.db_via_proxy = self.proxy is not None
         connection_budget(settings).check()
-        # Rotation runs in the functions' subnets and security group, so the database still has
-        # exactly one ingress rule.
+        # Rotation (this and each role secret's) runs in the functions' subnets and security group:
+        # it needs Secrets Manager's API and the instance, and adds no other source of ingress.
         self.database.add_rotation_single_user(
             automatically_after=Duration.days(30),
             vpc_subnets=FUNCTIONS_SUBNETS,
