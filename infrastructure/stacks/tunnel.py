@@ -289,7 +289,7 @@ class TunnelStack(Stack):
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             pending_arn,
         )
-        # Put/Get also sign the presigned URLs the agent uses (GET requests/*, PUT responses/*).
+        # Put/Get also sign the presigned URLs the agent uses (GET requests/*, POST responses/*).
         allow(
             self.forward_fn,
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
