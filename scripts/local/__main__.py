@@ -90,8 +90,8 @@ def _functions_command(runtime: LocalRuntime, outputs: dict[str, str], env: str)
         return cli_command(outputs["FunctionsApiUrl"], key, "demo")
     except Exception:  # the helper changed or is missing: fall back to the two commands
         return (
-            f"{env} python scripts/functions_keys.py --table {outputs['FunctionsTableName']} create --org demo --role admin\n"
-            f"    FUNCTIONS_API_URL={outputs['FunctionsApiUrl']} FUNCTIONS_API_KEY=KEY FUNCTIONS_ORG=demo python scripts/functions.py list"
+            f"{env} .venv/bin/python scripts/functions_keys.py --table {outputs['FunctionsTableName']} create --org demo --role admin\n"
+            f"    FUNCTIONS_API_URL={outputs['FunctionsApiUrl']} FUNCTIONS_API_KEY=KEY FUNCTIONS_ORG=demo .venv/bin/python scripts/functions.py list"
         )
 
 
