@@ -89,6 +89,16 @@ def cloudfront_b64decode(value: str) -> bytes:
     return base64.b64decode(value.replace("-", "+").replace("_", "=").replace("~", "/"))
 
 
+class _HeadResponse(web.Response):
+    """A HEAD answer keeps the object's Content-Length, as CloudFront's does (aiohttp would send 0)."""
+
+    length = "0"
+
+    async def _prepare_headers(self) -> None:
+        await super()._prepare_headers()
+        self._headers["Content-Length"] = self.length
+
+
 class CloudFrontServer:
     def __init__(self, distribution: Distribution, resolver: Resolver, s3: Any, loop: LoopThread) -> None:
         self.distribution = distribution
@@ -221,7 +231,7 @@ class CloudFrontServer:
             args["Range"] = request.headers["Range"]
         try:
             if request.method == "HEAD":
-                args = {k: v for k, v in args.items() if not k.startswith("Response") and k != "Range"}
+                args.pop("Range", None)  # HeadObject takes the response-* overrides too
                 answer = self.s3.head_object(**args)
                 body = b""
             else:
@@ -232,10 +242,11 @@ class CloudFrontServer:
         headers = answer["ResponseMetadata"]["HTTPHeaders"]
         status = int(answer["ResponseMetadata"]["HTTPStatusCode"])
         kept = {name: headers[name.lower()] for name in _PASSED_HEADERS if name.lower() in headers}
-        response = web.Response(status=status, body=body, headers=kept)
         if request.method == "HEAD":
-            response.content_length = int(headers.get("content-length", 0))
-        return response
+            head = _HeadResponse(status=status, headers={k: v for k, v in kept.items() if k != "Content-Length"})
+            head.length = str(headers.get("content-length", "0"))
+            return head
+        return web.Response(status=status, body=body, headers=kept)
 
     def _bucket_policy_allows(self, bucket: str, key: str, action: str) -> bool:
         arn = self.resolver.arn(self.distribution.resource)

@@ -283,6 +283,10 @@ def test_desktop_link_is_a_signed_cloudfront_url_served_with_nosniff_its_type_an
     response = requests.get(status["imageUrl"], timeout=10)
     _assert_inert_download(response, "image/png", "photo.png")
     assert response.content == photo
+    head = requests.head(status["imageUrl"], timeout=10)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(photo))
+    assert head.headers["X-Content-Type-Options"] == "nosniff"
+    assert requests.post(status["imageUrl"], data=b"x", timeout=10).status_code == 403  # GET and HEAD only
 
 
 def test_tampered_unsigned_expired_or_foreign_links_are_refused(runtime: LocalRuntime) -> None:
