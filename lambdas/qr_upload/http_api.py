@@ -12,7 +12,8 @@ Routes
 - `GET /upload-status?sessionId=&uploadKey=`: what became of that upload (pending, completed,
   refused with the reason, superseded by another device's, expired), polled by the phone page.
 - `GET /sessions/{sessionId}` with header `Authorization: Bearer <desktopToken>`: status,
-  expiresAt, uploadKey, completedAt and, when COMPLETED, `imageUrl` (presigned GET, short-lived).
+  expiresAt, uploadKey, completedAt and, when COMPLETED, `imageUrl`: a short-lived CloudFront
+  signed URL, served with nosniff and as a download (photo_links.py).
 - `GET /`: desktop page. `GET /upload?sessionId=`: phone page (see pages.py for element ids).
 
 Errors are JSON `{"error": "..."}`: missing sessionId 400, malformed or unknown 404, expired 400,
