@@ -28,10 +28,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import providers, store, tracing
+from lambdas.analyzer.contract import Analysis, Analyzer, InvalidOutput, Refused
 from lambdas.analyzer.schema import PROMPT_VERSION
 from lambdas.common import pg
 from lambdas.common.aws import client
-from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, publish
+from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, RetryableError, publish
 from lambdas.common.settings import MissingSetting, env_int, require_env
 from lambdas.common.tracing import tracer
 
@@ -97,7 +98,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         try:
             analysis = _analyze(analyzer, image, {"item_id": item_id, "image_sha256": image_sha256})
-        except providers.Refused:
+        except Refused:
             logger.warning("model refused the image; not retrying")
             metrics.add_metric(name="AnalysesFailed_refused", unit=MetricUnit.Count, value=1)
             return {"status": "refused"}
@@ -139,15 +140,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @tracer.capture_method
-def _analyze(analyzer: providers.Analyzer, image: bytes, about: dict[str, str]) -> providers.Analysis:
+def _analyze(analyzer: Analyzer, image: bytes, about: dict[str, str]) -> Analysis:
     inputs = {**about, "provider": analyzer.provider, "model": analyzer.model, "prompt_version": PROMPT_VERSION}
     start = datetime.now(UTC)
     try:
         analysis = analyzer.analyze(image)
     except Exception as exc:
         reasons: dict[type[Exception], str] = {
-            providers.RetryableError: "retryable",
-            providers.InvalidOutput: "invalid_output",
+            RetryableError: "retryable",
+            InvalidOutput: "invalid_output",
         }
         reason = reasons.get(type(exc))
         if reason:

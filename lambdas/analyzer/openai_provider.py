@@ -1,6 +1,7 @@
 """OpenAI as the analysis provider when the OPENAI_API_KEY parameter exists and no Anthropic key
-does. Same contract as the Anthropic path: the image, the versioned prompt, a forced function
-call with the same strict schema, validation, one retry on invalid output, finish_reason checked.
+does. Same contract as the Anthropic path (lambdas/analyzer/contract.py): the image, the versioned
+prompt, a forced function call with the same strict schema, validation, one retry on invalid
+output, finish_reason checked.
 The SDK is imported and the client built only when this provider is selected.
 OPENAI_BASE_URL (read by the SDK) is how tests point it at a local server.
 """
@@ -11,16 +12,8 @@ import base64
 import json
 from typing import Any
 
-from lambdas.analyzer.providers import Analysis, InvalidOutput, Refused, retryable_status
-from lambdas.analyzer.schema import (
-    INPUT_SCHEMA,
-    PROMPT_VERSION,
-    SYSTEM_PROMPT,
-    TOOL_NAME,
-    USER_PROMPT,
-    validate_analysis,
-)
-from lambdas.common.collections import RetryableError
+from lambdas.analyzer.contract import Analysis, Reply, analyze_with_one_retry, call_sdk
+from lambdas.analyzer.schema import INPUT_SCHEMA, SYSTEM_PROMPT, TOOL_NAME, USER_PROMPT
 from lambdas.common.settings import env_int
 
 FUNCTION = {
@@ -55,15 +48,44 @@ class OpenAIAnalyzer:
             "tool_choice": {"type": "function", "function": {"name": TOOL_NAME}},
             "max_completion_tokens": self.max_tokens,
         }
-        try:
-            return self._client.chat.completions.create(**request)
-        except openai.APIStatusError as exc:
-            retryable = retryable_status("openai", exc)
-            if retryable:
-                raise retryable from exc
-            raise
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-            raise RetryableError(f"openai: {type(exc).__name__}") from exc
+        return call_sdk(openai, self.provider, lambda: self._client.chat.completions.create(**request))
+
+    def _exchange(self, messages: list[dict[str, Any]]) -> Reply:
+        reply = self._create(messages)
+        choice = reply.choices[0]
+        message = choice.message
+        # A forced function call finishes with "stop" (or "tool_calls"); "length" is truncated.
+        problems = (
+            [] if choice.finish_reason in ("stop", "tool_calls") else [f"finish_reason is {choice.finish_reason}"]
+        )
+        call = next((c for c in message.tool_calls or [] if c.function.name == TOOL_NAME), None)
+        arguments: Any = None
+        parsed = False
+        if call is None:
+            problems.append("no function call")
+        else:
+            try:
+                arguments, parsed = json.loads(call.function.arguments), True
+            except ValueError:
+                problems.append("function arguments are not JSON")
+
+        def correct(what_was_wrong: str) -> list[dict[str, Any]]:
+            assert call is not None
+            return [
+                *messages[:2],
+                message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": "Invalid: " + what_was_wrong},
+            ]
+
+        return Reply(
+            input_tokens=reply.usage.prompt_tokens if reply.usage else 0,
+            output_tokens=reply.usage.completion_tokens if reply.usage else 0,
+            refused=choice.finish_reason == "content_filter" or bool(getattr(message, "refusal", None)),
+            problems=problems,
+            has_arguments=parsed,
+            arguments=arguments,
+            correct=correct if call is not None else None,
+        )
 
     def analyze(self, image_jpeg: bytes) -> Analysis:
         data_url = "data:image/jpeg;base64," + base64.b64encode(image_jpeg).decode()
@@ -77,38 +99,4 @@ class OpenAIAnalyzer:
                 ],
             },
         ]
-        tokens_in = tokens_out = 0
-        problems: list[str] = []
-        for _attempt in range(2):  # one retry on invalid output
-            reply = self._create(messages)
-            if reply.usage:
-                tokens_in += reply.usage.prompt_tokens
-                tokens_out += reply.usage.completion_tokens
-            choice = reply.choices[0]
-            message = choice.message
-            if choice.finish_reason == "content_filter" or getattr(message, "refusal", None):
-                raise Refused("model refused to analyze the image")
-            # A forced function call finishes with "stop" (or "tool_calls"); "length" is truncated.
-            problems = (
-                [] if choice.finish_reason in ("stop", "tool_calls") else [f"finish_reason is {choice.finish_reason}"]
-            )
-            call = next((c for c in message.tool_calls or [] if c.function.name == TOOL_NAME), None)
-            value: Any = None
-            if call is None:
-                problems.append("no function call")
-            else:
-                try:
-                    value = json.loads(call.function.arguments)
-                except ValueError:
-                    problems.append("function arguments are not JSON")
-                else:
-                    problems += validate_analysis(value)
-            if not problems:
-                return Analysis(value, self.provider, self.model, PROMPT_VERSION, tokens_in, tokens_out)
-            if call is not None:
-                messages = [
-                    *messages[:2],
-                    message.model_dump(exclude_none=True),
-                    {"role": "tool", "tool_call_id": call.id, "content": "Invalid: " + "; ".join(problems)},
-                ]
-        raise InvalidOutput("; ".join(problems))
+        return analyze_with_one_retry(self, messages, self._exchange)

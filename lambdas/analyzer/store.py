@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdas.analyzer.providers import Analysis
+from lambdas.analyzer.contract import Analysis
 
 
 def item_state(conn: Any, item_id: str) -> tuple[str, str | None] | None:
