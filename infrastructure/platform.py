@@ -15,12 +15,13 @@ from infrastructure.stacks.github_oidc import github_oidc_stacks
 from infrastructure.stacks.qr_upload import QrUploadStack
 from infrastructure.stacks.tunnel import TunnelStack
 from lambdas.functions import names
+from lambdas.tunnel import names as tunnel_names
 
 
 def build_platform(app: App, config: EnvConfig, env: Environment | None = None) -> list[Stack]:
     alarms = AlarmsStack(app, config.stack_name("Alarms"), config=config, emails=alarm_emails(app, config), env=env)
     qr_upload = QrUploadStack(app, config.stack_name("QrUpload"), config=config, env=env)
-    tunnel = TunnelStack(app, config.stack_name("Tunnel"), config=config, env=env)
+    tunnel = TunnelStack(app, config.stack_name(tunnel_names.STACK_BASE), config=config, env=env)
     data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config, env=env)
     compute = CollectionsComputeStack(
         app, config.stack_name("CollectionsComputeStack"), config=config, data=data, env=env

@@ -29,14 +29,12 @@ if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make 
 
 
 from lambdas.common.aws import client
+from lambdas.tunnel import names
 from lambdas.tunnel.store import ConnectionStore, TokenStore
 from lambdas.tunnel.tokens import new_token
 from scripts import operator_cli
 from scripts.operator_cli import print_or_fail
 
-OUTPUT_KEY = "TokensTableName"
-CONNECTIONS_OUTPUT_KEY = "ConnectionsTableName"
-WEBSOCKET_OUTPUT_KEY = "WebSocketUrl"
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -46,7 +44,7 @@ class TokensError(operator_cli.OperatorError):
 
 
 def stack_name(env: str) -> str:
-    return f"Tunnel-{env}"
+    return names.stack_name(env)
 
 
 def stack_outputs(env: str) -> dict[str, str]:
@@ -55,9 +53,9 @@ def stack_outputs(env: str) -> dict[str, str]:
 
 def resolve_table(env: str) -> str:
     outputs = stack_outputs(env)
-    if OUTPUT_KEY in outputs:
-        return outputs[OUTPUT_KEY]
-    raise TokensError(f"stack {stack_name(env)} has no {OUTPUT_KEY} output; pass --table")
+    if names.OUTPUT_TOKENS_TABLE in outputs:
+        return outputs[names.OUTPUT_TOKENS_TABLE]
+    raise TokensError(f"stack {stack_name(env)} has no {names.OUTPUT_TOKENS_TABLE} output; pass --table")
 
 
 def parse_duration(text: str) -> int:
@@ -123,7 +121,7 @@ def run(args: argparse.Namespace) -> list[str]:
         expires_in = parse_duration(args.expires_in) if args.expires_in else None
         token = create_token(store.table, args.label, expires_in=expires_in)
         expiry = [f"expires:  {_when(int(time.time()) + expires_in)}"] if expires_in else []
-        ws_url = None if args.table else stack_outputs(args.env).get(WEBSOCKET_OUTPUT_KEY)
+        ws_url = None if args.table else stack_outputs(args.env).get(names.OUTPUT_WEBSOCKET_URL)
         return [
             f"token id: {token.split('.')[0]}",
             f"token:    {token}",
@@ -143,8 +141,8 @@ def run(args: argparse.Namespace) -> list[str]:
     connections_table, websocket_url = args.connections_table, args.websocket_url
     if not (connections_table and websocket_url) and not args.table:
         outputs = stack_outputs(args.env)
-        connections_table = connections_table or outputs.get(CONNECTIONS_OUTPUT_KEY)
-        websocket_url = websocket_url or outputs.get(WEBSOCKET_OUTPUT_KEY)
+        connections_table = connections_table or outputs.get(names.OUTPUT_CONNECTIONS_TABLE)
+        websocket_url = websocket_url or outputs.get(names.OUTPUT_WEBSOCKET_URL)
     if not store.revoke(args.token_id):
         raise TokensError(f"no token with id {args.token_id!r}")
     if not (connections_table and websocket_url):

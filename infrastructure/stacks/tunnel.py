@@ -31,11 +31,8 @@ from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
+from lambdas.tunnel import names
 
-SUBDOMAIN_INDEX = "subdomain-index"
-CONNECTION_INDEX = "connection-index"
-TOKEN_INDEX = "token-index"  # noqa: S105 - an index name, not a secret
-BODY_PREFIXES = ("requests/", "responses/")
 # Under the HTTP API's 30 s integration limit, with room for the forwarder's own cleanup.
 REQUEST_TIMEOUT_MS = 25_000
 
@@ -93,7 +90,7 @@ class TunnelStack(Stack):
             self,
             construct_id,
             partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="ttl",
+            time_to_live_attribute=names.TTL_ATTRIBUTE,
             global_secondary_indexes=indexes,
             removal_policy=self.config.removal_policy,
         )
@@ -109,18 +106,20 @@ class TunnelStack(Stack):
         self.connections = self._table(
             # token-index: revoking a token finds (and closes) its open connections without a Scan.
             "ConnectionsTable",
-            "connectionId",
-            SUBDOMAIN_INDEX,
-            "publicSubdomain",
-            "createdAt",
-            (TOKEN_INDEX, "tokenId"),
+            names.CONNECTION_ID,
+            names.SUBDOMAIN_INDEX,
+            names.SUBDOMAIN_INDEX_KEY,
+            names.SUBDOMAIN_INDEX_SORT,
+            (names.TOKEN_INDEX, names.TOKEN_INDEX_KEY),
         )
-        self.pending = self._table("PendingRequestsTable", "requestId", CONNECTION_INDEX, "connectionId", None)
+        self.pending = self._table(
+            "PendingRequestsTable", names.REQUEST_ID, names.CONNECTION_INDEX, names.CONNECTION_INDEX_KEY, None
+        )
         self.tokens = dynamodb.TableV2(
             self,
             "TokensTable",
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            partition_key=dynamodb.Attribute(name=names.TOKENS_PK, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=names.TOKENS_SK, type=dynamodb.AttributeType.STRING),
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
@@ -174,7 +173,7 @@ class TunnelStack(Stack):
             self,
             construct_id,
             config=self.config,
-            function_name=f"tunnel-{short}-{self.config.name}",
+            function_name=names.function_name(short, self.config.name),
             group="tunnel",
             handler=f"lambdas.tunnel.{short}.handler",
             description=description,
@@ -184,18 +183,18 @@ class TunnelStack(Stack):
         )
 
     def _functions(self) -> None:
-        domain = {"DOMAIN_NAME": self.domain.domain_name} if self.domain else {}
-        connections = {"CONNECTIONS_TABLE_NAME": self.connections.table_name}
-        pending = {"PENDING_REQUESTS_TABLE_NAME": self.pending.table_name}
-        ws = {"WEBSOCKET_API_ENDPOINT": self.ws_endpoint}
+        domain = {names.ENV_DOMAIN_NAME: self.domain.domain_name} if self.domain else {}
+        connections = {names.ENV_CONNECTIONS_TABLE: self.connections.table_name}
+        pending = {names.ENV_PENDING_TABLE: self.pending.table_name}
+        ws = {names.ENV_WS_API_ENDPOINT: self.ws_endpoint}
         self.connect_fn = self._function(
             "ConnectFunction",
-            "connect",
+            names.CONNECT,
             "Tunnel $connect: token check, subdomain claim, connection registration",
             {
                 **connections,
-                "TOKENS_TABLE_NAME": self.tokens.table_name,
-                "PUBLIC_HTTP_URL": self.http_api.api_endpoint,
+                names.ENV_TOKENS_TABLE: self.tokens.table_name,
+                names.ENV_PUBLIC_HTTP_URL: self.http_api.api_endpoint,
                 **ws,
                 **domain,
             },
@@ -203,14 +202,14 @@ class TunnelStack(Stack):
         )
         self.disconnect_fn = self._function(
             "DisconnectFunction",
-            "disconnect",
+            names.DISCONNECT,
             "Tunnel $disconnect: forget the connection, fail its in-flight requests",
             {**connections, **pending},
             timeout=Duration.seconds(10),
         )
         self.forward_fn = self._function(
             "ForwardFunction",
-            "forward",
+            names.FORWARD,
             "Tunnel: forward a public HTTP request to its agent and wait for the answer",
             {
                 **connections,
@@ -218,12 +217,12 @@ class TunnelStack(Stack):
                 **ws,
                 **domain,
                 # On the local runtime (a loopback endpoint) tunnels are routed by `{name}.localhost`.
-                "PUBLIC_HTTP_URL": self.http_api.api_endpoint,
-                "BODY_BUCKET_NAME": self.bucket.bucket_name,
-                "TOKENS_TABLE_NAME": self.tokens.table_name,
-                "REQUEST_TIMEOUT_MS": str(REQUEST_TIMEOUT_MS),
-                "MAX_INFLIGHT_PER_TUNNEL": str(self.config.tunnel.max_inflight_per_tunnel),
-                "BUSY_RETRY_AFTER_SECONDS": str(self.config.tunnel.busy_retry_after_seconds),
+                names.ENV_PUBLIC_HTTP_URL: self.http_api.api_endpoint,
+                names.ENV_BODY_BUCKET: self.bucket.bucket_name,
+                names.ENV_TOKENS_TABLE: self.tokens.table_name,
+                names.ENV_REQUEST_TIMEOUT_MS: str(REQUEST_TIMEOUT_MS),
+                names.ENV_MAX_INFLIGHT: str(self.config.tunnel.max_inflight_per_tunnel),
+                names.ENV_BUSY_RETRY_AFTER: str(self.config.tunnel.busy_retry_after_seconds),
             },
             # Waiting for the agent is most of its time: the HTTP API cuts off at 30 s anyway.
             timeout=Duration.seconds(29),
@@ -233,7 +232,7 @@ class TunnelStack(Stack):
         )
         self.response_fn = self._function(
             "ResponseFunction",
-            "response",
+            names.RESPONSE,
             "Tunnel $default: agent responses, Ready handshake, pings",
             {**connections, **pending, **ws},
             timeout=Duration.seconds(10),
@@ -249,7 +248,7 @@ class TunnelStack(Stack):
         allow(self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn)
         allow(self.connect_fn, ["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
         # One agent per name: find the name's live connection, and close it on --replace.
-        allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
+        allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         self.ws.grant_manage_connections(
             self.connect_fn, "One agent per name: a replaced agent is told why before it is closed."
         )
@@ -276,10 +275,10 @@ class TunnelStack(Stack):
         )
 
         allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
-        allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{CONNECTION_INDEX}")
+        allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{names.CONNECTION_INDEX}")
         allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
 
-        allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{SUBDOMAIN_INDEX}")
+        allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         # Routing checks that a live token still owns the name (a revoked token's connection gets nothing).
         allow(self.forward_fn, ["dynamodb:GetItem"], self.tokens.table_arn)
         # Delete: a stale connection after GoneException; Update/Get: its in-flight count (the per-tunnel cap).
@@ -293,7 +292,7 @@ class TunnelStack(Stack):
         allow(
             self.forward_fn,
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-            *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in BODY_PREFIXES),
+            *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in names.BODY_PREFIXES),
         )
         self.ws.grant_manage_connections(
             self.forward_fn, "The forwarder posts each request to whichever agent connection serves its tunnel."
@@ -308,7 +307,7 @@ class TunnelStack(Stack):
         acknowledge_wildcards(
             self.forward_fn.role,
             "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own bucket.",
-            *(f"{ref(self.bucket)}/{prefix}*" for prefix in BODY_PREFIXES),
+            *(f"{ref(self.bucket)}/{prefix}*" for prefix in names.BODY_PREFIXES),
         )
 
     def _routes(self) -> None:
@@ -376,10 +375,10 @@ class TunnelStack(Stack):
             if domain
             else f"{self.http_api.api_endpoint}/t/{{subdomain}}/"
         )
-        CfnOutput(self, "WebSocketUrl", value=self.ws_stage.url)
-        CfnOutput(self, "HttpApiUrl", value=self.http_api.api_endpoint)
-        CfnOutput(self, "PublicUrlPattern", value=pattern)
-        CfnOutput(self, "TokensTableName", value=self.tokens.table_name)
-        CfnOutput(self, "ConnectionsTableName", value=self.connections.table_name)
-        CfnOutput(self, "PendingRequestsTableName", value=self.pending.table_name)
-        CfnOutput(self, "BodyBucketName", value=self.bucket.bucket_name)
+        CfnOutput(self, names.OUTPUT_WEBSOCKET_URL, value=self.ws_stage.url)
+        CfnOutput(self, names.OUTPUT_HTTP_API_URL, value=self.http_api.api_endpoint)
+        CfnOutput(self, names.OUTPUT_PUBLIC_URL_PATTERN, value=pattern)
+        CfnOutput(self, names.OUTPUT_TOKENS_TABLE, value=self.tokens.table_name)
+        CfnOutput(self, names.OUTPUT_CONNECTIONS_TABLE, value=self.connections.table_name)
+        CfnOutput(self, names.OUTPUT_PENDING_TABLE, value=self.pending.table_name)
+        CfnOutput(self, names.OUTPUT_BODY_BUCKET, value=self.bucket.bucket_name)

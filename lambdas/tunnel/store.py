@@ -25,11 +25,9 @@ from typing import Any
 
 from lambdas.common.aws import client
 from lambdas.common.s3 import presign_client
+from lambdas.tunnel import names
 from lambdas.tunnel.protocol import CONNECTION_TTL_SECS, PENDING_REQUEST_TTL_SECS
 
-SUBDOMAIN_INDEX = "subdomain-index"
-CONNECTION_INDEX = "connection-index"
-TOKEN_INDEX = "token-index"  # noqa: S105 - an index name, not a secret
 TOKEN_PK = "TOKEN"  # noqa: S105 - a partition key, not a secret
 CLAIM_SK = "CLAIM"
 
@@ -237,7 +235,7 @@ class ConnectionStore:
             "publicUrl": _s(public_url),
             "tokenId": _s(token_id),
             "createdAt": _n(now),
-            "ttl": _n(now + CONNECTION_TTL_SECS),
+            names.TTL_ATTRIBUTE: _n(now + CONNECTION_TTL_SECS),
         }
         if expires_at is not None:  # the token's expiry: routing stops there even if the socket stays
             item["expiresAt"] = _n(int(expires_at))
@@ -265,7 +263,7 @@ class ConnectionStore:
             client("dynamodb")
             .query(
                 TableName=self.table,
-                IndexName=SUBDOMAIN_INDEX,
+                IndexName=names.SUBDOMAIN_INDEX,
                 KeyConditionExpression="publicSubdomain = :s",
                 ExpressionAttributeValues={":s": _s(subdomain)},
                 ScanIndexForward=False,
@@ -314,7 +312,7 @@ class ConnectionStore:
         ids: list[str] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": TOKEN_INDEX,
+            "IndexName": names.TOKEN_INDEX,
             "KeyConditionExpression": "tokenId = :t",
             "ExpressionAttributeValues": {":t": _s(token_id)},
         }
@@ -347,7 +345,7 @@ class PendingStore:
                 "connectionId": _s(connection_id),
                 "apiGatewayRequestId": _s(api_gateway_request_id),
                 "createdAt": _n(now),
-                "ttl": _n(now + PENDING_REQUEST_TTL_SECS),
+                names.TTL_ATTRIBUTE: _n(now + PENDING_REQUEST_TTL_SECS),
                 "status": _s(PENDING),
             },
         )
@@ -373,7 +371,7 @@ class PendingStore:
         """Move a pending request to `status` once; False if it was already finished (or unknown,
         or owned by another connection: an agent may only answer requests sent to it)."""
         ddb = client("dynamodb")
-        names = {"#status": "status"}
+        attribute_names = {"#status": "status"}
         values: dict[str, Any] = {":new": _s(status), ":pending": _s(PENDING)}
         sets = ["#status = :new"]
         condition = "#status = :pending"
@@ -392,7 +390,7 @@ class PendingStore:
                 Key={"requestId": _s(request_id)},
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression=condition,
-                ExpressionAttributeNames=names,
+                ExpressionAttributeNames=attribute_names,
                 ExpressionAttributeValues=values,
             )
         except ddb.exceptions.ConditionalCheckFailedException:
@@ -403,7 +401,7 @@ class PendingStore:
         ids: list[str] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": CONNECTION_INDEX,
+            "IndexName": names.CONNECTION_INDEX,
             "KeyConditionExpression": "connectionId = :c",
             "ExpressionAttributeValues": {":c": _s(connection_id)},
         }
@@ -426,11 +424,11 @@ class BodyStore:
 
     @staticmethod
     def request_key(request_id: str) -> str:
-        return f"requests/{request_id}"
+        return f"{names.REQUESTS_PREFIX}{request_id}"
 
     @staticmethod
     def response_key(request_id: str) -> str:
-        return f"responses/{request_id}"
+        return f"{names.RESPONSES_PREFIX}{request_id}"
 
     def put_request_body(self, request_id: str, body: bytes, expires: int) -> str:
         s3 = client("s3")

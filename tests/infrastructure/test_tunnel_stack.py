@@ -141,7 +141,7 @@ def test_functions_and_environment(template: Template, env_name: str) -> None:
     assert {
         "CONNECTIONS_TABLE_NAME",
         "PENDING_REQUESTS_TABLE_NAME",
-        "WEBSOCKET_API_ENDPOINT",
+        "WS_API_ENDPOINT",
         "BODY_BUCKET_NAME",
     } <= set(variables)
     assert int(variables["REQUEST_TIMEOUT_MS"]) < 29_000 and forward["Timeout"] == 29

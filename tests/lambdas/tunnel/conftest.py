@@ -55,7 +55,7 @@ def tunnel_env(monkeypatch: pytest.MonkeyPatch, gateway: support.FakeManagementA
         "PENDING_REQUESTS_TABLE_NAME": support.PENDING,
         "TOKENS_TABLE_NAME": support.TOKENS,
         "BODY_BUCKET_NAME": support.BUCKET,
-        "WEBSOCKET_API_ENDPOINT": gateway.endpoint,
+        "WS_API_ENDPOINT": gateway.endpoint,
         "PUBLIC_HTTP_URL": "https://p9r8s7t6u5.execute-api.eu-west-1.amazonaws.com",
         "REQUEST_TIMEOUT_MS": "3000",
         "POWERTOOLS_SERVICE_NAME": "tunnel",
