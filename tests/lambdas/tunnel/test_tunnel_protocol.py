@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from lambdas.tunnel import connect, forward, response
 from lambdas.tunnel import protocol as p
+from lambdas.tunnel.gateway import to_gateway_response
 from tests.lambdas.tunnel.support import FakeAgent, connect_event, event, new_token, send
 
 TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
@@ -70,7 +71,7 @@ def test_http_response_round_trips_and_keeps_every_set_cookie(status, headers, c
     pairs = headers + [("Set-Cookie", c) for c in cookies]
     message = p.HttpResponse("r1", status, pairs, body, processing_time_ms=3)
     assert p.decode(p.encode(message)) == message
-    gateway = forward.to_gateway_response(message)
+    gateway = to_gateway_response(message)
     assert gateway.get("cookies", []) == cookies
     sent = base64.b64decode(gateway["body"]) if gateway["isBase64Encoded"] else gateway["body"].encode()
     assert sent == body

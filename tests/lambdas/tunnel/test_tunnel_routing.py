@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from lambdas.tunnel import settings
-from lambdas.tunnel.forward import FIXED_100MS, PollSchedule, resolve, scoped_cookie, scoped_location
+from lambdas.tunnel.forwarding import FIXED_100MS, PollSchedule
+from lambdas.tunnel.gateway import resolve, scoped_cookie, scoped_location
 
 
 @pytest.mark.parametrize(
