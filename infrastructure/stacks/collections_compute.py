@@ -40,19 +40,9 @@ from infrastructure.constructs.nag import (
     ref,
 )
 from infrastructure.constructs.python_function import PythonFunction
-from infrastructure.stacks.collections_data import (
-    DB_NAME,
-    DB_PORT,
-    FUNCTIONS_SUBNETS,
-    ISOLATED_FUNCTIONS_SUBNETS,
-    CollectionsDataStack,
-)
+from infrastructure.stacks.collections_data import FUNCTIONS_SUBNETS, ISOLATED_FUNCTIONS_SUBNETS, CollectionsDataStack
+from lambdas.common import collections_names as names
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV
-
-PROCESSOR_SOURCE = "collections.imageprocessor"
-ANALYZER_SOURCE = "collections.analyzer"
-THUMBNAILS = "thumbnails/"
-ANALYSIS_COPIES = "analysis/"
 
 
 class CollectionsComputeStack(Stack):
@@ -78,20 +68,20 @@ class CollectionsComputeStack(Stack):
         self.derived = self._bucket("DerivedBucket", "derived/")
         self.bus = events.EventBus(self, "EventBus", event_bus_name=prefix)
 
-        # DB_SECRET_ARN is each function's own (`_function`); these say where to connect.
+        # The secret ARN is each function's own (`_function`); these say where to connect.
         common_env = {
-            "DB_HOST": data.db_host,
-            "DB_PORT": str(DB_PORT),
-            "DB_VIA_PROXY": "true" if data.db_via_proxy else "false",
-            "DB_NAME": DB_NAME,
-            "COLLECTIONS_PARAMETER_PREFIX": self.parameter_prefix,
-            "ALLOW_LOCAL_PROVIDERS": "true" if settings.allow_local_providers else "false",
-            "EVENT_BUS_NAME": self.bus.event_bus_name,
-            "DERIVED_BUCKET": self.derived.bucket_name,
-            "EMBEDDING_MODEL": settings.embedding_model,
-            "EMBEDDING_DIMENSIONS": str(settings.embedding_dimensions),
-            "ANALYSIS_MODEL": settings.analysis_model,
-            "OPENAI_ANALYSIS_MODEL": settings.openai_analysis_model,
+            names.ENV_DB_HOST: data.db_host,
+            names.ENV_DB_PORT: str(names.DB_PORT),
+            names.ENV_DB_VIA_PROXY: "true" if data.db_via_proxy else "false",
+            names.ENV_DB_NAME: names.DB_NAME,
+            names.ENV_PARAMETER_PREFIX: self.parameter_prefix,
+            names.ENV_ALLOW_LOCAL_PROVIDERS: "true" if settings.allow_local_providers else "false",
+            names.ENV_EVENT_BUS_NAME: self.bus.event_bus_name,
+            names.ENV_DERIVED_BUCKET: self.derived.bucket_name,
+            names.ENV_EMBEDDING_MODEL: settings.embedding_model,
+            names.ENV_EMBEDDING_DIMENSIONS: str(settings.embedding_dimensions),
+            names.ENV_ANALYSIS_MODEL: settings.analysis_model,
+            names.ENV_OPENAI_ANALYSIS_MODEL: settings.openai_analysis_model,
         }
         self.processor = self._function(
             "ImageProcessorLambda",
@@ -105,7 +95,7 @@ class CollectionsComputeStack(Stack):
             isolated=True,
         )
         assert self.processor.failure_queue is not None
-        self.processor.function.add_environment("FAILURE_QUEUE_URL", self.processor.failure_queue.queue_url)
+        self.processor.function.add_environment(names.ENV_FAILURE_QUEUE_URL, self.processor.failure_queue.queue_url)
         self.analyzer = self._function(
             "AnalyzerLambda",
             "analyzer",
@@ -116,7 +106,7 @@ class CollectionsComputeStack(Stack):
             timeout=Duration.seconds(settings.analyzer_timeout_seconds),
             reserved_concurrency=settings.analyzer_reserved_concurrency,
         )
-        self.analyzer.function.add_environment("ANALYSIS_DAILY_BUDGET", str(settings.analysis_daily_budget))
+        self.analyzer.function.add_environment(names.ENV_ANALYSIS_DAILY_BUDGET, str(settings.analysis_daily_budget))
         # Deferred analyses (over a user's daily budget) are requeued when the budgets start
         # afresh; scripts/collections_deferred.py invokes the same function on demand.
         self.deferred = self._function(
@@ -152,7 +142,7 @@ class CollectionsComputeStack(Stack):
             "SearchLambda",
             "search",
             "Collections: semantic search and item API",
-            {**common_env, "CROSS_USER_PRINCIPALS": ",".join(settings.cross_user_principals)},
+            {**common_env, names.ENV_CROSS_USER_PRINCIPALS: ",".join(settings.cross_user_principals)},
             memory_mb=512,
             timeout=Duration.seconds(15),
             reserved_concurrency=settings.search_reserved_concurrency,
@@ -163,9 +153,9 @@ class CollectionsComputeStack(Stack):
             "Collections: applies database migrations at deploy time",
             {
                 # The master secret names the instance itself: migrations never go through the proxy.
-                "DB_SECRET_ARN": data.secret.secret_arn,
-                "DB_NAME": DB_NAME,
-                "DB_STATEMENT_TIMEOUT_MS": "600000",
+                names.ENV_DB_SECRET_ARN: data.secret.secret_arn,
+                names.ENV_DB_NAME: names.DB_NAME,
+                names.ENV_DB_STATEMENT_TIMEOUT_MS: "600000",
                 ROLE_SECRETS_ENV: Stack.of(self).to_json_string(
                     {role: data.role_secrets[function].secret_arn for function, role in FUNCTION_ROLES.items()}
                 ),
@@ -177,8 +167,8 @@ class CollectionsComputeStack(Stack):
 
         self.images.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.processor.function))
         self.rule_dlqs: dict[str, sqs.Queue] = {}
-        self._rule("ImageProcessedRule", PROCESSOR_SOURCE, "ImageProcessed", self.analyzer)
-        self._rule("AnalysisCompleteRule", ANALYZER_SOURCE, "AnalysisComplete", self.embedder)
+        self._rule("ImageProcessedRule", names.PROCESSOR_SOURCE, names.IMAGE_PROCESSED, self.analyzer)
+        self._rule("AnalysisCompleteRule", names.ANALYZER_SOURCE, names.ANALYSIS_COMPLETE, self.embedder)
         self._grant()
         self._api()
         self.trigger = triggers.Trigger(
@@ -246,7 +236,7 @@ class CollectionsComputeStack(Stack):
         secret = self.data.role_secrets.get(name)
         if secret is not None:
             secret.grant_read(fn.role)
-            fn.function.add_environment("DB_SECRET_ARN", secret.secret_arn)
+            fn.function.add_environment(names.ENV_DB_SECRET_ARN, secret.secret_arn)
         return fn
 
     def _rule(self, name: str, source: str, detail_type: str, target: PythonFunction) -> None:
@@ -296,8 +286,8 @@ class CollectionsComputeStack(Stack):
             iam.PolicyStatement(
                 actions=["s3:PutObject"],
                 resources=[
-                    self.derived.arn_for_objects(f"{THUMBNAILS}*"),
-                    self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*"),
+                    self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"),
+                    self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"),
                 ],
             )
         )
@@ -305,43 +295,47 @@ class CollectionsComputeStack(Stack):
         self.processor.failure_queue.grant_send_messages(self.processor.role)
         analyzer.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{ANALYSIS_COPIES}*")]
+                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*")]
             )
         )
         self.search.function.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{THUMBNAILS}*")])
+            iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*")]
+            )
         )
         # Exactly the named SecureStrings (scripts/put_parameters.py writes them); the default
         # aws/ssm key's policy already lets SSM decrypt for principals of this account.
         analyzer.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["ssm:GetParameter"],
-                resources=self._parameter_arns("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY"),
+                resources=self._parameter_arns(names.ANTHROPIC_API_KEY, names.OPENAI_API_KEY, names.LANGSMITH_API_KEY),
             )
         )
         for fn in (self.embedder, self.search):
             fn.function.add_to_role_policy(
-                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=self._parameter_arns("VOYAGE_API_KEY"))
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=self._parameter_arns(names.VOYAGE_API_KEY))
             )
 
         images, derived = ref(self.images), ref(self.derived)
         acknowledge_wildcards(
             self.processor.role,
             "The processor reads whichever upload arrived (any "
-            "{user_id}/{filename}) and writes only thumbnails/ and analysis/ of the derived bucket.",
+            f"{{user_id}}/{{filename}}) and writes only {names.THUMBNAILS_PREFIX} and {names.ANALYSIS_PREFIX} "
+            "of the derived bucket.",
             f"{images}/*",
-            f"{derived}/{THUMBNAILS}*",
-            f"{derived}/{ANALYSIS_COPIES}*",
+            f"{derived}/{names.THUMBNAILS_PREFIX}*",
+            f"{derived}/{names.ANALYSIS_PREFIX}*",
         )
         acknowledge_wildcards(
             self.analyzer.role,
-            "The analyzer reads the analysis copy of whichever item its event names, all under analysis/.",
-            f"{derived}/{ANALYSIS_COPIES}*",
+            "The analyzer reads the analysis copy of whichever item its event names, all under "
+            f"{names.ANALYSIS_PREFIX}.",
+            f"{derived}/{names.ANALYSIS_PREFIX}*",
         )
         acknowledge_wildcards(
             self.search.role,
-            "Search presigns thumbnail URLs for any item it returns, all under thumbnails/.",
-            f"{derived}/{THUMBNAILS}*",
+            f"Search presigns thumbnail URLs for any item it returns, all under {names.THUMBNAILS_PREFIX}.",
+            f"{derived}/{names.THUMBNAILS_PREFIX}*",
         )
 
     def _api(self) -> None:

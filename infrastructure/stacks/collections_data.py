@@ -25,10 +25,9 @@ from constructs import Construct
 
 from infrastructure.config import CollectionsSettings, EnvConfig
 from infrastructure.constructs.nag import acknowledge
+from lambdas.common.collections_names import DB_NAME, DB_PORT
 from lambdas.migrations.roles import FUNCTION_ROLES
 
-DB_NAME = "collections"
-DB_PORT = 5432
 # Functions that call the internet (model providers) and those that must not reach it.
 FUNCTIONS_SUBNETS = ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS)
 ISOLATED_FUNCTIONS_SUBNETS = ec2.SubnetSelection(subnet_group_name="IsolatedFunctions")

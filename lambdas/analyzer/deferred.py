@@ -16,7 +16,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import store
 from lambdas.common import pg
-from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, publish
+from lambdas.common.collections import publish
+from lambdas.common.collections_names import ENV_DERIVED_BUCKET, IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
 from lambdas.common.settings import require_env
 from lambdas.common.tracing import tracer
 
@@ -26,7 +27,7 @@ DEFAULT_LIMIT = 1000
 
 
 def requeue(conn: Any, limit: int) -> list[str]:
-    derived_bucket = require_env("DERIVED_BUCKET")
+    derived_bucket = require_env(ENV_DERIVED_BUCKET)
     requeued = []
     for item in store.deferred_items(conn, limit):
         publish(

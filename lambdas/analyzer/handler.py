@@ -32,7 +32,14 @@ from lambdas.analyzer.contract import Analysis, Analyzer, InvalidOutput, Refused
 from lambdas.analyzer.schema import PROMPT_VERSION
 from lambdas.common import pg
 from lambdas.common.aws import client
-from lambdas.common.collections import ANALYSIS_COMPLETE, ANALYZER_SOURCE, SCHEMA_VERSION, RetryableError, publish
+from lambdas.common.collections import RetryableError, publish
+from lambdas.common.collections_names import (
+    ANALYSIS_COMPLETE,
+    ANALYZER_SOURCE,
+    ENV_ANALYSIS_DAILY_BUDGET,
+    ENV_DERIVED_BUCKET,
+    SCHEMA_VERSION,
+)
 from lambdas.common.settings import MissingSetting, env_int, require_env
 from lambdas.common.tracing import tracer
 
@@ -42,9 +49,9 @@ DEFAULT_DAILY_BUDGET = 100
 def daily_budget() -> int:
     """Analyses charged per user per UTC day (model calls and copies of another user's analysis);
     past it, items are `deferred` (see lambdas/analyzer/deferred.py)."""
-    budget = env_int("ANALYSIS_DAILY_BUDGET", DEFAULT_DAILY_BUDGET)
+    budget = env_int(ENV_ANALYSIS_DAILY_BUDGET, DEFAULT_DAILY_BUDGET)
     if budget < 0:
-        raise MissingSetting("ANALYSIS_DAILY_BUDGET must be 0 or more")
+        raise MissingSetting(f"{ENV_ANALYSIS_DAILY_BUDGET} must be 0 or more")
     return budget
 
 
@@ -69,7 +76,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("the object was overwritten since this event; the newer event analyzes it")
         return {"status": "superseded"}
     # Read from our own derived bucket only, whatever the event says.
-    image = client("s3").get_object(Bucket=require_env("DERIVED_BUCKET"), Key=analysis_key)["Body"].read()
+    image = client("s3").get_object(Bucket=require_env(ENV_DERIVED_BUCKET), Key=analysis_key)["Body"].read()
     image_sha256 = hashlib.sha256(image).hexdigest()
     if current_sha256 not in (None, image_sha256):
         # The processor is rewriting the copy for newer bytes; its own event follows.

@@ -11,7 +11,13 @@ from lambdas.analyzer.anthropic_provider import AnthropicAnalyzer
 from lambdas.analyzer.contract import Analysis, Analyzer, InvalidOutput
 from lambdas.analyzer.openai_provider import OpenAIAnalyzer
 from lambdas.analyzer.schema import PROMPT_VERSION, validate_analysis
-from lambdas.common.collections import ANTHROPIC_API_KEY, OPENAI_API_KEY, api_key, local_providers_allowed
+from lambdas.common.collections import api_key, local_providers_allowed
+from lambdas.common.collections_names import (
+    ANTHROPIC_API_KEY,
+    ENV_ANALYSIS_MODEL,
+    ENV_OPENAI_ANALYSIS_MODEL,
+    OPENAI_API_KEY,
+)
 from lambdas.common.settings import MissingSetting
 
 
@@ -38,13 +44,13 @@ def analyzer() -> Analyzer:
         key = api_key(ANTHROPIC_API_KEY)
         openai_key = None if key else api_key(OPENAI_API_KEY)
         if key:
-            _analyzer = AnthropicAnalyzer(key, os.environ.get("ANALYSIS_MODEL", "claude-sonnet-4-5"))
+            _analyzer = AnthropicAnalyzer(key, os.environ.get(ENV_ANALYSIS_MODEL, "claude-sonnet-4-5"))
         elif openai_key:
-            _analyzer = OpenAIAnalyzer(openai_key, os.environ.get("OPENAI_ANALYSIS_MODEL", "gpt-4.1"))
+            _analyzer = OpenAIAnalyzer(openai_key, os.environ.get(ENV_OPENAI_ANALYSIS_MODEL, "gpt-4.1"))
         elif local_providers_allowed():
             _analyzer = LocalAnalyzer()
         else:
-            raise MissingSetting("ANTHROPIC_API_KEY parameter is not set and local providers are not allowed")
+            raise MissingSetting(f"{ANTHROPIC_API_KEY} parameter is not set and local providers are not allowed")
     return _analyzer
 
 

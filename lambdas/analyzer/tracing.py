@@ -16,7 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from lambdas.common.collections import LANGSMITH_API_KEY, api_key
+from lambdas.common.collections import api_key
+from lambdas.common.collections_names import LANGSMITH_API_KEY
 
 logger = Logger(child=True)
 _client: Any = None

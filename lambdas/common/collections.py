@@ -1,5 +1,6 @@
-"""Contract of the collections pipeline, shared by its functions: event names, categories,
-parameter names, and the two small AWS helpers they all need (events, API keys).
+"""Contract of the collections pipeline, shared by its functions: user ids, categories, and the
+two small AWS helpers they all need (events, API keys). The names the stacks spell too (event
+sources and detail-types, prefixes, parameter names, environment keys) are in collections_names.py.
 
 Pipeline: S3 ObjectCreated -> ImageProcessorLambda -> `ImageProcessed` -> AnalyzerLambda ->
 `AnalysisComplete` -> EmbedderLambda; SearchLambda reads what they wrote.
@@ -12,17 +13,13 @@ import os
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.common.collections_names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
+from lambdas.common.collections_names import VOYAGE_API_KEY as VOYAGE_API_KEY  # re-exported: embeddings.py
 from lambdas.common.settings import require_env
 
 # A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every
 # search names: one pattern for both, so search can refuse what no item can have (NUL included).
 USER_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._@+=-]{0,127}"
-
-SCHEMA_VERSION = 1
-PROCESSOR_SOURCE = "collections.imageprocessor"
-IMAGE_PROCESSED = "ImageProcessed"
-ANALYZER_SOURCE = "collections.analyzer"
-ANALYSIS_COMPLETE = "AnalysisComplete"
 
 # The fixed category list the analysis tool schema enforces and search filters accept.
 CATEGORIES = (
@@ -43,13 +40,6 @@ CATEGORIES = (
     "other",
 )
 
-# SSM SecureString names under `{parameter_prefix}/collections/`; scripts/put_parameters.py writes them.
-ANTHROPIC_API_KEY = "ANTHROPIC_API_KEY"
-VOYAGE_API_KEY = "VOYAGE_API_KEY"
-OPENAI_API_KEY = "OPENAI_API_KEY"
-LANGSMITH_API_KEY = "LANGSMITH_API_KEY"
-PARAMETER_NAMES = (ANTHROPIC_API_KEY, VOYAGE_API_KEY, OPENAI_API_KEY, LANGSMITH_API_KEY)
-
 
 class RetryableError(RuntimeError):
     """A provider failure worth retrying later (throttling, 5xx, timeout, connection): handlers
@@ -64,7 +54,7 @@ def publish(source: str, detail_type: str, detail: dict[str, Any]) -> None:
     response = client("events").put_events(
         Entries=[
             {
-                "EventBusName": require_env("EVENT_BUS_NAME"),
+                "EventBusName": require_env(ENV_EVENT_BUS_NAME),
                 "Source": source,
                 "DetailType": detail_type,
                 "Detail": json.dumps(detail, separators=(",", ":")),
@@ -86,7 +76,7 @@ def api_key(name: str) -> str | None:
     providers); any other error propagates so the invocation is retried.
     """
     if name not in _keys:
-        prefix = require_env("COLLECTIONS_PARAMETER_PREFIX").rstrip("/")
+        prefix = require_env(ENV_PARAMETER_PREFIX).rstrip("/")
         ssm = client("ssm")
         try:
             value = ssm.get_parameter(Name=f"{prefix}/{name}", WithDecryption=True)["Parameter"]["Value"]
@@ -98,7 +88,7 @@ def api_key(name: str) -> str | None:
 
 def local_providers_allowed() -> bool:
     """Whether a missing API key may fall back to the offline `local` providers (never in prod)."""
-    return os.environ.get("ALLOW_LOCAL_PROVIDERS", "true").lower() == "true"
+    return os.environ.get(ENV_ALLOW_LOCAL_PROVIDERS, "true").lower() == "true"
 
 
 def clear_cache() -> None:

@@ -22,6 +22,16 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from lambdas.common.aws import client
+from lambdas.common.collections_names import (
+    DB_NAME,
+    DB_PORT,
+    ENV_DB_HOST,
+    ENV_DB_NAME,
+    ENV_DB_PORT,
+    ENV_DB_SECRET_ARN,
+    ENV_DB_STATEMENT_TIMEOUT_MS,
+    ENV_DB_VIA_PROXY,
+)
 from lambdas.common.settings import MissingSetting, env_int
 
 if TYPE_CHECKING:
@@ -34,19 +44,19 @@ def _conninfo() -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
         return {"conninfo": url}
-    arn = os.environ.get("DB_SECRET_ARN", "").strip()
+    arn = os.environ.get(ENV_DB_SECRET_ARN, "").strip()
     if not arn:
-        raise MissingSetting("set DB_SECRET_ARN (AWS) or DATABASE_URL (local) for the database")
+        raise MissingSetting(f"set {ENV_DB_SECRET_ARN} (AWS) or DATABASE_URL (local) for the database")
     secret = json.loads(client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    host = os.environ.get("DB_HOST", "").strip() or secret.get("host")
+    host = os.environ.get(ENV_DB_HOST, "").strip() or secret.get("host")
     if not host:
-        raise MissingSetting("set DB_HOST: the database secret names no host")
+        raise MissingSetting(f"set {ENV_DB_HOST}: the database secret names no host")
     return {
         "host": host,
-        "port": env_int("DB_PORT", 0) or int(secret.get("port", 5432)),
+        "port": env_int(ENV_DB_PORT, 0) or int(secret.get("port", DB_PORT)),
         "user": secret["username"],
         "password": secret["password"],
-        "dbname": secret.get("dbname") or os.environ.get("DB_NAME", "collections"),
+        "dbname": secret.get("dbname") or os.environ.get(ENV_DB_NAME, DB_NAME),
         # RDS always offers TLS; refuse to talk in the clear inside the VPC too.
         "sslmode": "require",
     }
@@ -57,8 +67,8 @@ def connect() -> psycopg.Connection[Any]:
     import psycopg
     from pgvector.psycopg import register_vector
 
-    statement_ms = env_int("DB_STATEMENT_TIMEOUT_MS", 10_000)
-    via_proxy = os.environ.get("DB_VIA_PROXY", "").strip().lower() == "true"
+    statement_ms = env_int(ENV_DB_STATEMENT_TIMEOUT_MS, 10_000)
+    via_proxy = os.environ.get(ENV_DB_VIA_PROXY, "").strip().lower() == "true"
     params: dict[str, Any] = {
         **_conninfo(),
         "connect_timeout": env_int("DB_CONNECT_TIMEOUT_SECONDS", 5),

@@ -30,7 +30,14 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.common import pg
 from lambdas.common.aws import client
-from lambdas.common.collections import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION, publish
+from lambdas.common.collections import publish
+from lambdas.common.collections_names import (
+    ENV_DERIVED_BUCKET,
+    ENV_FAILURE_QUEUE_URL,
+    IMAGE_PROCESSED,
+    PROCESSOR_SOURCE,
+    SCHEMA_VERSION,
+)
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer
 from lambdas.image_processor.logic import Original, Outside, Settings, Upload
@@ -44,10 +51,10 @@ metrics = Metrics()
 @cache
 def settings() -> Settings:
     return Settings(
-        derived_bucket=require_env("DERIVED_BUCKET"),
+        derived_bucket=require_env(ENV_DERIVED_BUCKET),
         max_bytes=env_int("MAX_IMAGE_BYTES", 50 * 1024 * 1024),
         max_pixels=env_int("MAX_IMAGE_PIXELS", 64_000_000),
-        failure_queue_url=os.environ.get("FAILURE_QUEUE_URL") or None,
+        failure_queue_url=os.environ.get(ENV_FAILURE_QUEUE_URL) or None,
     )
 
 

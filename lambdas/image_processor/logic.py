@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from lambdas.common.collections import USER_ID_PATTERN
+from lambdas.common.collections_names import analysis_key, thumbnail_key
 from lambdas.image_processor.imaging import Refused, Rendered, render
 
 # A user id is one path segment; `derived`-style prefixes are not special here because outputs
@@ -105,17 +106,16 @@ def process(upload: Upload, user_id: str, item_id: str, settings: Settings, outs
     except Refused as exc:
         return refuse(exc, size_bytes=len(data), etag=original.etag)
 
-    thumbnail_key = f"thumbnails/{item_id}.jpg"
-    analysis_key = f"analysis/{item_id}.jpg"
-    outside.put_derived(thumbnail_key, rendered.thumbnail, item_id)
-    outside.put_derived(analysis_key, rendered.analysis, item_id)
+    thumbnail, analysis = thumbnail_key(item_id), analysis_key(item_id)
+    outside.put_derived(thumbnail, rendered.thumbnail, item_id)
+    outside.put_derived(analysis, rendered.analysis, item_id)
     fields = {
         "item_id": item_id,
         "user_id": user_id,
         "bucket": upload.bucket,
         "original_key": upload.key,
-        "thumbnail_key": thumbnail_key,
-        "analysis_key": analysis_key,
+        "thumbnail_key": thumbnail,
+        "analysis_key": analysis,
         "content_type": rendered.content_type,
         "width": rendered.width,
         "height": rendered.height,
