@@ -29,25 +29,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.functions.names import user_function_prefix
+from scripts.powertools_log import json_object, render_record
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-# Fields shown in the line itself; the rest of a Powertools record follows as key=value.
-_STANDARD = {
-    "timestamp",
-    "level",
-    "message",
-    "correlation_id",
-    "service",
-    "location",
-    "function_name",
-    "function_memory_size",
-    "function_arn",
-    "function_request_id",
-    "cold_start",
-    "xray_trace_id",
-    "sampling_rate",
-}
 
 
 class LogsError(Exception):
@@ -104,24 +89,11 @@ def resolve_function(names: list[str], env: str, wanted: str) -> str:
 def render(timestamp_ms: int, message: str) -> str:
     when = datetime.fromtimestamp(timestamp_ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     text = message.rstrip("\n")
-    try:
-        record = json.loads(text)
-    except ValueError:
+    fields = json_object(text)
+    if fields is None or "message" not in fields:
         return f"{when} {text.strip()}"
-    if not isinstance(record, dict) or "message" not in record:
-        return f"{when} {text.strip()}"
-    level = str(record.get("level", "")).upper()
-    correlation = record.get("correlation_id") or "-"
-    body = record["message"] if isinstance(record["message"], str) else json.dumps(record["message"])
-    extras = " ".join(
-        f"{k}={v if isinstance(v, str) else json.dumps(v, default=str)}"
-        for k, v in record.items()
-        if k not in _STANDARD and k != "exception"
-    )
-    line = f"{when} {level:<7} [{correlation}] {body}" + (f" {extras}" if extras else "")
-    if record.get("exception"):
-        line += "\n    " + str(record["exception"]).replace("\n", "\n    ")
-    return line
+    record = render_record(fields, quote_strings=False)
+    return f"{when} {record.level:<7} [{record.correlation_id or '-'}] {record.text}"
 
 
 def events(logs: Any, group: str, start_ms: int, pattern: str | None, follow: bool, poll: float) -> Iterator[str]:

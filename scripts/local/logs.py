@@ -1,27 +1,25 @@
 """Function logs as one readable line each: time, level, function, correlation id, message.
 
-Powertools JSON lines are rendered from their fields (extra keys appended as key=value);
-EMF metric blobs become `metrics name=value`; anything else (tracebacks, prints) is shown as is.
+Powertools JSON lines are rendered from their fields by scripts/powertools_log.py, the renderer
+scripts/logs.py uses for deployed functions (extra keys as key=value, a logged exception on
+indented lines below); EMF metric blobs become `metrics name=value`; anything else (tracebacks,
+prints) is shown as is.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO
+
+from scripts.powertools_log import json_object, render_record
 
 _COLOURS = [36, 35, 33, 32, 34, 91, 96, 95, 93, 92]
 _LEVEL_COLOURS = {"ERROR": 31, "CRITICAL": 31, "WARNING": 33, "DEBUG": 90}
-_STANDARD_KEYS = {
-    "level", "message", "timestamp", "service", "location", "correlation_id", "function_name",
-    "function_memory_size", "function_arn", "function_request_id", "cold_start", "xray_trace_id",
-    "sampling_rate",
-}  # fmt: skip
 
 
 @dataclass
@@ -36,26 +34,16 @@ class LogLine:
 
 def parse(function: str, raw: str) -> LogLine:
     now = time.time()
-    try:
-        data: Any = json.loads(raw)
-    except ValueError:
-        data = None
-    if not isinstance(data, dict):
+    data = json_object(raw)
+    if data is None:
         level = "ERROR" if raw.startswith(("[ERROR]", "Traceback")) else "INFO"
         return LogLine(now, function, level, "", raw, raw)
     if "_aws" in data:  # CloudWatch embedded metric format
         names = [m["Name"] for d in data["_aws"].get("CloudWatchMetrics", []) for m in d.get("Metrics", [])]
         values = " ".join(f"{n}={data.get(n)}" for n in names)
         return LogLine(now, function, "METRIC", "", f"metrics {values}", raw)
-    extras = " ".join(
-        f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in data.items() if k not in _STANDARD_KEYS
-    )
-    message = str(data.get("message", ""))
-    if extras:
-        message = f"{message} {extras}"
-    return LogLine(
-        now, function, str(data.get("level", "INFO")).upper(), str(data.get("correlation_id") or ""), message, raw
-    )
+    record = render_record(data, quote_strings=True)
+    return LogLine(now, function, record.level or "INFO", record.correlation_id, record.text, raw)
 
 
 class LogStream:

@@ -172,3 +172,13 @@ def test_log_lines_show_unicode_as_text() -> None:
     line = parse("fn", raw)
     assert line.message == 'café ok name="José" tags=["☕"]'
     assert "\\u" not in LogStream(colour=False).render(line)
+
+
+def test_local_log_lines_render_an_exception_as_scripts_logs_does() -> None:
+    from scripts import logs
+    from scripts.local.logs import parse
+
+    raw = json.dumps({"level": "ERROR", "message": "boom", "key": "k", "exception": "Traceback\nValueError"})
+    line = parse("fn", raw)
+    assert (line.level, line.message) == ("ERROR", 'boom key="k"\n    Traceback\n    ValueError')
+    assert logs.render(0, raw).endswith("boom key=k\n    Traceback\n    ValueError")
