@@ -18,8 +18,8 @@ from lambdas.common.aws import client
 from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel import settings
 from lambdas.tunnel.events import header, query_param, reply
+from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevoked, expired
 from lambdas.tunnel.tokens import parse_token, random_subdomain, secret_matches, valid_subdomain
 
@@ -35,7 +35,7 @@ def _token(event: dict[str, Any]) -> str | None:
 
 
 def _claim(token_id: str, requested: str | None, token: dict[str, Any]) -> str:
-    store = settings.tokens()
+    store = settings().tokens()
     if requested:
         store.claim(requested, token_id)
         return requested
@@ -53,7 +53,7 @@ def _claim(token_id: str, requested: str | None, token: dict[str, Any]) -> str:
 
 
 def _alive(connection_id: str) -> bool:
-    api = client("apigatewaymanagementapi", management_endpoint(settings.websocket_endpoint()))
+    api = client("apigatewaymanagementapi", management_endpoint(settings().websocket_endpoint()))
     try:
         api.get_connection(ConnectionId=connection_id)
     except api.exceptions.GoneException:
@@ -67,7 +67,7 @@ def _take_over(subdomain: str, token_id: str, event: dict[str, Any]) -> dict[str
     The agent's own rotation (a fresh connection before the 2-hour limit) names the connection it
     replaces; `X-Tunnel-Replace: true` takes the name from another live agent, which is told and
     closed; a connection whose agent is gone without a `$disconnect` is forgotten."""
-    connections = settings.connections()
+    connections = settings().connections()
     current = connections.find(subdomain)
     if current is None or current == header(event, "x-tunnel-rotate"):
         return None
@@ -79,8 +79,8 @@ def _take_over(subdomain: str, token_id: str, event: dict[str, Any]) -> dict[str
         return reply(423, f"tunnel {subdomain!r} is already served by another agent; use --replace to take it over")
     try:
         message = p.Error(code="replaced", message=f"another agent took over {subdomain!r}")
-        post_to_connection(settings.websocket_endpoint(), current, p.encode(message).encode())
-        api = client("apigatewaymanagementapi", management_endpoint(settings.websocket_endpoint()))
+        post_to_connection(settings().websocket_endpoint(), current, p.encode(message).encode())
+        api = client("apigatewaymanagementapi", management_endpoint(settings().websocket_endpoint()))
         api.delete_connection(ConnectionId=current)
     except (ConnectionGone, client("apigatewaymanagementapi").exceptions.GoneException):
         pass
@@ -98,7 +98,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="ConnectAttempts", unit=MetricUnit.Count, value=1)
 
     parsed = parse_token(_token(event) or "")
-    token = settings.tokens().get(parsed[0]) if parsed else None
+    token = settings().tokens().get(parsed[0]) if parsed else None
     if not parsed or not token or not secret_matches(parsed[1], token["secretHash"]):
         # Never log the token itself; the id is public and says which token failed.
         logger.warning("connection refused: bad token", extra={"token_id": parsed[0] if parsed else None})
@@ -127,8 +127,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if refused is not None:
         return refused
 
-    public_url = settings.public_url(subdomain)
-    settings.connections().put(connection_id, subdomain, public_url, token_id, token.get("expiresAt"))
+    public_url = settings().public_url(subdomain)
+    settings().connections().put(connection_id, subdomain, public_url, token_id, token.get("expiresAt"))
     metrics.add_metric(name="AgentConnections", unit=MetricUnit.Count, value=1)
     logger.info("agent connected", extra={"subdomain": subdomain})
     return reply(200)

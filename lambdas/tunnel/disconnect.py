@@ -14,8 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.tracing import tracer
-from lambdas.tunnel import settings
 from lambdas.tunnel.events import reply
+from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import FAILED
 
 logger = Logger()
@@ -23,7 +23,7 @@ metrics = Metrics()
 
 
 def fail_requests_of(connection_id: str, reason: str) -> int:
-    store = settings.pending()
+    store = settings().pending()
     return sum(store.finish(rid, FAILED, error=reason) for rid in store.for_connection(connection_id))
 
 
@@ -33,7 +33,7 @@ def fail_requests_of(connection_id: str, reason: str) -> int:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)
-    old = settings.connections().delete(connection_id)
+    old = settings().connections().delete(connection_id)
     failed = fail_requests_of(connection_id, "agent disconnected")
     metrics.add_metric(name="AgentDisconnects", unit=MetricUnit.Count, value=1)
     if failed:

@@ -18,9 +18,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.tracing import tracer
 from lambdas.common.websocket import post_to_connection
-from lambdas.tunnel import settings
 from lambdas.tunnel.forwarding import FIXED_100MS, Deps, PollSchedule, forward, wait_for_response
 from lambdas.tunnel.gateway import error_response
+from lambdas.tunnel.settings import settings
 
 # The polling schedule stays importable from here for scripts/bench/bench_tunnel.py.
 __all__ = ["FIXED_100MS", "PollSchedule", "handler", "wait_for_response"]
@@ -30,21 +30,22 @@ metrics = Metrics()
 
 
 def _deps() -> Deps:
+    s = settings()
     return Deps(
-        connections=settings.connections(),
-        pending=settings.pending(),
-        tokens=settings.tokens(),
-        bodies=settings.bodies(),
-        post=partial(post_to_connection, settings.websocket_endpoint()),
-        domain=settings.host_domain(),
-        max_inflight=settings.max_inflight(),
-        retry_after_seconds=settings.retry_after_seconds(),
-        max_response_bytes=settings.max_response_bytes(),
+        connections=s.connections(),
+        pending=s.pending(),
+        tokens=s.tokens(),
+        bodies=s.bodies(),
+        post=partial(post_to_connection, s.websocket_endpoint()),
+        domain=s.host_domain(),
+        max_inflight=s.max_inflight,
+        retry_after_seconds=s.retry_after_seconds,
+        max_response_bytes=s.max_response_bytes,
     )
 
 
 def _deadline(context: LambdaContext) -> float:
-    budget = settings.request_timeout_seconds()
+    budget = settings().request_timeout_seconds
     remaining_ms = getattr(context, "get_remaining_time_in_millis", lambda: 30_000)()
     return time.monotonic() + max(0.0, min(budget, remaining_ms / 1000 - 1.0))
 

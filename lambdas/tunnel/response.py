@@ -16,8 +16,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel import settings
 from lambdas.tunnel.events import reply
+from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import COMPLETED
 
 logger = Logger()
@@ -26,14 +26,16 @@ metrics = Metrics()
 
 def _send(connection_id: str, message: p.Message) -> None:
     try:
-        post_to_connection(settings.websocket_endpoint(), connection_id, p.encode(message).encode())
+        post_to_connection(settings().websocket_endpoint(), connection_id, p.encode(message).encode())
     except ConnectionGone:
         logger.info("agent left before the reply")
 
 
 def _store_response(connection_id: str, response: p.HttpResponse) -> None:
-    stored = settings.pending().finish(
-        response.request_id, COMPLETED, response_data=p.encode(response), connection_id=connection_id
+    stored = (
+        settings()
+        .pending()
+        .finish(response.request_id, COMPLETED, response_data=p.encode(response), connection_id=connection_id)
     )
     logger.info(
         "response stored" if stored else "response dropped: request not pending on this connection",
@@ -42,7 +44,7 @@ def _store_response(connection_id: str, response: p.HttpResponse) -> None:
 
 
 def _on_ready(connection_id: str) -> None:
-    item = settings.connections().mark_ready(connection_id)
+    item = settings().connections().mark_ready(connection_id)
     if item is None:
         _send(connection_id, p.Error(code="unknown_connection", message="connection is not registered"))
         return

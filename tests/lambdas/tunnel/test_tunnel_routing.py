@@ -96,5 +96,5 @@ def test_path_tunnel_cookies_lose_domain_and_get_the_prefix(cookie, expected) ->
 def test_public_url_is_a_host_wherever_host_routing_exists(monkeypatch, endpoint, domain, url, host_domain) -> None:
     monkeypatch.setenv("PUBLIC_HTTP_URL", endpoint)
     monkeypatch.setenv("DOMAIN_NAME", domain)
-    assert settings.public_url("demo") == url
-    assert settings.host_domain() == host_domain
+    assert settings.Settings.from_env().public_url("demo") == url
+    assert settings.Settings.from_env().host_domain() == host_domain
