@@ -15,7 +15,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -42,10 +41,6 @@ from scripts.local.websocket_api import WebSocketApiServer
 
 MOTO_OFFSET = 100
 LAMBDA_OFFSET = 101
-# The project's migration command, run when a database exists and no stack declares a
-# deploy-time Trigger that would apply them (it gets DATABASE_URL).
-MIGRATION_COMMANDS = (("lambdas/migrations/__main__.py", [sys.executable, "-m", "lambdas.migrations"]),
-                      ("scripts/migrate.py", [sys.executable, "scripts/migrate.py"]))  # fmt: skip
 _RUNTIME_EVENTS = {
     "http",
     "ws.refused",
@@ -76,7 +71,10 @@ class LocalRuntime:
         colour: bool = False,
         progress: Callable[[str], None] | None = None,
         retry_delay: float = 1.0,
+        migrate: list[str] | None = None,
     ) -> None:
+        """`migrate`: a command that applies the schema (it gets DATABASE_URL), run when the stacks
+        declare a database but no deploy-time Trigger that would apply it."""
         self.env = env
         self.port_base = port_base
         self.app = app
@@ -84,6 +82,7 @@ class LocalRuntime:
         self.set_env = set_env or {}
         self.region = region
         self.retry_delay = retry_delay
+        self.migrate = migrate
         self.progress = progress or (lambda _message: None)
         self.logs = LogStream(log_out, colour=colour)
         # Bounded: `make local` may run for days.
@@ -287,19 +286,14 @@ class LocalRuntime:
             invocation = self.invoker.invoke(handler, {"RequestType": "Create"})
             if invocation.failed:
                 raise StartError(f"trigger {trigger}: {invocation.error}")
-        if self.database is not None and not triggers:
-            for marker, command in MIGRATION_COMMANDS:
-                if (PROJECT_ROOT / marker).is_file():
-                    self.progress(f"applying migrations ({' '.join(command[1:])})")
-                    env = {"DATABASE_URL": self.database.url, "PATH": "/usr/bin:/bin"}
-                    result = subprocess.run(
-                        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
-                    )
-                    if result.returncode != 0:
-                        raise StartError(
-                            f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}"
-                        )
-                    break
+        if self.database is not None and not triggers and self.migrate:
+            self.progress(f"applying migrations ({' '.join(self.migrate[1:])})")
+            env = {"DATABASE_URL": self.database.url, "PATH": "/usr/bin:/bin"}
+            result = subprocess.run(
+                self.migrate, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise StartError(f"migrations failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
 
     def _create_custom_resource(self, resolver: Resolver, resource: Any) -> None:
         props = resolver.resolve(resource.properties, resource.stack)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +24,13 @@ def free_port_base(count: int = 3) -> int:
 
 def start_fixture(**context: object) -> LocalRuntime:
     return LocalRuntime(
-        "test", port_base=free_port_base(), app=FIXTURE_APP, context=dict(context), retry_delay=0.05
+        "test",
+        port_base=free_port_base(),
+        app=FIXTURE_APP,
+        context=dict(context),
+        retry_delay=0.05,
+        # The fixture's database has no deploy-time Trigger: the runtime applies the project's migrations.
+        migrate=[sys.executable, "-m", "lambdas.migrations"],
     ).start()
 
 
