@@ -33,9 +33,8 @@ from constructs import Construct
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.nag import acknowledge
 from infrastructure.constructs.python_function import PythonFunction
+from lambdas.qr_upload import names
 
-# Forwarded to S3 and part of the cache key: what the signer puts in a URL (and nothing else).
-FORWARDED_QUERY = ("versionId", "response-content-type", "response-content-disposition")
 # A version's bytes never change; an hour bounds how long an edge keeps a photo after it expired.
 DEFAULT_CACHE_TTL = Duration.hours(1)
 # The answer is an image and nothing more: opened on its own it can run nothing, load nothing.
@@ -135,7 +134,8 @@ class SignedPhotoLinks(Construct):
             self,
             "Cache",
             comment=f"{name}: one entry per object version, type and disposition",
-            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list(*FORWARDED_QUERY),
+            # Forwarded to S3 and part of the cache key: exactly what the signer puts in a URL.
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list(*names.SIGNED_QUERY),
             header_behavior=cloudfront.CacheHeaderBehavior.none(),
             cookie_behavior=cloudfront.CacheCookieBehavior.none(),
             default_ttl=cache_ttl or DEFAULT_CACHE_TTL,
@@ -183,9 +183,9 @@ class SignedPhotoLinks(Construct):
 
     def grant_signing(self, fn: PythonFunction) -> None:
         self.secret.grant_read(fn.function)
-        fn.function.add_environment("PHOTO_LINKS_URL", self.url)
-        fn.function.add_environment("PHOTO_KEY_PAIR_ID", self.public_key.public_key_id)
-        fn.function.add_environment("PHOTO_SIGNING_SECRET_ARN", self.secret.secret_arn)
+        fn.function.add_environment(names.ENV_PHOTO_LINKS_URL, self.url)
+        fn.function.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
+        fn.function.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
 
     @staticmethod
     def _acknowledge(distribution: cloudfront.Distribution) -> None:

@@ -25,10 +25,8 @@ from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.constructs.signed_photo_links import SignedPhotoLinks
-
-UPLOAD_PREFIX = "session-uploads/"
-RENDITION_PREFIX = "session-renditions/"
-CONNECTION_INDEX = "wsConnectionId-index"
+from lambdas.qr_upload import names
+from lambdas.qr_upload.names import RENDITION_PREFIX, UPLOAD_PREFIX
 
 
 class QrUploadStack(Stack):
@@ -40,12 +38,14 @@ class QrUploadStack(Stack):
         self.table = dynamodb.TableV2(
             self,
             "SessionsTable",
-            partition_key=dynamodb.Attribute(name="sessionId", type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute="expiresAt",
+            partition_key=dynamodb.Attribute(name=names.SESSION_ID, type=dynamodb.AttributeType.STRING),
+            time_to_live_attribute=names.EXPIRES_AT,
             global_secondary_indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
-                    index_name=CONNECTION_INDEX,
-                    partition_key=dynamodb.Attribute(name="wsConnectionId", type=dynamodb.AttributeType.STRING),
+                    index_name=names.CONNECTION_INDEX,
+                    partition_key=dynamodb.Attribute(
+                        name=names.CONNECTION_INDEX_KEY, type=dynamodb.AttributeType.STRING
+                    ),
                 )
             ],
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -59,7 +59,7 @@ class QrUploadStack(Stack):
             self,
             "Http",
             config=config,
-            api_name=f"qr-upload-{config.name}",
+            api_name=names.resource_name(config.name),
             description="QR-upload handoff: sessions, upload URLs and pages",
             rate_limit=50,
             burst_limit=100,
@@ -67,7 +67,7 @@ class QrUploadStack(Stack):
         # The bucket's name and ARNs are computed, not referenced: the bucket's CORS names the HTTP
         # API's origin (the phone page posts from there), so the functions behind that API must not
         # depend on the bucket resource, or CloudFormation sees a cycle.
-        self.bucket_name = f"qr-upload-{config.name}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        self.bucket_name = f"{names.resource_name(config.name)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
         self.renditions_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{RENDITION_PREFIX}*"
         self.access_logs = AccessLogBucket(self, "AccessLogs", config=config)
@@ -116,7 +116,7 @@ class QrUploadStack(Stack):
             self,
             "WebSocket",
             config=config,
-            api_name=f"qr-upload-ws-{config.name}",
+            api_name=f"{names.SYSTEM}-ws-{config.name}",
             description="Desktop notifications",
             rate_limit=20,
             burst_limit=50,
@@ -124,34 +124,34 @@ class QrUploadStack(Stack):
         )
 
         shared_env = {
-            "SESSIONS_TABLE_NAME": self.table.table_name,
-            "UPLOAD_BUCKET_NAME": self.bucket_name,
-            "WS_API_ENDPOINT": self.ws.management_endpoint,
-            "MAX_UPLOAD_BYTES": str(qr.max_upload_bytes),
-            "SESSION_TTL_SECONDS": str(qr.session_ttl_seconds),
-            "UPLOAD_URL_TTL_SECONDS": str(qr.upload_url_ttl_seconds),
-            "DOWNLOAD_URL_TTL_SECONDS": str(qr.download_url_ttl_seconds),
+            names.ENV_SESSIONS_TABLE: self.table.table_name,
+            names.ENV_UPLOAD_BUCKET: self.bucket_name,
+            names.ENV_WS_API_ENDPOINT: self.ws.management_endpoint,
+            names.ENV_MAX_UPLOAD_BYTES: str(qr.max_upload_bytes),
+            names.ENV_SESSION_TTL_SECONDS: str(qr.session_ttl_seconds),
+            names.ENV_UPLOAD_URL_TTL_SECONDS: str(qr.upload_url_ttl_seconds),
+            names.ENV_DOWNLOAD_URL_TTL_SECONDS: str(qr.download_url_ttl_seconds),
         }
         self.http_function = PythonFunction(
             self,
             "HttpApiFunction",
             config=config,
-            function_name=f"qr-upload-http-api-{config.name}",
+            function_name=names.function_name(names.HTTP_API, config.name),
             group="qr_upload",
             handler="lambdas.qr_upload.http_api.handler",
             description="QR upload: sessions, presigned POSTs, status and pages",
-            service="qr-upload-http-api",
+            service=names.service_name(names.HTTP_API),
             environment=shared_env,
         )
         self.event_function = PythonFunction(
             self,
             "WebSocketEventFunction",
             config=config,
-            function_name=f"qr-upload-websocket-event-{config.name}",
+            function_name=names.function_name(names.WEBSOCKET_EVENT, config.name),
             group="qr_upload",
             handler="lambdas.qr_upload.websocket_events.handler",
             description="QR upload: WebSocket lifecycle and S3 upload completion",
-            service="qr-upload-websocket-event",
+            service=names.service_name(names.WEBSOCKET_EVENT),
             environment=shared_env,
             timeout=Duration.seconds(60),
             memory_mb=qr.event_memory_mb,
@@ -165,7 +165,7 @@ class QrUploadStack(Stack):
             bucket=self.bucket,
             bucket_arn=f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}",
             prefixes=[UPLOAD_PREFIX, RENDITION_PREFIX],
-            name=f"qr-upload-{config.name}",
+            name=names.resource_name(config.name),
             group="qr_upload",
             key_handler="lambdas.qr_upload.signing_key.handler",
         )
@@ -180,12 +180,12 @@ class QrUploadStack(Stack):
         )
         acknowledge_bucket_notifications_handler(self)
 
-        CfnOutput(self, "HttpApiUrl", value=self.http.url)
-        CfnOutput(self, "DesktopPageUrl", value=f"{self.http.url}/")
-        CfnOutput(self, "WebSocketUrl", value=self.ws.url)
-        CfnOutput(self, "UploadBucketName", value=self.bucket.bucket_name)
-        CfnOutput(self, "PhotoLinksUrl", value=self.photo_links.url)
-        CfnOutput(self, "SessionsTableName", value=self.table.table_name)
+        CfnOutput(self, names.OUTPUT_HTTP_API_URL, value=self.http.url)
+        CfnOutput(self, names.OUTPUT_DESKTOP_PAGE_URL, value=f"{self.http.url}/")
+        CfnOutput(self, names.OUTPUT_WEBSOCKET_URL, value=self.ws.url)
+        CfnOutput(self, names.OUTPUT_UPLOAD_BUCKET, value=self.bucket.bucket_name)
+        CfnOutput(self, names.OUTPUT_PHOTO_LINKS_URL, value=self.photo_links.url)
+        CfnOutput(self, names.OUTPUT_SESSIONS_TABLE, value=self.table.table_name)
 
     def _grant(self) -> None:
         uploads = self.uploads_arn
@@ -205,7 +205,7 @@ class QrUploadStack(Stack):
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn])
         )
         event_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{CONNECTION_INDEX}"])
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{names.CONNECTION_INDEX}"])
         )
         # Reads the first bytes of the event's object version (magic numbers) and, for HEIC/HEIF,
         # the whole photo; writes its JPEG rendition outside the notified prefix.
@@ -217,18 +217,19 @@ class QrUploadStack(Stack):
             self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
         )
 
-        bucket_finding = f"arn:<AWS::Partition>:s3:::qr-upload-{self.config_name}-<AWS::AccountId>-<AWS::Region>"
+        bucket = f"{names.resource_name(self.config_name)}-<AWS::AccountId>-<AWS::Region>"
+        bucket_finding = f"arn:<AWS::Partition>:s3:::{bucket}"
         uploads_finding = f"{bucket_finding}/{UPLOAD_PREFIX}*"
         renditions_finding = f"{bucket_finding}/{RENDITION_PREFIX}*"
         acknowledge_wildcards(
             self.http_function.role,
-            "Presigned POSTs are for one new key of a session, always under session-uploads/.",
+            f"Presigned POSTs are for one new key of a session, always under {UPLOAD_PREFIX}.",
             uploads_finding,
         )
         acknowledge_wildcards(
             self.event_function.role,
-            "The function reads whichever upload arrived, always under session-uploads/, and writes its "
-            "rendition under session-renditions/.",
+            f"The function reads whichever upload arrived, always under {UPLOAD_PREFIX}, and writes its "
+            f"rendition under {RENDITION_PREFIX}.",
             uploads_finding,
             renditions_finding,
         )

@@ -12,8 +12,7 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from lambdas.common.settings import MissingSetting, env_int, require_env
-
-UPLOAD_PREFIX = "session-uploads/"
+from lambdas.qr_upload import names
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,10 @@ class Settings:
         return parts._replace(scheme=scheme).geturl()
 
 
+def _optional(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
 def _positive(name: str, default: int) -> int:
     value = env_int(name, default)
     if value <= 0:
@@ -52,35 +55,35 @@ def _positive(name: str, default: int) -> int:
 @cache
 def settings() -> Settings:
     return Settings(
-        table_name=require_env("SESSIONS_TABLE_NAME"),
-        bucket_name=os.environ.get("UPLOAD_BUCKET_NAME", "").strip(),
-        ws_api_endpoint=os.environ.get("WS_API_ENDPOINT", "").strip(),
-        max_upload_bytes=_positive("MAX_UPLOAD_BYTES", 10 * 1024 * 1024),
-        session_ttl_seconds=_positive("SESSION_TTL_SECONDS", 1800),
-        upload_url_ttl_seconds=_positive("UPLOAD_URL_TTL_SECONDS", 300),
-        download_url_ttl_seconds=_positive("DOWNLOAD_URL_TTL_SECONDS", 300),
-        photo_links_url=os.environ.get("PHOTO_LINKS_URL", "").strip().rstrip("/"),
-        photo_key_pair_id=os.environ.get("PHOTO_KEY_PAIR_ID", "").strip(),
-        photo_signing_secret_arn=os.environ.get("PHOTO_SIGNING_SECRET_ARN", "").strip(),
+        table_name=require_env(names.ENV_SESSIONS_TABLE),
+        bucket_name=_optional(names.ENV_UPLOAD_BUCKET),
+        ws_api_endpoint=_optional(names.ENV_WS_API_ENDPOINT),
+        max_upload_bytes=_positive(names.ENV_MAX_UPLOAD_BYTES, 10 * 1024 * 1024),
+        session_ttl_seconds=_positive(names.ENV_SESSION_TTL_SECONDS, 1800),
+        upload_url_ttl_seconds=_positive(names.ENV_UPLOAD_URL_TTL_SECONDS, 300),
+        download_url_ttl_seconds=_positive(names.ENV_DOWNLOAD_URL_TTL_SECONDS, 300),
+        photo_links_url=_optional(names.ENV_PHOTO_LINKS_URL).rstrip("/"),
+        photo_key_pair_id=_optional(names.ENV_PHOTO_KEY_PAIR_ID),
+        photo_signing_secret_arn=_optional(names.ENV_PHOTO_SIGNING_SECRET_ARN),
     )
 
 
 def bucket_name() -> str:
     name = settings().bucket_name
     if not name:
-        raise MissingSetting("environment variable UPLOAD_BUCKET_NAME is not set")
+        raise MissingSetting(f"environment variable {names.ENV_UPLOAD_BUCKET} is not set")
     return name
 
 
 def ws_api_endpoint() -> str:
     endpoint = settings().ws_api_endpoint
     if not endpoint:
-        raise MissingSetting("environment variable WS_API_ENDPOINT is not set")
+        raise MissingSetting(f"environment variable {names.ENV_WS_API_ENDPOINT} is not set")
     return endpoint
 
 
 def photo_links_url() -> str:
     url = settings().photo_links_url
     if not url:
-        raise MissingSetting("environment variable PHOTO_LINKS_URL is not set")
+        raise MissingSetting(f"environment variable {names.ENV_PHOTO_LINKS_URL} is not set")
     return url

@@ -23,6 +23,7 @@ from botocore.signers import CloudFrontSigner
 
 from lambdas.common.aws import client
 from lambdas.common.settings import MissingSetting
+from lambdas.qr_upload import names
 
 # Filenames for the disposition, by the format read from the bytes.
 FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
@@ -55,10 +56,13 @@ def signed_url(
     version_id: str | None = None,
 ) -> str:
     if not (base_url and key_pair_id and secret_arn):
-        raise MissingSetting("PHOTO_LINKS_URL, PHOTO_KEY_PAIR_ID and PHOTO_SIGNING_SECRET_ARN must be set")
-    query = {"response-content-type": content_type, "response-content-disposition": disposition(fmt)}
+        raise MissingSetting(
+            f"{names.ENV_PHOTO_LINKS_URL}, {names.ENV_PHOTO_KEY_PAIR_ID} and "
+            f"{names.ENV_PHOTO_SIGNING_SECRET_ARN} must be set"
+        )
+    query = {names.CONTENT_TYPE_QUERY: content_type, names.DISPOSITION_QUERY: disposition(fmt)}
     if version_id:
-        query = {"versionId": version_id, **query}
+        query = {names.VERSION_QUERY: version_id, **query}
     url = f"{base_url}/{quote(object_key)}?{urlencode(query, quote_via=quote)}"
     private = _private_key(secret_arn)
     signer = CloudFrontSigner(key_pair_id, lambda message: rsa.sign(message, private, "SHA-1"))

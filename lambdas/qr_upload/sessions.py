@@ -30,12 +30,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from lambdas.common.aws import resource
+from lambdas.qr_upload.names import CONNECTION_INDEX
 
 AWAITING_SCAN = "AWAITING_SCAN"
 UPLOAD_REQUESTED = "UPLOAD_REQUESTED"
 COMPLETED = "COMPLETED"
-
-CONNECTION_INDEX = "wsConnectionId-index"
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -22,12 +22,11 @@ from botocore.exceptions import ClientError
 from lambdas.common.aws import client
 from lambdas.common.image_types import sniff
 from lambdas.common.s3 import presign_client
-from lambdas.qr_upload.config import UPLOAD_PREFIX
+from lambdas.qr_upload.names import RENDITION_PREFIX, UPLOAD_PREFIX
 from lambdas.qr_upload.sessions import is_valid_session_id
 
-_KEY = re.compile(r"^session-uploads/(?P<session>[^/]+)/image-(?P<suffix>[0-9a-f]{32})$")
+_KEY = re.compile(rf"^{re.escape(UPLOAD_PREFIX)}(?P<session>[^/]+)/image-(?P<suffix>[0-9a-f]{{32}})$")
 DEFAULT_CONTENT_TYPE = "image/jpeg"
-RENDITION_PREFIX = "session-renditions/"
 RENDITION_LONG_EDGE = 2048
 
 # The accepted photo types (what phones send), each with the format its bytes must have.
@@ -67,7 +66,7 @@ def is_accepted_content_type(value: str | None) -> bool:
 
 
 def rendition_key(session_id: str, upload_id: str) -> str:
-    # Outside session-uploads/: the bucket's notification does not fire for it.
+    # Outside UPLOAD_PREFIX: the bucket's notification does not fire for it.
     return f"{RENDITION_PREFIX}{session_id}/{upload_id}.jpg"
 
 
