@@ -84,7 +84,7 @@ def create_key(table: str, org: str, role: str, function: str | None = None, lab
 def cli_command(api_url: str, key: str, org: str) -> str:
     """A ready command line for the developer CLI with this key."""
     env = f"FUNCTIONS_API_URL={shlex.quote(api_url)} FUNCTIONS_API_KEY={shlex.quote(key)} FUNCTIONS_ORG={org}"
-    return f"{env} python scripts/functions.py list"
+    return f"{env} .venv/bin/python scripts/functions.py list"
 
 
 def _when(epoch: int) -> str:

@@ -57,7 +57,10 @@ def test_create_verify_list_revoke_via_stack_outputs(capsys) -> None:
     # The hint is a ready command for this key, org and the stack's API URL.
     hint = out.splitlines()[-1]
     assert hint.startswith("Shown once")
-    assert f"FUNCTIONS_API_URL={API_URL} FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme python scripts/functions.py" in hint
+    assert (
+        f"FUNCTIONS_API_URL={API_URL} FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/python scripts/functions.py"
+        in hint
+    )
 
     record = KeyStore(TABLE).verify(key)
     assert record and (record.key_id, record.org, record.role, record.function, record.label) == (
@@ -162,7 +165,7 @@ def test_create_key_with_a_given_client_gives_a_ready_command() -> None:
     assert record and (record.org, record.role, record.label) == ("acme", "admin", "local")
     command = functions_keys.cli_command("http://127.0.0.1:8005", key, "acme")
     assert command == (
-        f"FUNCTIONS_API_URL=http://127.0.0.1:8005 FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme python scripts/functions.py list"
+        f"FUNCTIONS_API_URL=http://127.0.0.1:8005 FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/python scripts/functions.py list"
     )
     with pytest.raises(functions_keys.KeysError, match="role must be one of admin, developer, invoker"):
         functions_keys.create_key(TABLE, "acme", "root")
