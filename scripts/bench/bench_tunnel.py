@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from scripts.bench.foundation import percentile
+from scripts.bench.foundation import percentile, report_goal
 
 REQUESTS = int(os.environ.get("BENCH_TUNNEL_REQUESTS", "200"))
 TABLE = "bench-pending"
@@ -114,6 +114,12 @@ def main() -> int:
         print(f"| {name} | {row['median']:.1f} | {row['p99']:.1f} | {row['reads']:.1f} |")
     adaptive, fixed = (rows[name]["median"] for name in rows)
     print(f"\nAdaptive median is {adaptive / fixed:.2f} of fixed polling's (goal: at most 0.25).")
+    report_goal(
+        "tunnel response detection, median vs the spec's fixed 100 ms polling",
+        "<= 0.25x",
+        f"{adaptive / fixed:.2f}x",
+        adaptive / fixed <= 0.25,
+    )
     local = _local_tunnel()
     if local:
         print("\n" + local)
@@ -354,6 +360,13 @@ def _local_tunnel() -> str | None:
             plain = clients.submit(load, direct, concurrency, total, body).result()
             tunnelled = clients.submit(load, public, concurrency, total, body).result()
             rows.append(table_row(label, concurrency, plain, tunnelled))
+            if label == "GET" and concurrency == max(c for c, _ in levels):
+                report_goal(
+                    f"{concurrency} concurrent GETs through one local agent",
+                    "no errors (429 only beyond the per-tunnel cap)",
+                    f"{tunnelled.errors} errors, {tunnelled.throttled} x 429 of {len(tunnelled.outcomes)}",
+                    tunnelled.errors == 0,
+                )
     finally:
         if agent is not None:
             agent.terminate()

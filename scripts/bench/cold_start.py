@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from scripts.bench.foundation import report_goal
 from scripts.local.functions import lambda_environment
 from scripts.local.runtime import LocalRuntime
 
@@ -247,6 +248,9 @@ def main() -> None:
         if case.floor_extra:
             does = "ssm.get_parameter, secretsmanager.get_secret_value, PostgreSQL connect + SELECT 1"
         ratio = m["ratio"]
+        report_goal(
+            f"cold start to first answer: {case.label}", f"<= {GOAL}x the floor", f"{ratio:.2f}x", ratio <= GOAL
+        )
         print(
             f"| {case.label} | {m['import'] * 1000:.0f} | {m['answer'] * 1000:.0f} | {m['floor'] * 1000:.0f} "
             f"| {ratio:.2f}x | boto3, {does} |"

@@ -40,6 +40,15 @@ BASE_ENV = {
 }
 
 
+# A bench module reports each figure that has a goal with `report_goal`; `make bench` collects these
+# lines out of every module's output into one "Goals" table at the top of the report.
+GOAL_MARKER = "::goal::"
+
+
+def report_goal(figure: str, goal: str, measured: str, met: bool) -> None:
+    print(GOAL_MARKER + json.dumps({"figure": figure, "goal": goal, "measured": measured, "met": met}))
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..1) of a non-empty sample; the benches' one definition."""
     if not values:
@@ -120,14 +129,17 @@ def main() -> None:
     uncached = synth("dev", outdir, bundle=True)
     cached = synth("dev", outdir, bundle=True)
     rows = []
+    sizes: list[tuple[str, str, float]] = []  # (function, lambdas.<group>, MB)
     for fn in functions(outdir):
         clients = "".join(f"boto3.client({c!r})\n" for c in fn["clients"])
         floor = median_import(timed(f"import boto3\n{clients}"), fn["env"])
         handler = median_import(timed(f"import importlib\nimportlib.import_module({fn['module']!r})"), fn["env"])
         size = directory_size(fn["asset"]) / 1e6 if fn["asset"] and fn["asset"].is_dir() else float("nan")
         rows.append((fn["name"], size, handler, floor, ", ".join(fn["clients"]) or "-"))
+        sizes.append((fn["name"], fn["module"].split(".")[1], size))
     shutil.rmtree(work, ignore_errors=True)
 
+    _report_asset_goals(sizes)
     print(f"### Functions (cold import: median of {RUNS} fresh interpreters)\n")
     print("| function | asset (MB, unzipped) | handler import (ms) | floor: boto3 + clients (ms) | clients |")
     print("|---|---:|---:|---:|---|")
@@ -141,3 +153,19 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _report_asset_goals(sizes: list[tuple[str, str, float]]) -> None:
+    """#13's asset goals: request/response functions (the groups budgeted at 30 MB) at most 30 MB,
+    every asset at most 100 MB; the budgets themselves live in infrastructure/constructs/bundling.py."""
+    from infrastructure.constructs.bundling import ASSET_BUDGETS_MB
+
+    sized = [(name, group, size) for name, group, size in sizes if size == size]  # NaN: no asset
+    small = [row for row in sized if ASSET_BUDGETS_MB.get(row[1], 100) <= 30]
+    for figure, limit, candidates in (
+        ("largest request/response asset (unzipped)", 30, small),
+        ("largest asset (unzipped)", 100, sized),
+    ):
+        if candidates:
+            name, _, size = max(candidates, key=lambda row: row[2])
+            report_goal(figure, f"<= {limit} MB", f"{size:.1f} MB ({name})", size <= limit)
