@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -83,48 +83,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("analysis copy changed since this event; the newer event analyzes it")
         return {"status": "superseded"}
     analyzer = providers.analyzer()
-    version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
-    source = None
-    if version is None:
-        source = store.reusable(conn, user_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
-        # The user's budget is charged for a model call and for another user's analysis alike:
-        # were the copy free, a user over budget could tell from `deferred` or not whether
-        # someone else had uploaded these exact bytes. Reusing their own analyses is free.
-        if (source is None or not source[2]) and not store.charge(conn, user_id, item_id, image_sha256, daily_budget()):
-            store.defer(conn, item_id, image_sha256)
-            logger.info("daily analysis budget spent; deferred", extra={"daily_budget": daily_budget()})
-            metrics.add_metric(name="AnalysesDeferred", unit=MetricUnit.Count, value=1)
-            return {"status": "deferred"}
-        if source is not None:
-            version = store.copy_analysis(conn, item_id, source[0], source[1])
-    if version is not None:
-        reused = "item" if source is None else "same_user" if source[2] else "other_user"
-        logger.info("analysis of these bytes exists; reusing", extra={"version": version, "reused": reused})
-        metrics.add_metric(name="AnalysesSkipped", unit=MetricUnit.Count, value=1)
-        category = store.category_of(conn, item_id, version)
-    else:
-        try:
-            analysis = _analyze(analyzer, image, {"item_id": item_id, "image_sha256": image_sha256})
-        except Refused:
-            logger.warning("model refused the image; not retrying")
-            metrics.add_metric(name="AnalysesFailed_refused", unit=MetricUnit.Count, value=1)
+    found = _reuse_or_charge(conn, analyzer, user_id, item_id, image_sha256)
+    if found == "deferred":
+        return {"status": "deferred"}
+    if found is None:
+        found = _analyze_and_store(conn, analyzer, image, item_id, image_sha256)
+        if found is None:
             return {"status": "refused"}
-        version = store.insert_analysis(conn, item_id, image_sha256, analysis)
-        category = analysis.data["category"]
-        metrics.add_metric(name="Analyses", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(
-            name="TokensUsed", unit=MetricUnit.Count, value=analysis.input_tokens + analysis.output_tokens
-        )
-        logger.info(
-            "analysis stored",
-            extra={
-                "version": version,
-                "category": category,
-                "provider": analysis.provider,
-                "input_tokens": analysis.input_tokens,
-                "output_tokens": analysis.output_tokens,
-            },
-        )
+    version, category = found
     if not store.set_current(conn, item_id, image_sha256, version):
         logger.info("the object was overwritten during analysis; the newer event analyzes it")
         return {"status": "superseded", "version": version}
@@ -144,6 +110,61 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
     )
     return {"status": "analyzed", "version": version}
+
+
+def _reuse_or_charge(
+    conn: Any, analyzer: Analyzer, user_id: str, item_id: str, image_sha256: str
+) -> tuple[int, str] | Literal["deferred"] | None:
+    """The version and category of an analysis of these bytes that already exists (this item's,
+    or copied from another item), `deferred` when the user's budget is spent, or None when the
+    model must be asked (the call is then already charged)."""
+    version = store.existing_version(conn, item_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
+    source = None
+    if version is None:
+        source = store.reusable(conn, user_id, image_sha256, analyzer.provider, analyzer.model, PROMPT_VERSION)
+        # The user's budget is charged for a model call and for another user's analysis alike:
+        # were the copy free, a user over budget could tell from `deferred` or not whether
+        # someone else had uploaded these exact bytes. Reusing their own analyses is free.
+        if (source is None or not source[2]) and not store.charge(conn, user_id, item_id, image_sha256, daily_budget()):
+            store.defer(conn, item_id, image_sha256)
+            logger.info("daily analysis budget spent; deferred", extra={"daily_budget": daily_budget()})
+            metrics.add_metric(name="AnalysesDeferred", unit=MetricUnit.Count, value=1)
+            return "deferred"
+        if source is not None:
+            version = store.copy_analysis(conn, item_id, source[0], source[1])
+    if version is None:
+        return None
+    reused = "item" if source is None else "same_user" if source[2] else "other_user"
+    logger.info("analysis of these bytes exists; reusing", extra={"version": version, "reused": reused})
+    metrics.add_metric(name="AnalysesSkipped", unit=MetricUnit.Count, value=1)
+    return version, store.category_of(conn, item_id, version)
+
+
+def _analyze_and_store(
+    conn: Any, analyzer: Analyzer, image: bytes, item_id: str, image_sha256: str
+) -> tuple[int, str] | None:
+    """Ask the model and store its analysis: its version and category, or None if it refused."""
+    try:
+        analysis = _analyze(analyzer, image, {"item_id": item_id, "image_sha256": image_sha256})
+    except Refused:
+        logger.warning("model refused the image; not retrying")
+        metrics.add_metric(name="AnalysesFailed_refused", unit=MetricUnit.Count, value=1)
+        return None
+    version = store.insert_analysis(conn, item_id, image_sha256, analysis)
+    category = analysis.data["category"]
+    metrics.add_metric(name="Analyses", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="TokensUsed", unit=MetricUnit.Count, value=analysis.input_tokens + analysis.output_tokens)
+    logger.info(
+        "analysis stored",
+        extra={
+            "version": version,
+            "category": category,
+            "provider": analysis.provider,
+            "input_tokens": analysis.input_tokens,
+            "output_tokens": analysis.output_tokens,
+        },
+    )
+    return version, category
 
 
 @tracer.capture_method
