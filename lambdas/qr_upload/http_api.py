@@ -39,12 +39,13 @@ from lambdas.qr_upload import config, pages, photo_links, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
-    SessionStore,
     check_session_id,
     is_expired,
     now,
     token_matches,
+    upload_state,
 )
+from lambdas.qr_upload.store import SessionStore
 
 logger = Logger()
 metrics = Metrics()
@@ -154,32 +155,18 @@ def upload_url() -> Response:
 @app.get("/upload-status")
 @tracer.capture_method
 def upload_status() -> Response:
-    """What became of one upload, for the phone that made it: pending, completed, refused (with
-    the reason; the phone may send another photo), superseded (another device sent one first),
-    or expired. The upload key is the capability: only the phone holding the grant knows it."""
+    """What became of one upload (sessions.upload_state), for the phone that made it. The upload
+    key is the capability: only the phone holding the grant knows it."""
     session_id = check_session_id(_query("sessionId"))
-    parsed = uploads.parse_key(_query("uploadKey") or "")
+    upload_key = _query("uploadKey") or ""
+    parsed = uploads.parse_key(upload_key)
     if parsed is None or parsed[0] != session_id:
         raise HttpError(404, "Upload not found")
     upload_id = parsed[1]
     session = _store().get(session_id)
     if session is None or upload_id not in (session.get("grants") or {}):
         raise HttpError(404, "Upload not found")
-    payload: dict[str, Any] = {"sessionId": session_id}
-    if session.get("status") == COMPLETED:
-        mine = session.get("uploadKey") == _query("uploadKey")
-        payload["state"] = "completed" if mine else "superseded"
-        if not mine:
-            payload["message"] = "Another device sent a photo first."
-    elif upload_id in (session.get("refused") or {}):
-        payload["state"] = "refused"
-        payload["message"] = str(session["refused"][upload_id])
-    elif is_expired(session):
-        payload["state"] = "expired"
-        payload["message"] = "This session has expired. Start again on your computer."
-    else:
-        payload["state"] = "pending"
-    return json_response(200, payload)
+    return json_response(200, {"sessionId": session_id, **upload_state(session, upload_key, upload_id)})
 
 
 def _bearer_token() -> str | None:

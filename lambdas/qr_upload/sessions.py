@@ -1,4 +1,5 @@
-"""The sessions table: one item per session, every state change guarded by a condition expression.
+"""A session's rules, pure: what a request or an upload may do to a session, decided from the
+session's item alone (the DynamoDB side is store.py; handlers wire the two).
 
 Item: sessionId (S, key), status, createdAt, expiresAt (TTL), desktopTokenHash, `grants` (map:
 upload id -> issuedAt, one per upload URL issued), `refused` (map: upload id -> why its bytes
@@ -27,10 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from lambdas.common.aws import resource
-from lambdas.qr_upload.names import CONNECTION_INDEX
+from lambdas.qr_upload import names
 
 AWAITING_SCAN = "AWAITING_SCAN"
 UPLOAD_REQUESTED = "UPLOAD_REQUESTED"
@@ -79,11 +77,7 @@ def token_matches(session: dict[str, Any], token: str | None) -> bool:
 
 
 def is_expired(session: dict[str, Any], at: int | None = None) -> bool:
-    return (now() if at is None else at) >= int(session.get("expiresAt", 0))
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return (now() if at is None else at) >= int(session.get(names.EXPIRES_AT, 0))
 
 
 @dataclass(frozen=True)
@@ -92,192 +86,91 @@ class NewSession:
     expires_at: int
     desktop_token: str
 
-
-class SessionStore:
-    def __init__(self, table_name: str) -> None:
-        self._table = resource("dynamodb").Table(table_name)
-
-    def create(self, ttl_seconds: int) -> NewSession:
-        created = now()
-        session = NewSession(str(uuid.uuid4()), created + ttl_seconds, secrets.token_urlsafe(32))
-        self._table.put_item(
-            Item={
-                "sessionId": session.session_id,
-                "status": AWAITING_SCAN,
-                "createdAt": created,
-                "expiresAt": session.expires_at,
-                "desktopTokenHash": hash_token(session.desktop_token),
-                "grants": {},
-                "refused": {},
-            },
-            # A uuid4 collision is practically impossible; the condition makes it harmless anyway.
-            ConditionExpression="attribute_not_exists(sessionId)",
-        )
-        return session
-
-    def get(self, session_id: str) -> dict[str, Any] | None:
-        item = self._table.get_item(Key={"sessionId": session_id}, ConsistentRead=True).get("Item")
-        return dict(item) if item else None
-
-    def get_usable(self, session_id: str) -> dict[str, Any]:
-        """The session for a phone: exists, not expired, not completed (seed statuses)."""
-        session = self.get(session_id)
-        if session is None:
-            raise SessionError(404, "Session not found", "not-found")
-        if session.get("status") == COMPLETED:
-            raise SessionError(400, "Session already completed", "completed")
-        if is_expired(session):
-            raise SessionError(400, "Session expired", "expired")
-        return session
-
-    def request_upload(self, session_id: str, upload_key: str, upload_id: str) -> None:
-        """Record a grant (every grant issued may complete the session: the first upload wins)."""
-        at = now()
-        try:
-            self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression="SET #s = :requested, uploadKey = :key, uploadRequestedAt = :now, grants.#g = :now",
-                ConditionExpression="attribute_exists(sessionId) AND #s IN (:awaiting, :requested) "
-                "AND expiresAt > :now",
-                ExpressionAttributeNames={"#s": "status", "#g": upload_id},
-                ExpressionAttributeValues={
-                    ":requested": UPLOAD_REQUESTED,
-                    ":awaiting": AWAITING_SCAN,
-                    ":key": upload_key,
-                    ":now": at,
-                },
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            # Lost a race with completion or expiry: answer with what the session is now.
-            self.get_usable(session_id)
-            raise SessionError(400, "Session no longer accepts uploads", "expired") from None
-
-    def complete(
-        self,
-        session_id: str,
-        upload_key: str,
-        upload_id: str,
-        *,
-        uploaded_at: int,
-        version_id: str | None,
-        content_type: str,
-        rendition_key: str | None = None,
-    ) -> dict[str, Any] | None:
-        """COMPLETED by this upload, if it is the first to get here, of a grant of this session,
-        and was made before the session expired; None otherwise."""
-        names = {"#s": "status", "#g": upload_id}
-        values: dict[str, Any] = {
-            ":completed": COMPLETED,
-            ":requested": UPLOAD_REQUESTED,
-            ":key": upload_key,
-            ":now": now(),
-            ":at": uploaded_at,
-            ":type": content_type,
+    def item(self, created_at: int) -> dict[str, Any]:
+        """The session's first item: only the token's hash is stored, never the token."""
+        return {
+            names.SESSION_ID: self.session_id,
+            "status": AWAITING_SCAN,
+            "createdAt": created_at,
+            names.EXPIRES_AT: self.expires_at,
+            "desktopTokenHash": hash_token(self.desktop_token),
+            "grants": {},
+            "refused": {},
         }
-        update = "SET #s = :completed, completedAt = :now, uploadKey = :key, contentType = :type"
-        if version_id:
-            update += ", uploadVersionId = :version"
-            values[":version"] = version_id
-        if rendition_key:
-            update += ", renditionKey = :rendition"
-            values[":rendition"] = rendition_key
-        try:
-            result = self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression=update,
-                ConditionExpression="#s = :requested AND attribute_exists(grants.#g) AND expiresAt > :at",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return dict(result["Attributes"])
 
-    def refuse_upload(self, session_id: str, upload_id: str, reason: str) -> None:
-        """Record why an upload was refused (the phone reads it); the session stays open."""
-        try:
-            self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression="SET refused.#g = :reason",
-                ConditionExpression="attribute_exists(grants.#g)",
-                ExpressionAttributeNames={"#g": upload_id},
-                ExpressionAttributeValues={":reason": reason},
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
 
-    def claim_notification(self, session_id: str, upload_key: str, connection_id: str) -> int | None:
-        """Reserve the single UPLOAD_COMPLETED notification; None if another delivery has it."""
-        claimed_at = now()
-        try:
-            self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression="SET notifiedAt = :now",
-                ConditionExpression="#s = :completed AND uploadKey = :key AND wsConnectionId = :cid "
-                "AND attribute_not_exists(notifiedAt)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":completed": COMPLETED,
-                    ":key": upload_key,
-                    ":cid": connection_id,
-                    ":now": claimed_at,
-                },
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
-        return claimed_at
+def new_session(created_at: int, ttl_seconds: int) -> NewSession:
+    return NewSession(str(uuid.uuid4()), created_at + ttl_seconds, secrets.token_urlsafe(32))
 
-    def release_notification(self, session_id: str, claimed_at: int) -> None:
-        """Undo a claim whose delivery failed, so Lambda's retry can deliver it."""
-        try:
-            self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression="REMOVE notifiedAt",
-                ConditionExpression="notifiedAt = :claimed",
-                ExpressionAttributeValues={":claimed": claimed_at},
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
 
-    def attach_connection(self, session_id: str, connection_id: str) -> None:
-        """The newest desktop connection wins; a reconnect replaces the previous id."""
-        self._table.update_item(
-            Key={"sessionId": session_id},
-            UpdateExpression="SET wsConnectionId = :cid",
-            ConditionExpression="attribute_exists(sessionId)",
-            ExpressionAttributeValues={":cid": connection_id},
-        )
+def check_usable(session: dict[str, Any] | None) -> dict[str, Any]:
+    """The session for a phone: exists, not expired, not completed (seed statuses)."""
+    if session is None:
+        raise SessionError(404, "Session not found", "not-found")
+    if session.get("status") == COMPLETED:
+        raise SessionError(400, "Session already completed", "completed")
+    if is_expired(session):
+        raise SessionError(400, "Session expired", "expired")
+    return session
 
-    def detach_connection(self, session_id: str, connection_id: str) -> bool:
-        """Clear wsConnectionId only if it still holds this id (a newer connection may have replaced it)."""
-        try:
-            self._table.update_item(
-                Key={"sessionId": session_id},
-                UpdateExpression="REMOVE wsConnectionId",
-                ConditionExpression="wsConnectionId = :cid",
-                ExpressionAttributeValues={":cid": connection_id},
-            )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return False
-            raise
-        return True
 
-    def sessions_for_connection(self, connection_id: str) -> list[str]:
-        """Session ids holding this connection, via the GSI (eventually consistent, never a Scan)."""
-        result = self._table.query(
-            IndexName=CONNECTION_INDEX,
-            KeyConditionExpression="wsConnectionId = :cid",
-            ExpressionAttributeValues={":cid": connection_id},
-            ProjectionExpression="sessionId",
-        )
-        return [str(item["sessionId"]) for item in result.get("Items", [])]
+def upload_state(session: dict[str, Any], upload_key: str, upload_id: str) -> dict[str, Any]:
+    """What became of one upload, for the phone that made it: pending, completed, refused (with
+    the reason; the phone may send another photo), superseded (another device sent one first),
+    or expired."""
+    state: dict[str, Any] = {}
+    if session.get("status") == COMPLETED:
+        mine = session.get("uploadKey") == upload_key
+        state["state"] = "completed" if mine else "superseded"
+        if not mine:
+            state["message"] = "Another device sent a photo first."
+    elif upload_id in (session.get("refused") or {}):
+        state["state"] = "refused"
+        state["message"] = str(session["refused"][upload_id])
+    elif is_expired(session):
+        state["state"] = "expired"
+        state["message"] = "This session has expired. Start again on your computer."
+    else:
+        state["state"] = "pending"
+    return state
+
+
+# --- an S3 upload of a grant ----------------------------------------------------------------------
+
+
+def ignore_reason(
+    session: dict[str, Any] | None, key: str, upload_id: str, version_id: str | None, uploaded_at: int
+) -> str | None:
+    """Why an uploaded object changes nothing, or None when it is this session's to act on: its
+    bytes are worth reading, or, once COMPLETED, it is another delivery of the completing upload."""
+    if session is None:
+        return "no such session"
+    if upload_id not in (session.get("grants") or {}):
+        return "not a grant of this session"
+    if session.get("status") == COMPLETED:
+        if session.get("uploadKey") != key:
+            return "another upload completed the session first"
+        if version_id and session.get("uploadVersionId") not in (None, version_id):
+            # A second POST with the same grant: a new version the desktop is never shown.
+            return "a later write to the key that completed the session"
+        return None
+    if session.get("status") != UPLOAD_REQUESTED:
+        return f"session is {session.get('status')}"
+    if uploaded_at >= int(session.get(names.EXPIRES_AT, 0)):
+        return "uploaded after the session expired"
+    return None
+
+
+def needs_notification(session: dict[str, Any], key: str) -> bool:
+    """Completed by this key and not yet notified (the claim in the store makes it exactly once)."""
+    return session.get("status") == COMPLETED and session.get("uploadKey") == key and "notifiedAt" not in session
+
+
+def completion_message(session: dict[str, Any], key: str) -> dict[str, Any]:
+    """The desktop's UPLOAD_COMPLETED message."""
+    return {
+        "action": "UPLOAD_COMPLETED",
+        "sessionId": str(session[names.SESSION_ID]),
+        "uploadKey": key,
+        "timestamp": int(session.get("completedAt", now())),
+    }

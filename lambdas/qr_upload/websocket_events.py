@@ -36,14 +36,16 @@ from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.qr_upload import config, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
-    UPLOAD_REQUESTED,
     SessionError,
-    SessionStore,
     check_session_id,
+    completion_message,
+    ignore_reason,
     is_expired,
+    needs_notification,
     now,
     token_matches,
 )
+from lambdas.qr_upload.store import SessionStore
 
 logger = Logger()
 metrics = Metrics()
@@ -103,7 +105,7 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
 
 def _notify(store: SessionStore, session: dict[str, Any], key: str) -> None:
     session_id = str(session["sessionId"])
-    if session.get("status") != COMPLETED or session.get("uploadKey") != key or "notifiedAt" in session:
+    if not needs_notification(session, key):
         return
     connection_id = session.get("wsConnectionId")
     if not connection_id:
@@ -112,14 +114,8 @@ def _notify(store: SessionStore, session: dict[str, Any], key: str) -> None:
     claimed_at = store.claim_notification(session_id, key, str(connection_id))
     if claimed_at is None:
         return  # another delivery notified, or the desktop changed connection meanwhile
-    message = {
-        "action": "UPLOAD_COMPLETED",
-        "sessionId": session_id,
-        "uploadKey": key,
-        "timestamp": int(session.get("completedAt", now())),
-    }
     try:
-        post_to_connection(config.ws_api_endpoint(), str(connection_id), message)
+        post_to_connection(config.ws_api_endpoint(), str(connection_id), completion_message(session, key))
     except ConnectionGone:
         _count("StaleConnections")
         cleared = store.detach_connection(session_id, str(connection_id))
@@ -148,7 +144,7 @@ def _uploaded_at(record: dict[str, Any]) -> int:
 
 
 @tracer.capture_method
-def on_object_created(record: dict[str, Any]) -> None:
+def on_object_created(store: SessionStore, record: dict[str, Any]) -> None:
     bucket = record["s3"]["bucket"]["name"]
     # S3 event keys are URL-encoded with '+' for spaces.
     key = unquote_plus(record["s3"]["object"]["key"])
@@ -158,27 +154,16 @@ def on_object_created(record: dict[str, Any]) -> None:
     if parsed is None:
         return _ignore("not an upload key", key)
     session_id, upload_id = parsed
-    store = _store()
     session = store.get(session_id)
-    if session is None:
-        return _ignore("no such session", key)
-    if upload_id not in (session.get("grants") or {}):
-        return _ignore("not a grant of this session", key)
     version_id = record["s3"]["object"].get("versionId") or None
-
+    uploaded_at = _uploaded_at(record)
+    reason = ignore_reason(session, key, upload_id, version_id, uploaded_at)
+    if reason is not None:
+        return _ignore(reason, key)
+    assert session is not None  # ignore_reason names a missing session
     if session.get("status") == COMPLETED:
-        if session.get("uploadKey") != key:
-            return _ignore("another upload completed the session first", key)
-        if version_id and session.get("uploadVersionId") not in (None, version_id):
-            # A second POST with the same grant: a new version the desktop is never shown.
-            return _ignore("a later write to the key that completed the session", key)
         _notify(store, session, key)  # a redelivery: notify if that has not happened yet
         return None
-    if session.get("status") != UPLOAD_REQUESTED:
-        return _ignore(f"session is {session.get('status')}", key)
-    uploaded_at = _uploaded_at(record)
-    if uploaded_at >= int(session.get("expiresAt", 0)):
-        return _ignore("uploaded after the session expired", key)
 
     settings = config.settings()
     stored = uploads.read_head(bucket, key, version_id)
@@ -217,7 +202,7 @@ def on_s3_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     failed = 0
     for record in records:
         try:
-            on_object_created(record)
+            on_object_created(_store(), record)
         except Exception:
             failed += 1
             logger.exception("upload event failed", extra={"key": record.get("s3", {}).get("object", {})})

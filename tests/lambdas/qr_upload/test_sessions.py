@@ -8,7 +8,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from lambdas.qr_upload.sessions import SessionError, SessionStore
+from lambdas.qr_upload.sessions import SessionError
+from lambdas.qr_upload.store import SessionStore
 
 from .helpers import TABLE, item, table
 
