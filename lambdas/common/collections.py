@@ -14,7 +14,6 @@ from typing import Any
 
 from lambdas.common.aws import client
 from lambdas.common.collections_names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
-from lambdas.common.collections_names import VOYAGE_API_KEY as VOYAGE_API_KEY  # re-exported: embeddings.py
 from lambdas.common.settings import require_env
 
 # A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from lambdas.common.collections import VOYAGE_API_KEY, RetryableError, api_key, local_providers_allowed
+from lambdas.common import collections_names as names
+from lambdas.common.collections import RetryableError, api_key, local_providers_allowed
 from lambdas.common.settings import MissingSetting, env_int
 from lambdas.common.voyage_http import VoyageHttpEmbedder
 
@@ -117,13 +118,13 @@ _embedders: dict[str, Embedder] = {}
 
 
 def _configured(voyage: Callable[[str, str, int], Embedder]) -> Embedder:
-    dimensions = env_int("EMBEDDING_DIMENSIONS", 1024)
-    key = api_key(VOYAGE_API_KEY)
+    dimensions = env_int(names.ENV_EMBEDDING_DIMENSIONS, 1024)
+    key = api_key(names.VOYAGE_API_KEY)
     if key:
-        return voyage(key, os.environ.get("EMBEDDING_MODEL", "voyage-3.5-lite"), dimensions)
+        return voyage(key, os.environ.get(names.ENV_EMBEDDING_MODEL, "voyage-3.5-lite"), dimensions)
     if local_providers_allowed():
         return LocalHashEmbedder(dimensions)
-    raise MissingSetting("VOYAGE_API_KEY parameter is not set and local providers are not allowed")
+    raise MissingSetting(f"{names.VOYAGE_API_KEY} parameter is not set and local providers are not allowed")
 
 
 def _voyage_http(key: str, model: str, dimensions: int) -> Embedder:

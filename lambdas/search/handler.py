@@ -25,6 +25,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.metrics import MetricUnit
 
+from lambdas.common import collections_names as names
 from lambdas.common import embeddings, pg
 from lambdas.common.collections import CATEGORIES, USER_ID_PATTERN, RetryableError
 from lambdas.common.http import HttpError, json_response, make_resolver
@@ -58,7 +59,7 @@ def _user_id() -> str | None:
         if user_id is not None:
             raise BadRequestError("give user_id or all_users=true, not both")
         caller = ((app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
-        allowed = {p.strip() for p in os.environ.get("CROSS_USER_PRINCIPALS", "").split(",") if p.strip()}
+        allowed = {p.strip() for p in os.environ.get(names.ENV_CROSS_USER_PRINCIPALS, "").split(",") if p.strip()}
         if caller.get("userArn") not in allowed:
             raise HttpError(403, "reading across all users is allowed only to the principals listed in config")
         return None
@@ -84,7 +85,7 @@ def _thumbnail_url(key: str | None) -> str | None:
         return None
     return _presigner().generate_presigned_url(
         "get_object",
-        Params={"Bucket": require_env("DERIVED_BUCKET"), "Key": key},
+        Params={"Bucket": require_env(names.ENV_DERIVED_BUCKET), "Key": key},
         ExpiresIn=env_int("THUMBNAIL_URL_TTL_SECONDS", 300),
     )
 
