@@ -40,9 +40,8 @@ from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
     check_session_id,
-    is_expired,
+    desktop_session,
     now,
-    token_matches,
     upload_state,
 )
 from lambdas.qr_upload.store import SessionStore
@@ -180,19 +179,8 @@ def _bearer_token() -> str | None:
 @app.get("/sessions/<session_id>")
 @tracer.capture_method
 def session_status(session_id: str) -> Response:
-    check_session_id(session_id)
-    token = _bearer_token()
-    if token is None:
-        raise HttpError(401, "desktop token required")
-    session = _store().get(session_id)
-    if session is None:
-        raise SessionError(404, "Session not found", "not-found")
-    if not token_matches(session, token):
-        raise HttpError(403, "invalid desktop token")
+    session = desktop_session(session_id, _bearer_token(), _store().get)
     status = session["status"]
-    # A completed session stays viewable until TTL removes it; an unfinished one ends at expiresAt.
-    if status != COMPLETED and is_expired(session):
-        raise SessionError(400, "Session expired", "expired")
     payload: dict[str, Any] = {
         "sessionId": session_id,
         "status": status,

@@ -25,6 +25,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +40,8 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 class SessionError(Exception):
     """A request about a session that cannot be served; `status` follows the seed's table and
-    `reason` (missing, invalid, not-found, expired, completed) lets the pages word it."""
+    `reason` (missing, invalid, not-found, expired, completed; unauthorized, forbidden for a
+    desktop's token) lets the pages word it."""
 
     def __init__(self, status: int, message: str, reason: str) -> None:
         super().__init__(message)
@@ -110,6 +112,26 @@ def check_usable(session: dict[str, Any] | None) -> dict[str, Any]:
     if session.get("status") == COMPLETED:
         raise SessionError(400, "Session already completed", "completed")
     if is_expired(session):
+        raise SessionError(400, "Session expired", "expired")
+    return session
+
+
+def desktop_session(
+    session_id: str | None, token: str | None, read: Callable[[str], dict[str, Any] | None]
+) -> dict[str, Any]:
+    """The session for its desktop (GET /sessions/{id} and the WebSocket's $connect): a valid id
+    (400/404), a token (401, checked before any read), an existing session (404) whose token hash
+    matches (403), not expired unless it already COMPLETED (400): a completed session stays
+    viewable until TTL removes it, an unfinished one ends at expiresAt."""
+    session_id = check_session_id(session_id)
+    if not token:
+        raise SessionError(401, "desktop token required", "unauthorized")
+    session = read(session_id)
+    if session is None:
+        raise SessionError(404, "Session not found", "not-found")
+    if not token_matches(session, token):
+        raise SessionError(403, "invalid desktop token", "forbidden")
+    if session.get("status") != COMPLETED and is_expired(session):
         raise SessionError(400, "Session expired", "expired")
     return session
 

@@ -37,13 +37,11 @@ from lambdas.qr_upload import config, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
-    check_session_id,
     completion_message,
+    desktop_session,
     ignore_reason,
-    is_expired,
     needs_notification,
     now,
-    token_matches,
 )
 from lambdas.qr_upload.store import SessionStore
 
@@ -68,22 +66,14 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     params = event.get("queryStringParameters") or {}
     try:
-        session_id = check_session_id(params.get("sessionId"))
-        token = params.get("token")
-        if not token:
-            return _reply(401, {"error": "desktop token required"})
         store = _store()
-        session = store.get(session_id)
-        if session is None:
-            raise SessionError(404, "Session not found", "not-found")
-        if not token_matches(session, token):
-            logger.warning("connect refused: wrong token", extra={"sessionId": session_id})
-            return _reply(403, {"error": "invalid desktop token"})
-        if session.get("status") != COMPLETED and is_expired(session):
-            raise SessionError(400, "Session expired", "expired")
+        session_id = str(desktop_session(params.get("sessionId"), params.get("token"), store.get)["sessionId"])
         store.attach_connection(session_id, connection_id)
     except SessionError as exc:
-        logger.info("connect refused", extra={"reason": exc.reason})
+        if exc.reason == "forbidden":
+            logger.warning("connect refused: wrong token", extra={"sessionId": params.get("sessionId")})
+        else:
+            logger.info("connect refused", extra={"reason": exc.reason})
         return _reply(exc.status, {"error": exc.message})
     logger.info("desktop connected", extra={"sessionId": session_id, "connectionId": connection_id})
     return _reply(200, {"message": "Connected"})
