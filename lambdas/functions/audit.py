@@ -12,8 +12,7 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from lambdas.common.aws import resource
-from lambdas.functions.dynamo import MAX_PAGE, decode_cursor, encode_cursor, plain, put
+from lambdas.functions.dynamo import MAX_PAGE, Table, decode_cursor, encode_cursor, plain, put
 
 
 def audit_pk(org: str) -> str:
@@ -60,5 +59,5 @@ def list_entries(table: str, org: str, limit: int, cursor: str | None) -> tuple[
     start = decode_cursor(cursor, ("pk", pk))
     if start:
         kwargs["ExclusiveStartKey"] = start
-    page = resource("dynamodb").Table(table).query(**kwargs)
+    page = Table(table).query(**kwargs)
     return [entry_view(plain(i)) for i in page.get("Items", [])], encode_cursor(page.get("LastEvaluatedKey"))

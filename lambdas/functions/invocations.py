@@ -23,9 +23,19 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from lambdas.common.aws import client, resource
+from lambdas.common.aws import client
 from lambdas.functions import names
-from lambdas.functions.dynamo import MAX_PAGE, Conflict, Update, decode_cursor, encode_cursor, plain, put, transact
+from lambdas.functions.dynamo import (
+    MAX_PAGE,
+    Conflict,
+    Table,
+    Update,
+    decode_cursor,
+    encode_cursor,
+    plain,
+    put,
+    transact,
+)
 
 FINAL = ("succeeded", "failed", "timed_out")
 INLINE_RESULT_BYTES = 256 * 1024
@@ -65,8 +75,8 @@ class InvocationStore:
         self.retention_days = retention_days
 
     @property
-    def table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+    def table(self) -> Table:
+        return Table(self.table_name)
 
     def _ttl(self) -> int:
         return int(time.time()) + self.retention_days * 86400
@@ -148,7 +158,7 @@ class InvocationStore:
             update = Update(key={"pk": inv_pk(org), "sk": iid}, set=changes, condition="attribute_exists(pk)")
         try:
             self.table.update_item(**update.params())
-        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+        except self.table.condition_failed:
             return False
         return True
 

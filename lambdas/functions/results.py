@@ -13,9 +13,8 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Key
 
-from lambdas.common.aws import resource
 from lambdas.functions.audit import Entry
-from lambdas.functions.dynamo import Conflict, Update, delete, plain, put, transact
+from lambdas.functions.dynamo import Conflict, Table, Update, delete, plain, put, transact
 
 SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 
@@ -37,8 +36,8 @@ class ResultStore:
         self.table_name = table
 
     @property
-    def table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+    def table(self) -> Table:
+        return Table(self.table_name)
 
     def key(self, org: str, fid: str, subject: str, version: str) -> dict[str, str]:
         return {"pk": results_pk(org, fid), "sk": f"{subject}#{label(version)}"}

@@ -19,12 +19,12 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from lambdas.common.aws import resource
 from lambdas.functions.audit import Entry
 from lambdas.functions.dynamo import (
     MAX_PAGE,
     BadCursor,
     Conflict,
+    Table,
     Update,
     decode_cursor,
     delete,
@@ -64,15 +64,15 @@ class FunctionStore:
         self.table_name = table
 
     @property
-    def table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+    def table(self) -> Table:
+        return Table(self.table_name)
 
     def _apply(self, update: Update, audit: Entry | None, what: str) -> dict[str, Any] | None:
         """Run one update (with its audit row, atomically); the new item, or None if there is none."""
         if audit is None:
             try:
                 result = self.table.update_item(**update.params(), ReturnValues="ALL_NEW")
-            except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            except self.table.condition_failed:
                 raise Conflict(what) from None
             return plain(result["Attributes"])
         try:
@@ -174,11 +174,8 @@ class FunctionStore:
 
     def delete_everything(self, org: str, fid: str, name: str) -> None:
         """The deployer's last step of a deletion: versions, results, the function, its name claim."""
-        table = self.table
-        with table.batch_writer() as batch:
-            for pk in (versions_pk(org, fid), f"ORG#{org}#RES#{fid}"):
-                for item in self._keys(pk):
-                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        for pk in (versions_pk(org, fid), f"ORG#{org}#RES#{fid}"):
+            self.table.delete_keys([{"pk": item["pk"], "sk": item["sk"]} for item in self._keys(pk)])
         transact(
             [
                 delete(self.table_name, fn_key(org, fid)),
@@ -265,7 +262,7 @@ class FunctionStore:
         )
         try:
             self.table.update_item(**update.params())
-        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+        except self.table.condition_failed:
             return False
         return True
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from lambdas.common.aws import resource
-from lambdas.functions.dynamo import Conflict, Update, plain, transact, typed
+from lambdas.functions.dynamo import Conflict, Table, Update, plain, transact, typed
 from lambdas.functions.settings import Quotas
 
 
@@ -48,8 +47,8 @@ class Usage:
     quotas: Quotas
 
     @property
-    def table(self) -> Any:
-        return resource("dynamodb").Table(self.table_name)
+    def table(self) -> Table:
+        return Table(self.table_name)
 
     def _get(self, org: str, sk: str) -> dict[str, Any]:
         item = self.table.get_item(Key={"pk": usage_pk(org), "sk": sk}, ConsistentRead=True).get("Item")
