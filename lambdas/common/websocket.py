@@ -1,4 +1,5 @@
-"""Delivery to API Gateway WebSocket connections through the `@connections` management API."""
+"""API Gateway WebSocket APIs: a route's answer, and delivery to connections through the
+`@connections` management API."""
 
 from __future__ import annotations
 
@@ -6,6 +7,18 @@ import json
 from typing import Any
 
 from lambdas.common.aws import client
+
+
+def route_response(status: int, error: str | None = None) -> dict[str, Any]:
+    """What a route's function returns to API Gateway: the status (for `$connect`, whether the
+    handshake succeeds) and, for an error, the JSON `{"error": "..."}` every API here answers with."""
+    if error is None:
+        return {"statusCode": status}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"error": error}, separators=(",", ":")),
+    }
 
 
 class ConnectionGone(Exception):

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
@@ -32,7 +31,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.tracing import tracer
-from lambdas.common.websocket import ConnectionGone, post_to_connection
+from lambdas.common.websocket import ConnectionGone, post_to_connection, route_response
 from lambdas.qr_upload import config, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
@@ -53,10 +52,6 @@ def _store() -> SessionStore:
     return SessionStore(config.settings().table_name)
 
 
-def _reply(status: int, payload: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "body": json.dumps(payload, separators=(",", ":"))}
-
-
 def _count(name: str) -> None:
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
 
@@ -74,9 +69,9 @@ def on_connect(event: dict[str, Any]) -> dict[str, Any]:
             logger.warning("connect refused: wrong token", extra={"sessionId": params.get("sessionId")})
         else:
             logger.info("connect refused", extra={"reason": exc.reason})
-        return _reply(exc.status, {"error": exc.message})
+        return route_response(exc.status, exc.message)
     logger.info("desktop connected", extra={"sessionId": session_id, "connectionId": connection_id})
-    return _reply(200, {"message": "Connected"})
+    return route_response(200)
 
 
 @tracer.capture_method
@@ -90,7 +85,7 @@ def on_disconnect(event: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         # The connection is gone whatever we answer; a stale id is cleaned up on the next send.
         logger.exception("disconnect cleanup failed", extra={"connectionId": connection_id})
-    return _reply(200, {"message": "Disconnected"})
+    return route_response(200)
 
 
 def _notify(store: SessionStore, session: dict[str, Any], key: str) -> None:
@@ -216,4 +211,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.set_correlation_id(records[0].get("responseElements", {}).get("x-amz-request-id"))
         return on_s3_records(records)
     logger.error("unknown event type", extra={"keys": sorted(event)})
-    return _reply(400, {"error": "Unknown event type"})
+    return route_response(400, "Unknown event type")
