@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from lambdas.tunnel import protocol as p
-from scripts.tunnel_agent import AgentConfig
 from tests.lambdas.tunnel.agent_peers import (
     BINARY,
     GOOD_TOKEN,
@@ -25,6 +24,7 @@ from tests.lambdas.tunnel.agent_peers import (
     request,
     until,
 )
+from tunnel_agent.agent import AgentConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from lambdas.tunnel import protocol as p
-from scripts.tunnel_agent import Agent
-from scripts.tunnel_agent_cli import parse_target
-from scripts.tunnel_inspector import PREVIEW_BYTES, REPLAY_BODY_BYTES, RequestLog, preview
+from tunnel_agent.agent import Agent
+from tunnel_agent.cli import parse_target
+from tunnel_agent.inspector import PREVIEW_BYTES, REPLAY_BODY_BYTES, RequestLog, preview
 
 
 def _request(target: str = "/x?a=1", body: bytes = b"") -> p.HttpRequest:

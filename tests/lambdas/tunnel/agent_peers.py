@@ -22,7 +22,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from lambdas.tunnel import protocol as p
-from scripts.tunnel_agent import Agent, AgentConfig
+from tunnel_agent.agent import Agent, AgentConfig
 
 GOOD_TOKEN = "abcdefghij.secretsecretsecretsecretsecret"
 BINARY = bytes(range(256)) * 64
@@ -249,7 +249,7 @@ class AgentThread:
         self.thread.start()
 
     def _run(self) -> None:
-        from scripts.tunnel_agent import run_agent
+        from tunnel_agent.agent import run_agent
 
         async def main() -> int:
             self.loop = asyncio.get_running_loop()

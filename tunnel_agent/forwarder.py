@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import dataclass
 
 from lambdas.tunnel import protocol as p
-from scripts.tunnel_inspector import DEFAULT_KEEP
+from tunnel_agent.inspector import DEFAULT_KEEP
 
 
 @dataclass
@@ -76,7 +76,7 @@ class LocalForwarder:
         kept on the request (the inspector shows it and Replay sends it again)."""
         try:
             if request.body_url:
-                with urllib.request.urlopen(request.body_url, timeout=30) as got:  # presigned S3 GET
+                with urllib.request.urlopen(request.body_url, timeout=30) as got:  # noqa: S310 - presigned S3 GET
                     request.body, request.body_url = got.read(p.MAX_BODY_BYTES + 1), None
             return self._call_app(request, request.body)
         except (OSError, http.client.HTTPException) as exc:
@@ -163,11 +163,12 @@ def upload_form(url: str, fields: dict[str, str], body: bytes) -> None:
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="body"\r\n'
     head += "Content-Type: application/octet-stream\r\n\r\n"
     data = b"".join([*parts, head.encode(), body, f"\r\n--{boundary}--\r\n".encode()])
-    post = urllib.request.Request(
+    # `url` is the presigned POST the tunnel signed for this request (https on AWS).
+    post = urllib.request.Request(  # noqa: S310 - the tunnel's presigned POST URL
         url, data=data, method="POST", headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
     try:
-        with urllib.request.urlopen(post, timeout=20) as done:
+        with urllib.request.urlopen(post, timeout=20) as done:  # noqa: S310 - the same presigned POST
             done.read()
     except urllib.error.HTTPError as exc:
         detail = exc.read(4096).decode("utf-8", "replace")

@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from lambdas.tunnel.tokens import valid_subdomain
-from scripts.tunnel_forwarder import AgentConfig
+from tunnel_agent.forwarder import AgentConfig
 
 SUBDOMAIN_RULE = "3-63 characters of a-z, 0-9 and hyphens, starting and ending with a letter or digit"
 EXIT_FATAL = 1
