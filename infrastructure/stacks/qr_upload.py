@@ -32,9 +32,17 @@ from lambdas.qr_upload.names import RENDITION_PREFIX, UPLOAD_PREFIX
 class QrUploadStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        qr = config.qr_upload
-        self.config_name = config.name
+        self.config = config
+        self._table()
+        self._apis()
+        self._bucket()
+        self._functions()
+        self._photo_links()
+        self._grant()
+        self._routes()
+        self._outputs()
 
+    def _table(self) -> None:
         self.table = dynamodb.TableV2(
             self,
             "SessionsTable",
@@ -51,26 +59,39 @@ class QrUploadStack(Stack):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            deletion_protection=config.deletion_protection,
-            removal_policy=config.removal_policy,
+            deletion_protection=self.config.deletion_protection,
+            removal_policy=self.config.removal_policy,
         )
 
+    def _apis(self) -> None:
         self.http = HttpEndpoint(
             self,
             "Http",
-            config=config,
-            api_name=names.resource_name(config.name),
+            config=self.config,
+            api_name=names.resource_name(self.config.name),
             description="QR-upload handoff: sessions, upload URLs and pages",
             rate_limit=50,
             burst_limit=100,
         )
+        self.ws = WebSocketEndpoint(
+            self,
+            "WebSocket",
+            config=self.config,
+            api_name=f"{names.SYSTEM}-ws-{self.config.name}",
+            description="Desktop notifications",
+            rate_limit=20,
+            burst_limit=50,
+            logged_by="every $connect/$disconnect is logged by the event function",
+        )
+
+    def _bucket(self) -> None:
         # The bucket's name and ARNs are computed, not referenced: the bucket's CORS names the HTTP
         # API's origin (the phone page posts from there), so the functions behind that API must not
         # depend on the bucket resource, or CloudFormation sees a cycle.
-        self.bucket_name = f"{names.resource_name(config.name)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
+        self.bucket_name = f"{names.resource_name(self.config.name)}-{Aws.ACCOUNT_ID}-{Aws.REGION}"
         self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
         self.renditions_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{RENDITION_PREFIX}*"
-        self.access_logs = AccessLogBucket(self, "AccessLogs", config=config)
+        self.access_logs = AccessLogBucket(self, "AccessLogs", config=self.config)
         self.bucket = s3.Bucket(
             self,
             "UploadBucket",
@@ -81,12 +102,12 @@ class QrUploadStack(Stack):
             # A second POST with the same grant makes a new version; the session pins the one it
             # completed with, so the photo the desktop was shown cannot be replaced.
             versioned=True,
-            removal_policy=config.removal_policy,
+            removal_policy=self.config.removal_policy,
             cors=[
                 s3.CorsRule(
                     allowed_methods=[s3.HttpMethods.POST],
                     allowed_origins=[
-                        *cors_origins(config, self.node.try_get_context(CORS_ORIGINS_CONTEXT)),
+                        *cors_origins(self.config, self.node.try_get_context(CORS_ORIGINS_CONTEXT)),
                         self.http.url,
                     ],
                     allowed_headers=["content-type"],
@@ -112,17 +133,8 @@ class QrUploadStack(Stack):
         )
         self.access_logs.log(self.bucket, "upload-bucket")
 
-        self.ws = WebSocketEndpoint(
-            self,
-            "WebSocket",
-            config=config,
-            api_name=f"{names.SYSTEM}-ws-{config.name}",
-            description="Desktop notifications",
-            rate_limit=20,
-            burst_limit=50,
-            logged_by="every $connect/$disconnect is logged by the event function",
-        )
-
+    def _functions(self) -> None:
+        qr = self.config.qr_upload
         shared_env = {
             names.ENV_SESSIONS_TABLE: self.table.table_name,
             names.ENV_UPLOAD_BUCKET: self.bucket_name,
@@ -135,8 +147,8 @@ class QrUploadStack(Stack):
         self.http_function = PythonFunction(
             self,
             "HttpApiFunction",
-            config=config,
-            function_name=names.function_name(names.HTTP_API, config.name),
+            config=self.config,
+            function_name=names.function_name(names.HTTP_API, self.config.name),
             group="qr_upload",
             handler="lambdas.qr_upload.http_api.handler",
             description="QR upload: sessions, presigned POSTs, status and pages",
@@ -146,8 +158,8 @@ class QrUploadStack(Stack):
         self.event_function = PythonFunction(
             self,
             "WebSocketEventFunction",
-            config=config,
-            function_name=names.function_name(names.WEBSOCKET_EVENT, config.name),
+            config=self.config,
+            function_name=names.function_name(names.WEBSOCKET_EVENT, self.config.name),
             group="qr_upload",
             handler="lambdas.qr_upload.websocket_events.handler",
             description="QR upload: WebSocket lifecycle and S3 upload completion",
@@ -157,35 +169,21 @@ class QrUploadStack(Stack):
             memory_mb=qr.event_memory_mb,
             asynchronous=True,
         )
+
+    def _photo_links(self) -> None:
         # The desktop's link to the photo: CloudFront adds nosniff and the CSP that S3 cannot.
         self.photo_links = SignedPhotoLinks(
             self,
             "PhotoLinks",
-            config=config,
+            config=self.config,
             bucket=self.bucket,
             bucket_arn=f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}",
             prefixes=[UPLOAD_PREFIX, RENDITION_PREFIX],
-            name=names.resource_name(config.name),
+            name=names.resource_name(self.config.name),
             group="qr_upload",
             key_handler="lambdas.qr_upload.signing_key.handler",
         )
         self.photo_links.grant_signing(self.http_function)
-        self._grant()
-        self._routes()
-
-        self.bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED,
-            s3n.LambdaDestination(self.event_function.function),
-            s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
-        )
-        acknowledge_bucket_notifications_handler(self)
-
-        CfnOutput(self, names.OUTPUT_HTTP_API_URL, value=self.http.url)
-        CfnOutput(self, names.OUTPUT_DESKTOP_PAGE_URL, value=f"{self.http.url}/")
-        CfnOutput(self, names.OUTPUT_WEBSOCKET_URL, value=self.ws.url)
-        CfnOutput(self, names.OUTPUT_UPLOAD_BUCKET, value=self.bucket.bucket_name)
-        CfnOutput(self, names.OUTPUT_PHOTO_LINKS_URL, value=self.photo_links.url)
-        CfnOutput(self, names.OUTPUT_SESSIONS_TABLE, value=self.table.table_name)
 
     def _grant(self) -> None:
         uploads = self.uploads_arn
@@ -217,7 +215,7 @@ class QrUploadStack(Stack):
             self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
         )
 
-        bucket = f"{names.resource_name(self.config_name)}-<AWS::AccountId>-<AWS::Region>"
+        bucket = f"{names.resource_name(self.config.name)}-<AWS::AccountId>-<AWS::Region>"
         bucket_finding = f"arn:<AWS::Partition>:s3:::{bucket}"
         uploads_finding = f"{bucket_finding}/{UPLOAD_PREFIX}*"
         renditions_finding = f"{bucket_finding}/{RENDITION_PREFIX}*"
@@ -248,6 +246,12 @@ class QrUploadStack(Stack):
         ws = integrations.WebSocketLambdaIntegration("WebSocketIntegration", self.event_function.function)
         self.ws.api.add_route("$connect", integration=ws)
         self.ws.api.add_route("$disconnect", integration=ws)
+        self.bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED,
+            s3n.LambdaDestination(self.event_function.function),
+            s3.NotificationKeyFilter(prefix=UPLOAD_PREFIX),
+        )
+        acknowledge_bucket_notifications_handler(self)
         acknowledge(
             self.http.api,
             "AwsSolutions-APIG4",
@@ -259,3 +263,11 @@ class QrUploadStack(Stack):
             "AwsSolutions-APIG4",
             "$connect is authorized in the handler by the session's desktop token (only its hash is stored).",
         )
+
+    def _outputs(self) -> None:
+        CfnOutput(self, names.OUTPUT_HTTP_API_URL, value=self.http.url)
+        CfnOutput(self, names.OUTPUT_DESKTOP_PAGE_URL, value=f"{self.http.url}/")
+        CfnOutput(self, names.OUTPUT_WEBSOCKET_URL, value=self.ws.url)
+        CfnOutput(self, names.OUTPUT_UPLOAD_BUCKET, value=self.bucket.bucket_name)
+        CfnOutput(self, names.OUTPUT_PHOTO_LINKS_URL, value=self.photo_links.url)
+        CfnOutput(self, names.OUTPUT_SESSIONS_TABLE, value=self.table.table_name)
