@@ -238,17 +238,34 @@ class TunnelStack(Stack):
             timeout=Duration.seconds(10),
         )
 
+    def _allow(self, fn: PythonFunction, actions: list[str], *resources: str) -> None:
+        fn.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
+
     def _grant(self) -> None:
         connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
+        self._grant_connect()
 
-        def allow(fn: PythonFunction, actions: list[str], *resources: str) -> None:
-            fn.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
+        self._allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
+        self._allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{names.CONNECTION_INDEX}")
+        self._allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
 
+        self._grant_forward()
+
+        self._allow(self.response_fn, ["dynamodb:UpdateItem"], pending_arn)
+        self._allow(self.response_fn, ["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
+        self.ws.grant_manage_connections(
+            self.response_fn, "Replies (ConnectionEstablished, Pong, Error) go to the calling agent connection."
+        )
+
+    def _grant_connect(self) -> None:
+        connections_arn = self.connections.table_arn
         # $connect: read the token, claim a subdomain (a transaction: put claim + update token).
-        allow(self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn)
-        allow(self.connect_fn, ["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
+        self._allow(
+            self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn
+        )
+        self._allow(self.connect_fn, ["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
         # One agent per name: find the name's live connection, and close it on --replace.
-        allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
+        self._allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         self.ws.grant_manage_connections(
             self.connect_fn, "One agent per name: a replaced agent is told why before it is closed."
         )
@@ -274,22 +291,22 @@ class TunnelStack(Stack):
             ),
         )
 
-        allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
-        allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{names.CONNECTION_INDEX}")
-        allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
-
-        allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
+    def _grant_forward(self) -> None:
+        connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
+        self._allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         # Routing checks that a live token still owns the name (a revoked token's connection gets nothing).
-        allow(self.forward_fn, ["dynamodb:GetItem"], self.tokens.table_arn)
+        self._allow(self.forward_fn, ["dynamodb:GetItem"], self.tokens.table_arn)
         # Delete: a stale connection after GoneException; Update/Get: its in-flight count (the per-tunnel cap).
-        allow(self.forward_fn, ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn)
-        allow(
+        self._allow(
+            self.forward_fn, ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn
+        )
+        self._allow(
             self.forward_fn,
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             pending_arn,
         )
         # Put/Get also sign the presigned URLs the agent uses (GET requests/*, POST responses/*).
-        allow(
+        self._allow(
             self.forward_fn,
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
             *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in names.BODY_PREFIXES),
@@ -297,13 +314,6 @@ class TunnelStack(Stack):
         self.ws.grant_manage_connections(
             self.forward_fn, "The forwarder posts each request to whichever agent connection serves its tunnel."
         )
-
-        allow(self.response_fn, ["dynamodb:UpdateItem"], pending_arn)
-        allow(self.response_fn, ["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
-        self.ws.grant_manage_connections(
-            self.response_fn, "Replies (ConnectionEstablished, Pong, Error) go to the calling agent connection."
-        )
-
         acknowledge_wildcards(
             self.forward_fn.role,
             "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own bucket.",

@@ -191,6 +191,8 @@ class Inspector:
 
 
 def _handler(inspector: Inspector) -> type[BaseHTTPRequestHandler]:
+    """The inspector's request handler class, bound to `inspector`. Over 60 lines because it is one
+    class body (a method per HTTP verb and a small sender), each method short."""
     static = Path(__file__).parent
 
     class Handler(BaseHTTPRequestHandler):
