@@ -57,6 +57,47 @@ class SignedPhotoLinks(Construct):
         cache_ttl: Duration | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        key_group = self._signing_key(config, name, group, key_handler)
+        self.distribution = cloudfront.Distribution(
+            self,
+            "Distribution",
+            comment=f"{name}: signed photo links",
+            default_behavior=cloudfront.BehaviorOptions(
+                origin=self._origin(bucket, name),
+                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
+                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+                cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
+                cache_policy=self._cache_policy(name, cache_ttl or DEFAULT_CACHE_TTL),
+                response_headers_policy=self._headers_policy(name),
+                trusted_key_groups=[key_group],
+                compress=False,
+            ),
+            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
+            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
+        )
+        bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="SignedPhotoLinksRead",
+                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
+                actions=["s3:GetObject", "s3:GetObjectVersion"],
+                resources=[f"{bucket_arn}/{prefix}*" for prefix in prefixes],
+                conditions={"StringEquals": {"AWS:SourceArn": self.distribution.distribution_arn}},
+            )
+        )
+        self._acknowledge(self.distribution)
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.distribution.distribution_domain_name}"
+
+    def grant_signing(self, fn: PythonFunction) -> None:
+        self.secret.grant_read(fn.function)
+        fn.function.add_environment(names.ENV_PHOTO_LINKS_URL, self.url)
+        fn.function.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
+        fn.function.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
+
+    def _signing_key(self, config: EnvConfig, name: str, group: str, key_handler: str) -> cloudfront.KeyGroup:
+        """The key pair made at deploy: the private key in a secret, the public one in the key group."""
         self.secret = secretsmanager.Secret(
             self,
             "SigningKey",
@@ -102,9 +143,33 @@ class SignedPhotoLinks(Construct):
             encoded_key=key_pair.get_att_string("PublicKeyPem"),
             comment=f"{name}: verifies photo links",
         )
-        key_group = cloudfront.KeyGroup(self, "KeyGroup", items=[self.public_key], comment=f"{name}: photo links")
+        return cloudfront.KeyGroup(self, "KeyGroup", items=[self.public_key], comment=f"{name}: photo links")
 
-        headers = cloudfront.ResponseHeadersPolicy(
+    def _origin(self, bucket: s3.IBucket, name: str) -> cloudfront.IOrigin:
+        # The origin access control without CDK's grant (`bucket/*`): the grant below is narrower.
+        access = cloudfront.S3OriginAccessControl(
+            self, "OriginAccess", description=f"{name}: CloudFront signs its reads of photos"
+        )
+        return origins.S3BucketOrigin.with_bucket_defaults(
+            bucket, origin_access_control_id=access.origin_access_control_id
+        )
+
+    def _cache_policy(self, name: str, ttl: Duration) -> cloudfront.CachePolicy:
+        return cloudfront.CachePolicy(
+            self,
+            "Cache",
+            comment=f"{name}: one entry per object version, type and disposition",
+            # Forwarded to S3 and part of the cache key: exactly what the signer puts in a URL.
+            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list(*names.SIGNED_QUERY),
+            header_behavior=cloudfront.CacheHeaderBehavior.none(),
+            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
+            default_ttl=ttl,
+            min_ttl=Duration.seconds(0),
+            max_ttl=ttl,
+        )
+
+    def _headers_policy(self, name: str) -> cloudfront.ResponseHeadersPolicy:
+        return cloudfront.ResponseHeadersPolicy(
             self,
             "Headers",
             comment=f"{name}: photos are served as inert downloads",
@@ -130,62 +195,6 @@ class SignedPhotoLinks(Construct):
                 ]
             ),
         )
-        cache = cloudfront.CachePolicy(
-            self,
-            "Cache",
-            comment=f"{name}: one entry per object version, type and disposition",
-            # Forwarded to S3 and part of the cache key: exactly what the signer puts in a URL.
-            query_string_behavior=cloudfront.CacheQueryStringBehavior.allow_list(*names.SIGNED_QUERY),
-            header_behavior=cloudfront.CacheHeaderBehavior.none(),
-            cookie_behavior=cloudfront.CacheCookieBehavior.none(),
-            default_ttl=cache_ttl or DEFAULT_CACHE_TTL,
-            min_ttl=Duration.seconds(0),
-            max_ttl=cache_ttl or DEFAULT_CACHE_TTL,
-        )
-        # The origin access control without CDK's grant (`bucket/*`): the grant below is narrower.
-        access = cloudfront.S3OriginAccessControl(
-            self, "OriginAccess", description=f"{name}: CloudFront signs its reads of photos"
-        )
-        origin = origins.S3BucketOrigin.with_bucket_defaults(
-            bucket, origin_access_control_id=access.origin_access_control_id
-        )
-        self.distribution = cloudfront.Distribution(
-            self,
-            "Distribution",
-            comment=f"{name}: signed photo links",
-            default_behavior=cloudfront.BehaviorOptions(
-                origin=origin,
-                viewer_protocol_policy=cloudfront.ViewerProtocolPolicy.HTTPS_ONLY,
-                allowed_methods=cloudfront.AllowedMethods.ALLOW_GET_HEAD,
-                cached_methods=cloudfront.CachedMethods.CACHE_GET_HEAD,
-                cache_policy=cache,
-                response_headers_policy=headers,
-                trusted_key_groups=[key_group],
-                compress=False,
-            ),
-            price_class=cloudfront.PriceClass.PRICE_CLASS_100,
-            http_version=cloudfront.HttpVersion.HTTP2_AND_3,
-        )
-        bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="SignedPhotoLinksRead",
-                principals=[iam.ServicePrincipal("cloudfront.amazonaws.com")],
-                actions=["s3:GetObject", "s3:GetObjectVersion"],
-                resources=[f"{bucket_arn}/{prefix}*" for prefix in prefixes],
-                conditions={"StringEquals": {"AWS:SourceArn": self.distribution.distribution_arn}},
-            )
-        )
-        self._acknowledge(self.distribution)
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.distribution.distribution_domain_name}"
-
-    def grant_signing(self, fn: PythonFunction) -> None:
-        self.secret.grant_read(fn.function)
-        fn.function.add_environment(names.ENV_PHOTO_LINKS_URL, self.url)
-        fn.function.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
-        fn.function.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
 
     @staticmethod
     def _acknowledge(distribution: cloudfront.Distribution) -> None:
