@@ -19,9 +19,11 @@ halfvec expression index. They take minutes each to build, so `make bench` leave
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -82,8 +84,10 @@ def sql_variant(label: str, order_by: str, settings: dict[str, str], build: str 
 
     def statement(category: str | None) -> str:
         where = "model = %(model)s" + (" AND category = %(category)s" if category else "")
-        # Only this module's fixed clauses are formatted in; values are bound parameters.
-        return f"SELECT item_id FROM embeddings WHERE {where} ORDER BY {order_by} LIMIT 10"  # noqa: S608
+        # Only this module's fixed clauses are formatted in; values are bound parameters. The label
+        # keeps each variant's text apart: psycopg prepares a statement after 5 runs and a cached
+        # plan of the same text would ignore the exact scan's enable_indexscan = off.
+        return f"/* {label} */ SELECT item_id FROM embeddings WHERE {where} ORDER BY {order_by} LIMIT 10"  # noqa: S608
 
     def params(vector: Any, category: str | None) -> dict[str, Any]:
         return {"q": Vector(vector), "model": MODEL, "category": category}
@@ -102,14 +106,24 @@ def sql_variant(label: str, order_by: str, settings: dict[str, str], build: str 
     return Variant(label, query, explain, (build,) if build else (), (drop,) if drop else ())
 
 
-def ours(label: str) -> Variant:
+def ours(label: str, ef_search: str = "") -> Variant:
+    """The search function's own query; `ef_search` overrides its HNSW_EF_SEARCH setting (variants
+    run one at a time, so setting the environment per call is safe)."""
     from lambdas.search import queries
 
+    def configure() -> None:
+        if ef_search:
+            os.environ["HNSW_EF_SEARCH"] = ef_search
+        else:
+            os.environ.pop("HNSW_EF_SEARCH", None)
+
     def query(conn: Any, vector: Any, category: str | None) -> list[uuid.UUID]:
+        configure()
         rows = queries.search(conn, vector.tolist(), MODEL, user_id=None, category=category, limit=10)
         return [r["item_id"] for r in rows]
 
     def explain(conn: Any, vector: Any, category: str | None) -> str:
+        configure()
         return queries.search_plan(conn, vector.tolist(), MODEL, user_id=None, category=category, limit=10)
 
     return Variant(label, query, explain)
@@ -118,13 +132,13 @@ def ours(label: str) -> Variant:
 EXACT = sql_variant(
     "exact scan (no index)",
     "embedding <=> %(q)s",
-    {"enable_indexscan": "off", "enable_bitmapscan": "off"},
+    {"enable_indexscan": "off", "enable_bitmapscan": "off", "plan_cache_mode": "force_custom_plan"},
 )
 COMPARE = [
     sql_variant(
         "vector HNSW m=16 ef_construction=64, ef_search=400 (before)",
         "embedding <=> %(q)s",
-        {"hnsw.ef_search": "400", "hnsw.iterative_scan": "relaxed_order", "enable_bitmapscan": "off"},
+        {"hnsw.ef_search": "400", "hnsw.iterative_scan": "relaxed_order", "plan_cache_mode": "force_custom_plan"},
         "CREATE INDEX bench_vector_idx ON embeddings USING hnsw (embedding vector_cosine_ops)"
         " WITH (m = 16, ef_construction = 64)",
         "DROP INDEX bench_vector_idx",
@@ -132,7 +146,7 @@ COMPARE = [
     sql_variant(
         "halfvec expression HNSW m=16 ef_construction=64, ef_search=400",
         "embedding::halfvec(1024) <=> %(q)s::halfvec(1024)",
-        {"hnsw.ef_search": "400", "hnsw.iterative_scan": "relaxed_order", "enable_bitmapscan": "off"},
+        {"hnsw.ef_search": "400", "hnsw.iterative_scan": "relaxed_order", "plan_cache_mode": "force_custom_plan"},
         "CREATE INDEX bench_halfvec_idx ON embeddings USING hnsw ((embedding::halfvec(1024)) halfvec_cosine_ops)"
         " WITH (m = 16, ef_construction = 64)",
         "DROP INDEX bench_halfvec_idx",
@@ -147,6 +161,10 @@ def served_by(plan: str) -> str:
     )
     names = [index or bitmap or "seq scan" for index, bitmap, _ in found]
     return ", ".join(dict.fromkeys(names)) or "?"
+
+
+def progress(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -287,18 +305,22 @@ def bench(n: int, n_queries: int, compare: bool) -> list[str]:
     try:
         conn = db.connect()
         load_s, build_s = load(conn, ids, vectors)
+        progress(f"loaded {n:,} rows in {load_s:.0f} s, built the migrations' indexes in {build_s:.0f} s")
         builds = {chosen.label: f"{build_s:.0f} s, {hnsw_size(conn)}"}
-        for variant in [chosen, *(COMPARE if compare else [])]:
+        alternatives = [ours(chosen.label.replace("ef_search=400", "ef_search=300"), "300"), *COMPARE]
+        for variant in [chosen, *(alternatives if compare else [])]:
             if variant.build_sql:
                 start = time.perf_counter()
                 for statement in variant.build_sql:
                     conn.execute(statement)
                 conn.execute("ANALYZE embeddings")
                 builds[variant.label] = f"{time.perf_counter() - start:.0f} s, {hnsw_size(conn, variant.label)}"
+                progress(f"built {variant.label}: {builds[variant.label]}")
             for category in exact_ids:
                 results = measure(db, [EXACT, variant], queries, exact_ids[category], category, exact_every=10)
                 plan = served_by(variant.explain(conn, queries[0], category))
                 rows.append((category, variant.label, results[variant.label], results[EXACT.label], plan))
+                progress(f"measured {variant.label}, category {category}")
             for statement in variant.drop_sql:
                 conn.execute(statement)
         conn.close()
