@@ -277,7 +277,7 @@ def test_iterative_scan_fills_the_limit_under_a_user_filter(aws_env, db, monkeyp
 def test_search_settings_are_transaction_local(db) -> None:
     with db.transaction():
         queries.configure_hnsw(db)
-        assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "400"
+        assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "300"
         assert db.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
     # Nothing leaks to the next request on this connection.
     assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "40"
