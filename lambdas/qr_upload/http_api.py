@@ -35,7 +35,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.http import HttpError, error_response, json_body, json_response, make_resolver
 from lambdas.common.tracing import tracer
-from lambdas.qr_upload import config, pages, photo_links, uploads
+from lambdas.qr_upload import pages, photo_links, uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
@@ -44,6 +44,7 @@ from lambdas.qr_upload.sessions import (
     now,
     upload_state,
 )
+from lambdas.qr_upload.settings import settings
 from lambdas.qr_upload.store import SessionStore
 
 logger = Logger()
@@ -57,7 +58,7 @@ def _session_error(exc: SessionError) -> Response:
 
 
 def _store() -> SessionStore:
-    return SessionStore(config.settings().table_name)
+    return SessionStore(settings().table_name)
 
 
 def _api_base() -> str:
@@ -99,8 +100,8 @@ def create_session() -> Response:
     want_qr = body.get("qr", False)
     if not isinstance(want_qr, bool):
         raise HttpError(400, "qr must be a boolean")
-    settings = config.settings()
-    session = _store().create(settings.session_ttl_seconds)
+    current = settings()
+    session = _store().create(current.session_ttl_seconds)
     metrics.add_metric(name="SessionsCreated", unit=MetricUnit.Count, value=1)
     logger.info("session created", extra={"sessionId": session.session_id})
     payload: dict[str, Any] = {
@@ -108,10 +109,10 @@ def create_session() -> Response:
         "expiresAt": session.expires_at,
         "desktopToken": session.desktop_token,
         "uploadPageUrl": _upload_page_url(session.session_id),
-        "maxBytes": settings.max_upload_bytes,
+        "maxBytes": current.max_upload_bytes,
     }
-    if settings.ws_api_endpoint:
-        payload["websocketUrl"] = settings.websocket_url
+    if current.ws_api_endpoint:
+        payload["websocketUrl"] = current.websocket_url
     if want_qr:
         from lambdas.qr_upload.qr import qr_svg
 
@@ -126,7 +127,7 @@ def upload_url() -> Response:
     content_type = (_query("contentType") or uploads.DEFAULT_CONTENT_TYPE).lower()
     if not uploads.is_accepted_content_type(content_type):
         raise HttpError(400, f"contentType must be one of: {', '.join(uploads.ACCEPTED_TYPES)}")
-    settings = config.settings()
+    current = settings()
     store = _store()
     session = store.get_usable(session_id)
     key = uploads.new_upload_key(session_id)
@@ -135,8 +136,8 @@ def upload_url() -> Response:
     # Record the grant first: a form for a key the session does not hold would never complete.
     store.request_upload(session_id, key, parsed[1])
     # The form expires with the session at the latest, so S3 itself refuses a late upload.
-    expires_in = max(1, min(settings.upload_url_ttl_seconds, int(session["expiresAt"]) - now()))
-    post = uploads.presigned_post(config.bucket_name(), key, content_type, settings.max_upload_bytes, expires_in)
+    expires_in = max(1, min(current.upload_url_ttl_seconds, int(session["expiresAt"]) - now()))
+    post = uploads.presigned_post(current.upload_bucket(), key, content_type, current.max_upload_bytes, expires_in)
     metrics.add_metric(name="UploadUrlsIssued", unit=MetricUnit.Count, value=1)
     logger.info("upload url issued", extra={"sessionId": session_id, "uploadKey": key})
     return json_response(
@@ -145,7 +146,7 @@ def upload_url() -> Response:
             "uploadUrl": post["url"],
             "uploadKey": key,
             "fields": post["fields"],
-            "maxBytes": settings.max_upload_bytes,
+            "maxBytes": current.max_upload_bytes,
             "expiresIn": expires_in,
         },
     )
@@ -196,20 +197,20 @@ def session_status(session_id: str) -> Response:
 def _image_url(session: dict[str, Any]) -> str:
     """A signed link (photo_links.py) to the pinned version, or to the JPEG rendition, typed from
     the bytes, served with nosniff and as a download."""
-    settings = config.settings()
+    current = settings()
     if session.get("renditionKey"):
         key, version, content_type = str(session["renditionKey"]), None, "image/jpeg"
     else:
         key, version = str(session["uploadKey"]), session.get("uploadVersionId")
         content_type = str(session.get("contentType") or uploads.DEFAULT_CONTENT_TYPE)
     return photo_links.signed_url(
-        settings.photo_links_url,
-        settings.photo_key_pair_id,
-        settings.photo_signing_secret_arn,
+        current.photo_links_url,
+        current.photo_key_pair_id,
+        current.photo_signing_secret_arn,
         key,
         content_type=content_type,
         fmt=uploads.ACCEPTED_TYPES.get(content_type, "JPEG"),
-        expires_in=settings.download_url_ttl_seconds,
+        expires_in=current.download_url_ttl_seconds,
         version_id=str(version) if version else None,
     )
 
@@ -217,11 +218,11 @@ def _image_url(session: dict[str, Any]) -> str:
 @app.get("/")
 def desktop_page() -> Response:
     # Both raise (a logged 500) when unset: the page is useless without the socket and the photo's origin.
-    config.ws_api_endpoint()
+    settings().websocket_endpoint()
     return pages.desktop_page(
         _api_base(),
-        _origin_of(config.settings().websocket_url),
-        _origin_of(config.photo_links_url()),
+        _origin_of(settings().websocket_url),
+        _origin_of(settings().photo_links()),
     )
 
 
@@ -236,9 +237,9 @@ def phone_page() -> Response:
     return pages.phone_page(
         _api_base(),
         session_id if state == "ready" else "",
-        config.settings().max_upload_bytes,
+        settings().max_upload_bytes,
         state,
-        uploads.s3_origin(config.bucket_name()),
+        uploads.s3_origin(settings().upload_bucket()),
     )
 
 

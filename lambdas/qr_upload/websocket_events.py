@@ -32,7 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection, route_response
-from lambdas.qr_upload import config, uploads
+from lambdas.qr_upload import uploads
 from lambdas.qr_upload.sessions import (
     COMPLETED,
     SessionError,
@@ -42,6 +42,7 @@ from lambdas.qr_upload.sessions import (
     needs_notification,
     now,
 )
+from lambdas.qr_upload.settings import settings
 from lambdas.qr_upload.store import SessionStore
 
 logger = Logger()
@@ -49,7 +50,7 @@ metrics = Metrics()
 
 
 def _store() -> SessionStore:
-    return SessionStore(config.settings().table_name)
+    return SessionStore(settings().table_name)
 
 
 def _count(name: str) -> None:
@@ -100,7 +101,7 @@ def _notify(store: SessionStore, session: dict[str, Any], key: str) -> None:
     if claimed_at is None:
         return  # another delivery notified, or the desktop changed connection meanwhile
     try:
-        post_to_connection(config.ws_api_endpoint(), str(connection_id), completion_message(session, key))
+        post_to_connection(settings().websocket_endpoint(), str(connection_id), completion_message(session, key))
     except ConnectionGone:
         _count("StaleConnections")
         cleared = store.detach_connection(session_id, str(connection_id))
@@ -150,11 +151,11 @@ def on_object_created(store: SessionStore, record: dict[str, Any]) -> None:
         _notify(store, session, key)  # a redelivery: notify if that has not happened yet
         return None
 
-    settings = config.settings()
+    current = settings()
     stored = uploads.read_head(bucket, key, version_id)
     if stored is None:
         return _ignore("object no longer exists", key)
-    fmt, reason = uploads.rejection_reason(stored, settings.max_upload_bytes)
+    fmt, reason = uploads.rejection_reason(stored, current.max_upload_bytes)
     rendition = None
     if fmt in uploads.NEEDS_RENDITION:
         rendition = uploads.rendition_key(session_id, upload_id)

@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from lambdas.common import aws as common_aws
 from lambdas.common import s3 as common_s3
-from lambdas.qr_upload import config, photo_links
+from lambdas.qr_upload import settings
 
 from .helpers import BUCKET, KEY_PAIR_ID, PHOTO_LINKS_URL, REGION, SIGNING_SECRET, TABLE, create_resources
 
@@ -39,8 +39,7 @@ class _CurrentStdout:
 def clear_caches(*, clients: bool = False) -> None:
     """Forget settings (tests change env vars); clients only when the endpoint changes, since
     moto intercepts cached clients too and creating them is most of a test's time."""
-    config.settings.cache_clear()
-    photo_links.reset()
+    settings.clear()
     if clients:
         common_aws.client.cache_clear()
         common_aws.resource.cache_clear()
@@ -141,7 +140,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectionsServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("WS_API_ENDPOINT", server.endpoint)
-    config.settings.cache_clear()
+    settings.clear()
     try:
         yield server
     finally:

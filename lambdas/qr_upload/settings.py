@@ -1,0 +1,98 @@
+"""QR-upload settings: a frozen `Settings.from_env()` read once per container (`settings()`),
+forgotten with everything else a container caches by one `clear()` (the shape the tunnel's and
+the Functions' settings have).
+
+Both functions share this module; each reads only what it needs (the event function never
+presigns, so a missing UPLOAD_BUCKET_NAME fails only where the bucket is asked for).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+from urllib.parse import urlsplit
+
+from lambdas.common.settings import MissingSetting, env_int, require_env
+from lambdas.qr_upload import names
+
+
+@dataclass(frozen=True)
+class Settings:
+    table_name: str
+    bucket_name: str
+    ws_api_endpoint: str
+    max_upload_bytes: int
+    session_ttl_seconds: int
+    upload_url_ttl_seconds: int
+    download_url_ttl_seconds: int
+    # The desktop's photo links: the CloudFront distribution's https base URL, the id of the
+    # public key it trusts, and the secret holding the matching private key.
+    photo_links_url: str
+    photo_key_pair_id: str
+    photo_signing_secret_arn: str
+
+    @property
+    def websocket_url(self) -> str:
+        """The URL a browser opens: `wss://host/stage` for the AWS form, `ws://` for a local http URL."""
+        endpoint = self.ws_api_endpoint
+        if "://" not in endpoint:
+            return f"wss://{endpoint}"
+        parts = urlsplit(endpoint)
+        scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+        return parts._replace(scheme=scheme).geturl()
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            table_name=require_env(names.ENV_SESSIONS_TABLE),
+            bucket_name=_optional(names.ENV_UPLOAD_BUCKET),
+            ws_api_endpoint=_optional(names.ENV_WS_API_ENDPOINT),
+            max_upload_bytes=_positive(names.ENV_MAX_UPLOAD_BYTES, 10 * 1024 * 1024),
+            session_ttl_seconds=_positive(names.ENV_SESSION_TTL_SECONDS, 1800),
+            upload_url_ttl_seconds=_positive(names.ENV_UPLOAD_URL_TTL_SECONDS, 300),
+            download_url_ttl_seconds=_positive(names.ENV_DOWNLOAD_URL_TTL_SECONDS, 300),
+            photo_links_url=_optional(names.ENV_PHOTO_LINKS_URL).rstrip("/"),
+            photo_key_pair_id=_optional(names.ENV_PHOTO_KEY_PAIR_ID),
+            photo_signing_secret_arn=_optional(names.ENV_PHOTO_SIGNING_SECRET_ARN),
+        )
+
+    def upload_bucket(self) -> str:
+        return _need(self.bucket_name, names.ENV_UPLOAD_BUCKET)
+
+    def websocket_endpoint(self) -> str:
+        return _need(self.ws_api_endpoint, names.ENV_WS_API_ENDPOINT)
+
+    def photo_links(self) -> str:
+        return _need(self.photo_links_url, names.ENV_PHOTO_LINKS_URL)
+
+
+def _optional(name: str) -> str:
+    return os.environ.get(name, "").strip()
+
+
+def _need(value: str, name: str) -> str:
+    if not value:
+        raise MissingSetting(f"environment variable {name} is not set")
+    return value
+
+
+def _positive(name: str, default: int) -> int:
+    value = env_int(name, default)
+    if value <= 0:
+        raise MissingSetting(f"environment variable {name} must be positive, got {value}")
+    return value
+
+
+@cache
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def clear() -> None:
+    """Forget what this container cached: the settings and the photo links' signing key (tests
+    change the environment and the secret between cases)."""
+    from lambdas.qr_upload import photo_links  # only tests call this; the event function never signs
+
+    settings.cache_clear()
+    photo_links.reset()
