@@ -8,12 +8,11 @@ presigns, so a missing UPLOAD_BUCKET_NAME fails only where the bucket is asked f
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
-from lambdas.common.settings import MissingSetting, env_int, require_env
+from lambdas.common.settings import MissingSetting, env_int, env_str, need, require_env
 from lambdas.qr_upload import names
 
 
@@ -46,35 +45,25 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             table_name=require_env(names.ENV_SESSIONS_TABLE),
-            bucket_name=_optional(names.ENV_UPLOAD_BUCKET),
-            ws_api_endpoint=_optional(names.ENV_WS_API_ENDPOINT),
+            bucket_name=env_str(names.ENV_UPLOAD_BUCKET),
+            ws_api_endpoint=env_str(names.ENV_WS_API_ENDPOINT),
             max_upload_bytes=_positive(names.ENV_MAX_UPLOAD_BYTES, 10 * 1024 * 1024),
             session_ttl_seconds=_positive(names.ENV_SESSION_TTL_SECONDS, 1800),
             upload_url_ttl_seconds=_positive(names.ENV_UPLOAD_URL_TTL_SECONDS, 300),
             download_url_ttl_seconds=_positive(names.ENV_DOWNLOAD_URL_TTL_SECONDS, 300),
-            photo_links_url=_optional(names.ENV_PHOTO_LINKS_URL).rstrip("/"),
-            photo_key_pair_id=_optional(names.ENV_PHOTO_KEY_PAIR_ID),
-            photo_signing_secret_arn=_optional(names.ENV_PHOTO_SIGNING_SECRET_ARN),
+            photo_links_url=env_str(names.ENV_PHOTO_LINKS_URL).rstrip("/"),
+            photo_key_pair_id=env_str(names.ENV_PHOTO_KEY_PAIR_ID),
+            photo_signing_secret_arn=env_str(names.ENV_PHOTO_SIGNING_SECRET_ARN),
         )
 
     def upload_bucket(self) -> str:
-        return _need(self.bucket_name, names.ENV_UPLOAD_BUCKET)
+        return need(self.bucket_name, names.ENV_UPLOAD_BUCKET)
 
     def websocket_endpoint(self) -> str:
-        return _need(self.ws_api_endpoint, names.ENV_WS_API_ENDPOINT)
+        return need(self.ws_api_endpoint, names.ENV_WS_API_ENDPOINT)
 
     def photo_links(self) -> str:
-        return _need(self.photo_links_url, names.ENV_PHOTO_LINKS_URL)
-
-
-def _optional(name: str) -> str:
-    return os.environ.get(name, "").strip()
-
-
-def _need(value: str, name: str) -> str:
-    if not value:
-        raise MissingSetting(f"environment variable {name} is not set")
-    return value
+        return need(self.photo_links_url, names.ENV_PHOTO_LINKS_URL)
 
 
 def _positive(name: str, default: int) -> int:
