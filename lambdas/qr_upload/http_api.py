@@ -33,6 +33,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.entry import entry
 from lambdas.common.http import HttpError, error_response, json_body, json_response, make_resolver
 from lambdas.common.tracing import tracer
 from lambdas.qr_upload import pages, photo_links, uploads
@@ -243,8 +244,6 @@ def phone_page() -> Response:
     )
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@entry(logger, metrics, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -25,6 +25,7 @@ from pyasn1.type import univ
 from rsa.asn1 import OpenSSLPubKey, PubKeyHeader
 
 from lambdas.common.aws import client
+from lambdas.common.entry import entry
 
 logger = Logger()
 KEY_BITS = 2048
@@ -78,7 +79,7 @@ def _respond(event: dict[str, Any], answer: dict[str, Any]) -> None:
         response.read()
 
 
-@logger.inject_lambda_context
+@entry(logger)
 def handler(event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
     request = str(event.get("RequestType", ""))
     physical_id = str(event.get("PhysicalResourceId") or "photo-link-signing-key")

@@ -30,6 +30,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.entry import entry
 from lambdas.common.tracing import tracer
 from lambdas.common.websocket import ConnectionGone, post_to_connection, route_response
 from lambdas.qr_upload import uploads
@@ -198,9 +199,7 @@ def on_s3_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"processed": len(records)}
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@entry(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     context_ = event.get("requestContext") or {}
     route = context_.get("routeKey")
