@@ -25,6 +25,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from scripts.bench.foundation import percentile
+
 RUNS = int(os.environ.get("BENCH_FUNCTIONS_RUNS", "3"))
 CALLS = int(os.environ.get("BENCH_FUNCTIONS_CALLS", "200"))
 SECONDS = float(os.environ.get("BENCH_FUNCTIONS_SECONDS", "10"))
@@ -38,11 +40,6 @@ def functions_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None
 
     config = get_config(env_name)
     FunctionsStack(app, config.stack_name("Functions"), config=config)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Client:
@@ -128,10 +125,10 @@ def main() -> int:
         print(f"| no-op invoke, {CALLS} calls each, interleaved | median | p99 |")
         print("|---|---:|---:|")
         print(
-            f"| direct Lambda `Invoke` (runtime's Lambda API) | {statistics.median(direct):.1f} ms | {_percentile(direct, 0.99):.1f} ms |"
+            f"| direct Lambda `Invoke` (runtime's Lambda API) | {statistics.median(direct):.1f} ms | {percentile(direct, 0.99):.1f} ms |"
         )
         print(
-            f"| through the Functions API | {statistics.median(through):.1f} ms | {_percentile(through, 0.99):.1f} ms |"
+            f"| through the Functions API | {statistics.median(through):.1f} ms | {percentile(through, 0.99):.1f} ms |"
         )
         added = statistics.median(through) - statistics.median(direct)
         print(f"| added by the API (median difference) | {added:.1f} ms | |")
