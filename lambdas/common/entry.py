@@ -5,13 +5,13 @@ context and correlation id; metrics flushed once per invocation, also when the h
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
 from lambdas.common.tracing import tracer
 
-F = TypeVar("F", bound=Callable[..., Any])
+Handler = Callable[..., Any]  # what Powertools' decorators return; tests call it with a stand-in context
 
 
 def entry(
@@ -20,13 +20,14 @@ def entry(
     *,
     correlation_id_path: str | None = None,
     clear_state: bool = False,
-) -> Callable[[F], F]:
-    def wrap(handler: F) -> F:
-        wrapped: Callable[..., Any] = tracer.capture_lambda_handler(handler)
+) -> Callable[[Handler], Handler]:
+    def wrap(handler: Handler) -> Handler:
+        wrapped = tracer.capture_lambda_handler(handler)
         if metrics is not None:
             wrapped = metrics.log_metrics(wrapped)
-        return cast(
-            F, logger.inject_lambda_context(wrapped, correlation_id_path=correlation_id_path, clear_state=clear_state)
+        result: Handler = logger.inject_lambda_context(
+            wrapped, correlation_id_path=correlation_id_path, clear_state=clear_state
         )
+        return result
 
     return wrap
