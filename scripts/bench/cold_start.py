@@ -95,7 +95,8 @@ class Case:
     function: str
     event_file: str
     clients: list[str]
-    status: int  # the answer the event must get, so a broken handler is not timed as a fast one
+    status: int | None  # the answer's statusCode (None: an authorizer's verdict has none), so a
+    # broken handler is not timed as a fast one
     event_changes: dict[str, Any] = field(default_factory=dict)
     floor_extra: str = ""  # what else the floor does beyond the clients (search: its database)
     patch: str = ""  # code run before the import (a comparison row's variant)
@@ -103,7 +104,7 @@ class Case:
 
 SEARCH_FLOOR = (
     "boto3.client('ssm').get_parameter(Name='{prefix}/VOYAGE_API_KEY', WithDecryption=True)\n"
-    "from lambdas.common import pg\npg.connect().execute('SELECT 1')\n"
+    "from lambdas.collections import pg\npg.connect().execute('SELECT 1')\n"
 )
 CASES = [
     Case(
@@ -131,7 +132,7 @@ CASES = [
         [],
         200,
         floor_extra=SEARCH_FLOOR,
-        patch="from lambdas.common import embeddings\nembeddings.query_embedder = embeddings.embedder",
+        patch="from lambdas.collections import embeddings\nembeddings.query_embedder = embeddings.embedder",
     ),
     Case(
         "functions API: GET /v1/orgs/{org}/functions",
@@ -140,6 +141,13 @@ CASES = [
         ["dynamodb"],
         200,
         event_changes={"routeKey": "ANY /v1/orgs/{org}/{proxy+}", "requestContext.http.method": "GET"},
+    ),
+    Case(
+        "functions API's authorizer (before every request): a key it does not know",
+        "functions-authorizer-dev",
+        "functions/authorizer_request.json",
+        ["dynamodb"],
+        None,
     ),
 ]
 
