@@ -144,30 +144,39 @@ class QrUploadStack(Stack):
             names.ENV_UPLOAD_URL_TTL_SECONDS: str(qr.upload_url_ttl_seconds),
             names.ENV_DOWNLOAD_URL_TTL_SECONDS: str(qr.download_url_ttl_seconds),
         }
-        self.http_function = PythonFunction(
-            self,
+        self.http_function = self._function(
             "HttpApiFunction",
-            config=self.config,
-            function_name=names.function_name(names.HTTP_API, self.config.name),
-            group="qr_upload",
-            handler="lambdas.qr_upload.http_api.handler",
-            description="QR upload: sessions, presigned POSTs, status and pages",
-            service=names.service_name(names.HTTP_API),
-            environment=shared_env,
+            names.HTTP_API,
+            "http_api",
+            "QR upload: sessions, presigned POSTs, status and pages",
+            shared_env,
         )
-        self.event_function = PythonFunction(
-            self,
+        self.event_function = self._function(
             "WebSocketEventFunction",
-            config=self.config,
-            function_name=names.function_name(names.WEBSOCKET_EVENT, self.config.name),
-            group="qr_upload",
-            handler="lambdas.qr_upload.websocket_events.handler",
-            description="QR upload: WebSocket lifecycle and S3 upload completion",
-            service=names.service_name(names.WEBSOCKET_EVENT),
-            environment=shared_env,
+            names.WEBSOCKET_EVENT,
+            "websocket_events",
+            "QR upload: WebSocket lifecycle and S3 upload completion",
+            shared_env,
             timeout=Duration.seconds(60),
             memory_mb=qr.event_memory_mb,
             asynchronous=True,
+        )
+
+    def _function(
+        self, construct_id: str, short: str, module: str, description: str, env: dict[str, str], **kw: Any
+    ) -> PythonFunction:
+        """`qr-upload-{short}-{env}`, handler `lambdas.qr_upload.{module}.handler`."""
+        return PythonFunction(
+            self,
+            construct_id,
+            config=self.config,
+            function_name=names.function_name(short, self.config.name),
+            group="qr_upload",
+            handler=f"lambdas.qr_upload.{module}.handler",
+            description=description,
+            service=names.service_name(short),
+            environment=env,
+            **kw,
         )
 
     def _photo_links(self) -> None:
