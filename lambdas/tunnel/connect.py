@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel.events import header, query_param, reply
@@ -89,9 +89,7 @@ def _take_over(subdomain: str, token_id: str, event: dict[str, Any]) -> dict[str
     return None
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId", clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)

@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.tunnel.events import reply
 from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import FAILED
@@ -27,9 +27,7 @@ def fail_requests_of(connection_id: str, reason: str) -> int:
     return sum(store.finish(rid, FAILED, error=reason) for rid in store.for_connection(connection_id))
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId", clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)

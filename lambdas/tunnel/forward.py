@@ -16,7 +16,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.common.websocket import post_to_connection
 from lambdas.tunnel.forwarding import FIXED_100MS, Deps, PollSchedule, forward, wait_for_response
 from lambdas.tunnel.gateway import error_response
@@ -50,9 +50,7 @@ def _deadline(context: LambdaContext) -> float:
     return time.monotonic() + max(0.0, min(budget, remaining_ms / 1000 - 1.0))
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId", clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     started = time.monotonic()
     metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)

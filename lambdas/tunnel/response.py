@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.common.websocket import ConnectionGone, post_to_connection
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel.events import reply
@@ -53,9 +53,7 @@ def _on_ready(connection_id: str) -> None:
     _send(connection_id, p.ConnectionEstablished(connection_id, subdomain, item["publicUrl"]))
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId", clear_state=True)
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId", clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     connection_id = event["requestContext"]["connectionId"]
     logger.append_keys(connection_id=connection_id)
