@@ -56,11 +56,20 @@ def detection() -> dict[str, dict[str, float]]:
     from lambdas.tunnel.store import COMPLETED, PendingStore
 
     class CountingStore(PendingStore):
+        """Counts reads; serializes calls, because moto's in-memory DynamoDB is not thread-safe (a
+        read while the responder thread writes the same item can raise inside moto)."""
+
         reads = 0
+        lock = threading.Lock()
 
         def get(self, request_id: str) -> dict[str, Any] | None:
             CountingStore.reads += 1
-            return super().get(request_id)
+            with self.lock:
+                return super().get(request_id)
+
+        def finish(self, *args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                return super().finish(*args, **kwargs)
 
     schedules = {"adaptive (10 ms, backing off to 100 ms)": PollSchedule(), "fixed 100 ms (spec)": FIXED_100MS}
     results: dict[str, dict[str, list[float]]] = {name: {"latency": [], "reads": []} for name in schedules}
