@@ -16,9 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
 from lambdas.common.entry import entry
-from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection
+from lambdas.common.websocket import ConnectionGone, management_endpoint, post_to_connection, route_response
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel.events import header, query_param, reply
+from lambdas.tunnel.events import header, query_param
 from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import MAX_NAMES, NameLimit, SubdomainTaken, TokenRevoked, expired
 from lambdas.tunnel.tokens import parse_token, random_subdomain, secret_matches, valid_subdomain
@@ -76,7 +76,9 @@ def _take_over(subdomain: str, token_id: str, event: dict[str, Any]) -> dict[str
         return None
     if (header(event, "x-tunnel-replace") or query_param(event, "replace") or "").lower() not in ("1", "true"):
         logger.info("connection refused: name already served", extra={"subdomain": subdomain})
-        return reply(423, f"tunnel {subdomain!r} is already served by another agent; use --replace to take it over")
+        return route_response(
+            423, f"tunnel {subdomain!r} is already served by another agent; use --replace to take it over"
+        )
     try:
         message = p.Error(code="replaced", message=f"another agent took over {subdomain!r}")
         post_to_connection(settings().websocket_endpoint(), current, p.encode(message).encode())
@@ -101,26 +103,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         # Never log the token itself; the id is public and says which token failed.
         logger.warning("connection refused: bad token", extra={"token_id": parsed[0] if parsed else None})
         metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
-        return reply(401, "invalid or missing tunnel token")
+        return route_response(401, "invalid or missing tunnel token")
     token_id = parsed[0]
     logger.append_keys(token_id=token_id)
     if expired(token):
         logger.warning("connection refused: token expired")
         metrics.add_metric(name="AuthFailures", unit=MetricUnit.Count, value=1)
-        return reply(401, "tunnel token expired")
+        return route_response(401, "tunnel token expired")
 
     requested = (header(event, "x-tunnel-subdomain") or query_param(event, "subdomain") or "").lower()
     if requested and not valid_subdomain(requested):
-        return reply(400, "subdomain must be 3-63 characters of a-z, 0-9 and inner hyphens")
+        return route_response(400, "subdomain must be 3-63 characters of a-z, 0-9 and inner hyphens")
     try:
         subdomain = _claim(token_id, requested or None, token)
     except SubdomainTaken:
         logger.info("connection refused: subdomain taken", extra={"subdomain": requested})
-        return reply(409, f"subdomain {requested!r} belongs to another token")
+        return route_response(409, f"subdomain {requested!r} belongs to another token")
     except NameLimit:
-        return reply(422, f"this token already holds {MAX_NAMES} names; reuse one or revoke the token")
+        return route_response(422, f"this token already holds {MAX_NAMES} names; reuse one or revoke the token")
     except TokenRevoked:
-        return reply(401, "invalid or missing tunnel token")
+        return route_response(401, "invalid or missing tunnel token")
     refused = _take_over(subdomain, token_id, event)
     if refused is not None:
         return refused
@@ -129,4 +131,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings().connections().put(connection_id, subdomain, public_url, token_id, token.get("expiresAt"))
     metrics.add_metric(name="AgentConnections", unit=MetricUnit.Count, value=1)
     logger.info("agent connected", extra={"subdomain": subdomain})
-    return reply(200)
+    return route_response(200)

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.entry import entry
-from lambdas.tunnel.events import reply
+from lambdas.common.websocket import route_response
 from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import FAILED
 
@@ -44,4 +44,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             "reason": event["requestContext"].get("disconnectReason"),
         },
     )
-    return reply(200)
+    return route_response(200)

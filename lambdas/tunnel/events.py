@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 
@@ -17,14 +16,3 @@ def header(event: dict[str, Any], name: str) -> str | None:
 def query_param(event: dict[str, Any], name: str) -> str | None:
     value = (event.get("queryStringParameters") or {}).get(name)
     return str(value) if value is not None else None
-
-
-def reply(status: int, error: str | None = None) -> dict[str, Any]:
-    """A WebSocket route response; errors carry a JSON body like every other API here."""
-    if error is None:
-        return {"statusCode": status}
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": error}),
-    }

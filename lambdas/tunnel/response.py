@@ -14,9 +14,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.entry import entry
-from lambdas.common.websocket import ConnectionGone, post_to_connection
+from lambdas.common.websocket import ConnectionGone, post_to_connection, route_response
 from lambdas.tunnel import protocol as p
-from lambdas.tunnel.events import reply
 from lambdas.tunnel.settings import settings
 from lambdas.tunnel.store import COMPLETED
 
@@ -64,7 +63,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         logger.warning("bad message from agent", extra={"error": str(exc)})
         metrics.add_metric(name="AgentErrors", unit=MetricUnit.Count, value=1)
         _send(connection_id, p.Error(code="bad_message", message=str(exc)))
-        return reply(200)
+        return route_response(200)
 
     if isinstance(message, p.HttpResponse):
         _store_response(connection_id, message)
@@ -85,4 +84,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         _send(connection_id, p.Pong(timestamp=message.timestamp))
     else:
         logger.warning("unexpected message kind", extra={"kind": type(message).__name__})
-    return reply(200)
+    return route_response(200)
