@@ -7,27 +7,16 @@ for what needs it (a store, the endpoint) raises MissingSetting naming the varia
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 from urllib.parse import urlsplit
 
-from lambdas.common.settings import MissingSetting, env_int
+from lambdas.common.settings import env_int, env_str, need
 from lambdas.tunnel import names
 from lambdas.tunnel.protocol import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECS
 from lambdas.tunnel.store import BodyStore, ConnectionStore, PendingStore, TokenStore
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def _env(name: str) -> str:
-    return os.environ.get(name, "").strip()
-
-
-def _need(value: str, variable: str) -> str:
-    if not value:
-        raise MissingSetting(f"environment variable {variable} is not set")
-    return value
 
 
 @dataclass(frozen=True)
@@ -52,13 +41,13 @@ class Settings:
     def from_env(cls) -> Settings:
         timeout = env_int(names.ENV_REQUEST_TIMEOUT_MS, REQUEST_TIMEOUT_SECS * 1000) / 1000
         return cls(
-            connections_table=_env(names.ENV_CONNECTIONS_TABLE),
-            pending_table=_env(names.ENV_PENDING_TABLE),
-            tokens_table=_env(names.ENV_TOKENS_TABLE),
-            body_bucket=_env(names.ENV_BODY_BUCKET),
-            ws_api_endpoint=_env(names.ENV_WS_API_ENDPOINT),
-            public_http_url=_env(names.ENV_PUBLIC_HTTP_URL),
-            domain_name=_env(names.ENV_DOMAIN_NAME),
+            connections_table=env_str(names.ENV_CONNECTIONS_TABLE),
+            pending_table=env_str(names.ENV_PENDING_TABLE),
+            tokens_table=env_str(names.ENV_TOKENS_TABLE),
+            body_bucket=env_str(names.ENV_BODY_BUCKET),
+            ws_api_endpoint=env_str(names.ENV_WS_API_ENDPOINT),
+            public_http_url=env_str(names.ENV_PUBLIC_HTTP_URL),
+            domain_name=env_str(names.ENV_DOMAIN_NAME),
             request_timeout_seconds=min(timeout, 29.0),
             max_inflight=max(1, env_int(names.ENV_MAX_INFLIGHT, 20)),
             retry_after_seconds=max(1, env_int(names.ENV_BUSY_RETRY_AFTER, 1)),
@@ -67,19 +56,19 @@ class Settings:
 
     # --- stores (cheap frozen dataclasses; the boto3 clients behind them are cached per container)
     def connections(self) -> ConnectionStore:
-        return ConnectionStore(_need(self.connections_table, names.ENV_CONNECTIONS_TABLE))
+        return ConnectionStore(need(self.connections_table, names.ENV_CONNECTIONS_TABLE))
 
     def pending(self) -> PendingStore:
-        return PendingStore(_need(self.pending_table, names.ENV_PENDING_TABLE))
+        return PendingStore(need(self.pending_table, names.ENV_PENDING_TABLE))
 
     def tokens(self) -> TokenStore:
-        return TokenStore(_need(self.tokens_table, names.ENV_TOKENS_TABLE))
+        return TokenStore(need(self.tokens_table, names.ENV_TOKENS_TABLE))
 
     def bodies(self) -> BodyStore:
-        return BodyStore(_need(self.body_bucket, names.ENV_BODY_BUCKET))
+        return BodyStore(need(self.body_bucket, names.ENV_BODY_BUCKET))
 
     def websocket_endpoint(self) -> str:
-        return _need(self.ws_api_endpoint, names.ENV_WS_API_ENDPOINT)
+        return need(self.ws_api_endpoint, names.ENV_WS_API_ENDPOINT)
 
     # --- public addresses of tunnels
     def _local_api(self) -> tuple[str, int] | None:
@@ -106,7 +95,7 @@ class Settings:
         local = self._local_api()
         if local:
             return f"{local[0]}://{subdomain}.localhost:{local[1]}"
-        return f"{_need(self.public_http_url, names.ENV_PUBLIC_HTTP_URL).rstrip('/')}/t/{subdomain}"
+        return f"{need(self.public_http_url, names.ENV_PUBLIC_HTTP_URL).rstrip('/')}/t/{subdomain}"
 
 
 @cache
