@@ -17,8 +17,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from lambdas.collections.names import ANTHROPIC_API_KEY, PARAMETER_NAMES, VOYAGE_API_KEY
 from lambdas.common.aws import client
-from lambdas.common.collections_names import ANTHROPIC_API_KEY, PARAMETER_NAMES, VOYAGE_API_KEY
 
 REQUIRED = (ANTHROPIC_API_KEY, VOYAGE_API_KEY)
 

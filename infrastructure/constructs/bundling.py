@@ -1,7 +1,8 @@
 """Docker-free bundling of one function group into a Lambda asset.
 
-The asset holds `lambdas/__init__.py`, `lambdas/common/` and the group's own subpackage, plus the
-pip dependencies of `lambdas/common/requirements.txt` and the group's `requirements.txt`, built for
+The asset holds `lambdas/__init__.py`, `lambdas/common/`, the shared packages the group uses
+(SHARED_PACKAGES: `lambdas/collections/` for the collections groups) and the group's own
+subpackage, plus the pip dependencies of `lambdas/common/requirements.txt` and the group's `requirements.txt`, built for
 manylinux2014_aarch64 / CPython 3.12 from wheels only. boto3 and botocore are removed: the Lambda
 runtime ships them, and a bundled copy would only add size and cold-start time.
 
@@ -67,13 +68,25 @@ PRUNED = ("PIL/_avif.*.so", "PIL/_imagingft.*.so", "PIL/_imagingtk.*.so", "numpy
 EXACT_REQUIREMENTS = frozenset({"embedder"})
 
 
+# Packages beside lambdas/common that only some groups use, and those groups: bundled into (and
+# hashed for) those assets only, so no other function carries them or is rebuilt when they change.
+SHARED_PACKAGES: dict[str, frozenset[str]] = {
+    "collections": frozenset({"analyzer", "image_processor", "embedder", "search", "migrations"}),
+}
+
+
 class BundlingError(RuntimeError):
     pass
 
 
+def source_packages(group: str) -> list[str]:
+    """The subpackages of lambdas/ the group's asset holds, its own last."""
+    return ["common", *(name for name, groups in SHARED_PACKAGES.items() if group in groups), group]
+
+
 def _source_files(group: str, lambdas_dir: Path) -> list[Path]:
     files = [lambdas_dir / "__init__.py"]
-    for directory in (lambdas_dir / "common", lambdas_dir / group):
+    for directory in (lambdas_dir / name for name in source_packages(group)):
         files.extend(
             p
             for p in sorted(directory.rglob("*"))
@@ -233,8 +246,8 @@ def copy_sources(group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> N
     package_dir = target / "lambdas"
     package_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(lambdas_dir / "__init__.py", package_dir / "__init__.py")
-    shutil.copytree(lambdas_dir / "common", package_dir / "common", ignore=_IGNORED, dirs_exist_ok=True)
-    shutil.copytree(lambdas_dir / group, package_dir / group, ignore=_IGNORED, dirs_exist_ok=True)
+    for name in source_packages(group):
+        shutil.copytree(lambdas_dir / name, package_dir / name, ignore=_IGNORED, dirs_exist_ok=True)
 
 
 @jsii.implements(ILocalBundling)

@@ -41,7 +41,7 @@ from infrastructure.constructs.nag import (
 )
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.stacks.collections_data import FUNCTIONS_SUBNETS, ISOLATED_FUNCTIONS_SUBNETS, CollectionsDataStack
-from lambdas.common import collections_names as names
+from lambdas.collections import names
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV
 
 

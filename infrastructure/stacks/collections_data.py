@@ -25,7 +25,7 @@ from constructs import Construct
 
 from infrastructure.config import CollectionsSettings, EnvConfig
 from infrastructure.constructs.nag import acknowledge
-from lambdas.common.collections_names import DB_NAME, DB_PORT
+from lambdas.collections.names import DB_NAME, DB_PORT
 from lambdas.migrations.roles import FUNCTION_ROLES
 
 # Functions that call the internet (model providers) and those that must not reach it.
@@ -61,7 +61,7 @@ def max_connections(instance_class: str) -> int:
 class ConnectionBudget:
     """The most connections the database can be asked for, against what the instance allows.
 
-    Each function container holds one connection (lambdas/common/pg.py), so a function opens at
+    Each function container holds one connection (lambdas/collections/pg.py), so a function opens at
     most its reserved concurrency. Without a proxy those are database connections; with one,
     they are the proxy's clients, and the proxy itself opens at most its share of max_connections.
     """

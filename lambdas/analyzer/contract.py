@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lambdas.analyzer.schema import PROMPT_VERSION, validate_analysis
-from lambdas.common.collections import RetryableError
+from lambdas.collections.pipeline import RetryableError
 
 
 class InvalidOutput(RuntimeError):

@@ -15,9 +15,9 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import store
-from lambdas.common import pg
-from lambdas.common.collections import publish
-from lambdas.common.collections_names import ENV_DERIVED_BUCKET, IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
+from lambdas.collections import pg
+from lambdas.collections.names import ENV_DERIVED_BUCKET, IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
+from lambdas.collections.pipeline import publish
 from lambdas.common.settings import require_env
 from lambdas.common.tracing import tracer
 

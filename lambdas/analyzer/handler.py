@@ -30,16 +30,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambdas.analyzer import providers, store, tracing
 from lambdas.analyzer.contract import Analysis, Analyzer, InvalidOutput, Refused
 from lambdas.analyzer.schema import PROMPT_VERSION
-from lambdas.common import pg
-from lambdas.common.aws import client
-from lambdas.common.collections import RetryableError, publish
-from lambdas.common.collections_names import (
+from lambdas.collections import pg
+from lambdas.collections.names import (
     ANALYSIS_COMPLETE,
     ANALYZER_SOURCE,
     ENV_ANALYSIS_DAILY_BUDGET,
     ENV_DERIVED_BUCKET,
     SCHEMA_VERSION,
 )
+from lambdas.collections.pipeline import RetryableError, publish
+from lambdas.common.aws import client
 from lambdas.common.settings import MissingSetting, env_int, require_env
 from lambdas.common.tracing import tracer
 

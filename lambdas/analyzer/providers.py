@@ -11,13 +11,13 @@ from lambdas.analyzer.anthropic_provider import AnthropicAnalyzer
 from lambdas.analyzer.contract import Analysis, Analyzer, InvalidOutput
 from lambdas.analyzer.openai_provider import OpenAIAnalyzer
 from lambdas.analyzer.schema import PROMPT_VERSION, validate_analysis
-from lambdas.common.collections import api_key, local_providers_allowed
-from lambdas.common.collections_names import (
+from lambdas.collections.names import (
     ANTHROPIC_API_KEY,
     ENV_ANALYSIS_MODEL,
     ENV_OPENAI_ANALYSIS_MODEL,
     OPENAI_API_KEY,
 )
+from lambdas.collections.pipeline import api_key, local_providers_allowed
 from lambdas.common.settings import MissingSetting
 
 

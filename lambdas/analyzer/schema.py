@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lambdas.common.collections import CATEGORIES
+from lambdas.collections.pipeline import CATEGORIES
 
 PROMPT_VERSION = "2026-11-23.1"
 TOOL_NAME = "record_image_analysis"

@@ -16,8 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from lambdas.common.collections import api_key
-from lambdas.common.collections_names import LANGSMITH_API_KEY
+from lambdas.collections.names import LANGSMITH_API_KEY
+from lambdas.collections.pipeline import api_key
 
 logger = Logger(child=True)
 _client: Any = None

@@ -14,8 +14,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.common import embeddings, pg
-from lambdas.common.collections import RetryableError
+from lambdas.collections import embeddings, pg
+from lambdas.collections.pipeline import RetryableError
 from lambdas.common.tracing import tracer
 from lambdas.embedder import store
 from lambdas.embedder.text import document_text, text_sha256

@@ -28,16 +28,16 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.common import pg
-from lambdas.common.aws import client
-from lambdas.common.collections import publish
-from lambdas.common.collections_names import (
+from lambdas.collections import pg
+from lambdas.collections.names import (
     ENV_DERIVED_BUCKET,
     ENV_FAILURE_QUEUE_URL,
     IMAGE_PROCESSED,
     PROCESSOR_SOURCE,
     SCHEMA_VERSION,
 )
+from lambdas.collections.pipeline import publish
+from lambdas.common.aws import client
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer
 from lambdas.image_processor.logic import Original, Outside, Settings, Upload

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from lambdas.common.collections import USER_ID_PATTERN
-from lambdas.common.collections_names import analysis_key, thumbnail_key
+from lambdas.collections.names import analysis_key, thumbnail_key
+from lambdas.collections.pipeline import USER_ID_PATTERN
 from lambdas.image_processor.imaging import Refused, Rendered, render
 
 # A user id is one path segment; `derived`-style prefixes are not special here because outputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lambdas.common import pg
+from lambdas.collections import pg
 from lambdas.migrations.runner import apply_migrations
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from lambdas.common import pg
+from lambdas.collections import pg
 from lambdas.migrations.roles import ROLE_SECRETS_ENV, role_secrets_from_env, set_passwords
 from lambdas.migrations.runner import apply_migrations
 

@@ -25,9 +25,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.common import collections_names as names
-from lambdas.common import embeddings, pg
-from lambdas.common.collections import CATEGORIES, USER_ID_PATTERN, RetryableError
+from lambdas.collections import embeddings, names, pg
+from lambdas.collections.pipeline import CATEGORIES, USER_ID_PATTERN, RetryableError
 from lambdas.common.http import HttpError, json_response, make_resolver
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lambdas.common.collections import CATEGORIES
+from lambdas.collections.pipeline import CATEGORIES
 from scripts.bench.foundation import percentile, report_goal
 
 DIMS = 1024

@@ -97,6 +97,25 @@ def test_asset_has_aarch64_dependency_common_and_nothing_else(tmp_path: Path) ->
     assert asset_hash("fixture_fn", lambdas) != before
 
 
+def test_collections_code_is_in_the_collections_assets_only_and_rebuilds_only_them(tmp_path: Path) -> None:
+    lambdas = tmp_path / "lambdas"
+    lambdas.mkdir()
+    shutil.copy2(LAMBDAS_DIR / "__init__.py", lambdas / "__init__.py")
+    for name in ("common", "collections", "tunnel", "search"):
+        shutil.copytree(LAMBDAS_DIR / name, lambdas / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for group in ("tunnel", "search"):
+        bundling.copy_sources(group, tmp_path / group / "asset", lambdas)
+    assert (tmp_path / "tunnel" / "asset" / "lambdas" / "common" / "http.py").is_file()
+    assert not (tmp_path / "tunnel" / "asset" / "lambdas" / "collections").exists()
+    assert (tmp_path / "search" / "asset" / "lambdas" / "collections" / "pg.py").is_file()
+
+    before = {group: asset_hash(group, lambdas) for group in ("tunnel", "search")}
+    with (lambdas / "collections" / "pg.py").open("a") as pg:
+        pg.write("# edited\n")
+    assert asset_hash("tunnel", lambdas) == before["tunnel"]
+    assert asset_hash("search", lambdas) != before["search"]
+
+
 @pytest.mark.slow
 def test_a_package_without_an_aarch64_wheel_fails_synthesis_naming_function_and_package(tmp_path: Path) -> None:
     lambdas = _fixture_lambdas(tmp_path, "no-such-package-for-bundling-test==1.0")
@@ -117,7 +136,8 @@ def test_an_asset_over_its_budget_fails_synthesis_naming_function_and_budget(
 @pytest.mark.slow
 def test_every_function_asset_fits_its_budget(tmp_path: Path) -> None:
     """Each group bundled once, as synthesis bundles it (pip, pruning, sources, budget check)."""
-    groups = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file() and p.name != "common"}
+    shared = {"common", *bundling.SHARED_PACKAGES}
+    groups = {p.name for p in LAMBDAS_DIR.iterdir() if (p / "__init__.py").is_file() and p.name not in shared}
     assert groups == set(bundling.ASSET_BUDGETS_MB), "every function group has its budget in ASSET_BUDGETS_MB"
     sizes = {}
     for group in sorted(groups):
@@ -189,7 +209,7 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 import os
 os.environ["VOYAGE_BASE_URL"] = f"http://127.0.0.1:{server.server_address[1]}/v1"
 import lambdas.embedder.handler
-from lambdas.common.embeddings import VoyageEmbedder
+from lambdas.collections.embeddings import VoyageEmbedder
 assert VoyageEmbedder("pa-key", "voyage-3.5-lite", 4).embed(["a red tart"], "document") == [vector]
 assert seen[0]["input_type"] == "document" and seen[0]["input"] == ["a red tart"]
 import importlib.util

@@ -20,7 +20,8 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "collections-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CollectionsTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-from lambdas.common import aws, collections, embeddings, pg
+from lambdas.collections import embeddings, pg, pipeline
+from lambdas.common import aws
 from lambdas.migrations.runner import apply_migrations
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "collections"
@@ -128,7 +129,7 @@ def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
 
     aws.client.cache_clear()
     _presigner.cache_clear()
-    collections.clear_cache()
+    pipeline.clear_cache()
     embeddings.reset()
     providers.reset()
     with mock_aws():
@@ -146,7 +147,7 @@ def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
         monkeypatch.setenv("FAILURE_QUEUE_URL", failure_q)
         yield Recorder(events_q, failure_q)
     aws.client.cache_clear()
-    collections.clear_cache()
+    pipeline.clear_cache()
     embeddings.reset()
     providers.reset()
 
@@ -156,7 +157,7 @@ def put_parameter(name: str, value: str) -> None:
     from lambdas.analyzer import providers
 
     boto3.client("ssm").put_parameter(Name=f"{PARAMETER_PREFIX}/{name}", Value=value, Type="SecureString")
-    collections.clear_cache()
+    pipeline.clear_cache()
     embeddings.reset()
     providers.reset()
 

@@ -15,7 +15,7 @@ from fake_apis import LANGSMITH_RUNS, MESSAGES, VALID_ANALYSIS, anthropic_error,
 from lambdas.analyzer import handler as analyzer
 from lambdas.analyzer.providers import InvalidOutput
 from lambdas.analyzer.schema import PROMPT_VERSION, TOOL_NAME, validate_analysis
-from lambdas.common.collections import RetryableError
+from lambdas.collections.pipeline import RetryableError
 
 
 def rows(db: Any) -> list[tuple[Any, ...]]:

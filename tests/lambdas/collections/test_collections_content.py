@@ -14,7 +14,7 @@ from conftest import load_event, processed_event, put_parameter
 from fake_apis import EMBEDDINGS, MESSAGES, VALID_ANALYSIS, tool_use, voyage_embeddings
 
 from lambdas.analyzer import handler as analyzer
-from lambdas.common.embeddings import hash_embed
+from lambdas.collections.embeddings import hash_embed
 from lambdas.embedder import handler as embedder
 from lambdas.search import handler as search_api
 

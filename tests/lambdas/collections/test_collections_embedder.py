@@ -11,8 +11,8 @@ from conftest import processed_event, put_parameter
 from fake_apis import EMBEDDINGS, voyage_embeddings
 
 from lambdas.analyzer import handler as analyzer
-from lambdas.common.collections import RetryableError
-from lambdas.common.embeddings import hash_embed
+from lambdas.collections.embeddings import hash_embed
+from lambdas.collections.pipeline import RetryableError
 from lambdas.embedder import handler as embedder
 from lambdas.embedder.store import current_analysis, upsert_embedding
 from lambdas.embedder.text import document_text, text_sha256

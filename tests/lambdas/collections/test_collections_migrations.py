@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lambdas.common.collections import CATEGORIES
+from lambdas.collections.pipeline import CATEGORIES
 from lambdas.migrations.runner import SQL_DIR, MigrationError, apply_migrations, load
 
 

@@ -13,7 +13,7 @@ from fake_apis import CHAT_COMPLETIONS, MESSAGES, VALID_ANALYSIS, openai_call, t
 
 from lambdas.analyzer import handler as analyzer
 from lambdas.analyzer.schema import TOOL_NAME
-from lambdas.common.collections import RetryableError
+from lambdas.collections.pipeline import RetryableError
 
 
 def stored(db: Any) -> list[tuple[Any, ...]]:

@@ -171,7 +171,7 @@ def test_key_without_a_user_gets_no_row_and_is_reported_and_logged_by_key(
 
 def test_database_failure_raises_for_lambda_retry(aws_env, db, context, monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
-    from lambdas.common import pg
+    from lambdas.collections import pg
 
     pg.reset()
     with pytest.raises(Exception, match=r"connect|Connection"):

@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 
 from lambdas.analyzer import deferred
 from lambdas.analyzer import handler as analyzer
-from lambdas.common import pg
+from lambdas.collections import pg
 from lambdas.embedder import handler as embedder
 from lambdas.migrations import handler as migrate
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV, ROLES, RoleSecretError, set_passwords

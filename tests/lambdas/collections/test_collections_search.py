@@ -13,7 +13,7 @@ from conftest import load_event, put_parameter
 from fake_apis import EMBEDDINGS, voyage_embeddings
 from pgvector import Vector
 
-from lambdas.common.embeddings import hash_embed
+from lambdas.collections.embeddings import hash_embed
 from lambdas.embedder import handler as embedder
 from lambdas.search import handler as search_api
 from lambdas.search import queries

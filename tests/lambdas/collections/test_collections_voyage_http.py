@@ -13,10 +13,10 @@ import pytest
 from conftest import load_event, put_parameter
 from fake_apis import EMBEDDINGS
 
-from lambdas.common import embeddings
-from lambdas.common.collections import RetryableError
-from lambdas.common.embeddings import Embedder, VoyageEmbedder
-from lambdas.common.voyage_http import VoyageHttpEmbedder, VoyageRequestError
+from lambdas.collections import embeddings
+from lambdas.collections.embeddings import Embedder, VoyageEmbedder
+from lambdas.collections.pipeline import RetryableError
+from lambdas.collections.voyage_http import VoyageHttpEmbedder, VoyageRequestError
 
 KEY = "pa-test-key"
 MODEL = "voyage-3.5-lite"

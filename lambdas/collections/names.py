@@ -2,8 +2,8 @@
 `CollectionsComputeStack-{env}`), the collections handlers and scripts/put_parameters.py.
 
 Light on purpose (standard library only): the stacks import it without loading boto3. It lives in
-lambdas/common because every collections function group needs it and an asset holds only
-`lambdas/common/` and its own group (infrastructure/constructs/bundling.py).
+lambdas/collections, which only the collections function groups' assets hold
+(infrastructure/constructs/bundling.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ LANGSMITH_API_KEY = "LANGSMITH_API_KEY"
 PARAMETER_NAMES = (ANTHROPIC_API_KEY, VOYAGE_API_KEY, OPENAI_API_KEY, LANGSMITH_API_KEY)
 
 # --- environment variables of the collections functions -------------------------------------------
-# Where and how to connect (lambdas/common/pg.py); DB_SECRET_ARN is each function's own role secret.
+# Where and how to connect (lambdas/collections/pg.py); DB_SECRET_ARN is each function's own role secret.
 ENV_DB_HOST = "DB_HOST"
 ENV_DB_PORT = "DB_PORT"
 ENV_DB_VIA_PROXY = "DB_VIA_PROXY"

@@ -20,7 +20,7 @@ import struct
 from typing import Any
 from urllib.parse import urlsplit
 
-from lambdas.common.collections import RetryableError
+from lambdas.collections.pipeline import RetryableError
 
 DEFAULT_BASE_URL = "https://api.voyageai.com/v1"
 # Errors worth retrying later, as the SDK classifies them (RateLimitError, ServerError, ...).

@@ -2,7 +2,7 @@
 
 The embedder (documents) uses `embedder()`, Voyage through its SDK; search (queries) uses
 `query_embedder()`, the same provider, model and dimensions through a small HTTP client
-(lambdas/common/voyage_http.py) that keeps the SDK's import off search's first answer. One
+(lambdas/collections/voyage_http.py) that keeps the SDK's import off search's first answer. One
 configuration builds both, so a query is always embedded by the same model as the stored vectors
 it is compared with, and tests hold both clients to the same vectors.
 
@@ -26,10 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from lambdas.common import collections_names as names
-from lambdas.common.collections import RetryableError, api_key, local_providers_allowed
+from lambdas.collections import names
+from lambdas.collections.pipeline import RetryableError, api_key, local_providers_allowed
+from lambdas.collections.voyage_http import VoyageHttpEmbedder
 from lambdas.common.settings import MissingSetting, env_int
-from lambdas.common.voyage_http import VoyageHttpEmbedder
 
 LOCAL_MODEL = "local-hash-v1"
 InputType = Literal["document", "query"]

@@ -21,8 +21,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
-from lambdas.common.aws import client
-from lambdas.common.collections_names import (
+from lambdas.collections.names import (
     DB_NAME,
     DB_PORT,
     ENV_DB_HOST,
@@ -32,6 +31,7 @@ from lambdas.common.collections_names import (
     ENV_DB_STATEMENT_TIMEOUT_MS,
     ENV_DB_VIA_PROXY,
 )
+from lambdas.common.aws import client
 from lambdas.common.settings import MissingSetting, env_int
 
 if TYPE_CHECKING:

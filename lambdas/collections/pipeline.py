@@ -1,6 +1,6 @@
 """Contract of the collections pipeline, shared by its functions: user ids, categories, and the
 two small AWS helpers they all need (events, API keys). The names the stacks spell too (event
-sources and detail-types, prefixes, parameter names, environment keys) are in collections_names.py.
+sources and detail-types, prefixes, parameter names, environment keys) are in names.py.
 
 Pipeline: S3 ObjectCreated -> ImageProcessorLambda -> `ImageProcessed` -> AnalyzerLambda ->
 `AnalysisComplete` -> EmbedderLambda; SearchLambda reads what they wrote.
@@ -12,8 +12,8 @@ import json
 import os
 from typing import Any
 
+from lambdas.collections.names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
 from lambdas.common.aws import client
-from lambdas.common.collections_names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
 from lambdas.common.settings import require_env
 
 # A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every
