@@ -19,8 +19,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.entry import entry
 from lambdas.common.http import error_response, make_resolver
-from lambdas.common.tracing import tracer
 from lambdas.functions import functions_routes, openapi
 
 logger = Logger()
@@ -69,9 +69,7 @@ def resolve(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return answer
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return resolve(event, context)
 

@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.functions.keys import KeyStore
 from lambdas.functions.settings import settings
 
@@ -46,9 +46,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return authorize(event)
 

@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lambdas.common.entry import entry
 from lambdas.common.http import HttpError
-from lambdas.common.tracing import tracer
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.invoking import invoke_event
 
@@ -47,9 +47,7 @@ def record_handler(record: SQSRecord) -> None:
     store.update(org, iid, {"request_id": request_id})
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

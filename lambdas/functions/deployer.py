@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common.aws import client
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.functions import names
 from lambdas.functions.code import CodeError, digest, validate_zip
 from lambdas.functions.deploy_queue import DeployMessage
@@ -300,9 +300,7 @@ def record_handler(record: SQSRecord) -> None:
     ACTIONS[message.action](message)
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

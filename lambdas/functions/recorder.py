@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.functions import callbacks, names
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.invocations import iso, record_view
@@ -199,9 +199,7 @@ def record_handler(record: SQSRecord) -> None:
         logger.error("dropping an unknown message", extra={"message_id": record.message_id})
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
