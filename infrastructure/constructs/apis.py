@@ -102,7 +102,7 @@ class WebSocketEndpoint(Construct):
         Built from pseudo-parameter references so the ARN, and the nag finding acknowledged with it,
         read the same whether or not the stack's account and region are known at synth time."""
         stage = self.stage.stage_name
-        fn.function.add_to_role_policy(
+        fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],
                 resources=[

@@ -4,7 +4,8 @@ Python 3.12 on ARM64, an explicit name, its own log group with the environment's
 active tracing, Powertools settings, alarms on errors, throttles and duration, and, for functions
 invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
-rest (`grant_*` on resources, or `add_to_role_policy`).
+rest: the construct is grantable (`bucket.grant_read(fn)`), and `add_to_role_policy` and
+`add_environment` reach its role and function, so stacks need not reach inside.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import jsii
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
@@ -29,6 +31,7 @@ from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
 
+@jsii.implements(iam.IGrantable)
 class PythonFunction(Construct):
     def __init__(
         self,
@@ -71,10 +74,10 @@ class PythonFunction(Construct):
         )
         self.log_group.grant_write(self.role)
 
-        self.failure_queue: sqs.Queue | None = None
+        self._failure_queue: sqs.Queue | None = None
         async_options: dict[str, object] = {}
         if asynchronous:
-            self.failure_queue = sqs.Queue(
+            self._failure_queue = sqs.Queue(
                 self,
                 "FailureQueue",
                 queue_name=f"{function_name}-failures",
@@ -83,16 +86,19 @@ class PythonFunction(Construct):
                 retention_period=Duration.days(14),
             )
             acknowledge(
-                self.failure_queue,
+                self._failure_queue,
                 "AwsSolutions-SQS3",
                 f"This queue is the on-failure destination of {function_name}: it is the dead-letter queue.",
             )
             async_options = {
                 "retry_attempts": config.async_retry_attempts,
                 "max_event_age": Duration.seconds(config.async_max_event_age_seconds),
-                "on_failure": destinations.SqsDestination(self.failure_queue),
+                "on_failure": destinations.SqsDestination(self._failure_queue),
             }
 
+        # The Lambda function itself, for what takes an `IFunction` and nothing less: API Gateway
+        # integrations and authorizers, S3 notifications, EventBridge targets, triggers. Grants,
+        # policies and environment variables go through this construct instead.
         self.function = lambda_.Function(
             self,
             "Function",
@@ -134,6 +140,35 @@ class PythonFunction(Construct):
             "Python 3.12 is pinned on purpose: assets are built from cp312 aarch64 wheels.",
         )
         self._add_alarms(config, function_name, timeout)
+
+    @property
+    def grant_principal(self) -> iam.IPrincipal:
+        """`iam.IGrantable`: grants (`table.grant_read_data(fn)`, ...) go to the function's own role."""
+        return self.role
+
+    @property
+    def function_arn(self) -> str:
+        return self.function.function_arn
+
+    @property
+    def function_name(self) -> str:
+        return self.function.function_name
+
+    @property
+    def failure_queue(self) -> sqs.Queue:
+        """The on-failure destination: every asynchronous function has one, other functions none."""
+        if self._failure_queue is None:
+            raise ValueError(f"{self.node.path} is not asynchronous: it has no failure queue")
+        return self._failure_queue
+
+    def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
+        self.function.add_to_role_policy(statement)
+
+    def add_environment(self, key: str, value: str) -> None:
+        self.function.add_environment(key, value)
+
+    def add_event_source(self, source: lambda_.IEventSource) -> None:
+        self.function.add_event_source(source)
 
     def _add_alarms(self, config: EnvConfig, function_name: str, timeout: Duration) -> None:
         period = Duration.minutes(5)

@@ -91,10 +91,10 @@ class SignedPhotoLinks(Construct):
         return f"https://{self.distribution.distribution_domain_name}"
 
     def grant_signing(self, fn: PythonFunction) -> None:
-        self.secret.grant_read(fn.function)
-        fn.function.add_environment(names.ENV_PHOTO_LINKS_URL, self.url)
-        fn.function.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
-        fn.function.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
+        self.secret.grant_read(fn)
+        fn.add_environment(names.ENV_PHOTO_LINKS_URL, self.url)
+        fn.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
+        fn.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
 
     def _signing_key(self, config: EnvConfig, name: str, group: str, key_handler: str) -> cloudfront.KeyGroup:
         """The key pair made at deploy: the private key in a secret, the public one in the key group."""
@@ -124,7 +124,7 @@ class SignedPhotoLinks(Construct):
             memory_mb=1024,
             timeout=Duration.minutes(2),
         )
-        self.key_function.function.add_to_role_policy(
+        self.key_function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
                 resources=[self.secret.secret_arn],
@@ -133,7 +133,7 @@ class SignedPhotoLinks(Construct):
         key_pair = CustomResource(
             self,
             "KeyPair",
-            service_token=self.key_function.function.function_arn,
+            service_token=self.key_function.function_arn,
             resource_type="Custom::PhotoLinkSigningKey",
             properties={"SecretArn": self.secret.secret_arn},
         )

@@ -418,7 +418,7 @@ class FunctionsStack(Stack):
             timeout=Duration.seconds(settings.deployer_timeout_seconds),
             reserved_concurrency=settings.deployer_reserved_concurrency,
         )
-        self.deployer_fn.function.add_event_source(
+        self.deployer_fn.add_event_source(
             event_sources.SqsEventSource(
                 self.deploy_queue,
                 batch_size=DEPLOY_BATCH_SIZE,
@@ -440,7 +440,7 @@ class FunctionsStack(Stack):
             {**invoking, **callback_key, names.ENV_RESULTS_QUEUE_URL: self.results_queue.queue_url},
             timeout=Duration.seconds(settings.recorder_timeout_seconds),
         )
-        self.recorder_fn.function.add_event_source(
+        self.recorder_fn.add_event_source(
             event_sources.SqsEventSource(
                 self.results_queue, batch_size=QUEUE_BATCH_SIZE, report_batch_item_failures=True
             )
@@ -452,7 +452,7 @@ class FunctionsStack(Stack):
             invoking,
             timeout=Duration.seconds(settings.batch_timeout_seconds),
         )
-        self.batch_fn.function.add_event_source(
+        self.batch_fn.add_event_source(
             event_sources.SqsEventSource(
                 self.batch_queue,
                 batch_size=QUEUE_BATCH_SIZE,
@@ -477,7 +477,7 @@ class FunctionsStack(Stack):
         return [f"{ref(self.bucket)}/{prefix}*" for prefix in prefixes]
 
     def _grant_api(self) -> None:
-        fn = self.api_fn.function
+        fn = self.api_fn
         # TransactWriteItems (a change with its audit row) is authorized per item by these actions.
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -552,7 +552,7 @@ class FunctionsStack(Stack):
         )
 
     def _grant_deployer(self) -> None:
-        fn = self.deployer_fn.function
+        fn = self.deployer_fn
         prefix = names.user_function_prefix(self.config.name)
 
         def allow(actions: list[str], resources: list[str], **conditions: Any) -> None:
@@ -651,7 +651,7 @@ class FunctionsStack(Stack):
         # The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only.
 
     def _grant_authorizer(self) -> None:
-        self.authorizer_fn.function.add_to_role_policy(
+        self.authorizer_fn.add_to_role_policy(
             iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
         )
 
@@ -660,7 +660,7 @@ class FunctionsStack(Stack):
         the invocation record and usage updates, large results under results/, its own delayed
         callback retries on the same queue, the key that signs callback_url POSTs, and the REPORT
         lines of user functions' logs."""
-        fn = self.recorder_fn.function
+        fn = self.recorder_fn
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
@@ -696,7 +696,7 @@ class FunctionsStack(Stack):
     def _grant_batch(self) -> None:
         """Consuming the batch queue (the event source's grant), plus: Event invocations of user
         functions (data plane only), the invocation records, and inputs/ for large items."""
-        fn = self.batch_fn.function
+        fn = self.batch_fn
         fn.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=self.user_function_arns))
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -779,7 +779,7 @@ class FunctionsStack(Stack):
             "function, invocation, scopes and expiry in its claims) on every request instead.",
         )
         # The callback_url base handed to functions: this API's own URL.
-        self.api_fn.function.add_environment(names.ENV_PUBLIC_API_URL, self.http.url)
+        self.api_fn.add_environment(names.ENV_PUBLIC_API_URL, self.http.url)
 
     def _outputs(self) -> None:
         CfnOutput(self, names.OUTPUT_API_URL, value=self.http.url)

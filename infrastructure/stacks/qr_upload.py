@@ -197,7 +197,7 @@ class QrUploadStack(Stack):
     def _grant(self) -> None:
         uploads = self.uploads_arn
         table_arn = self.table.table_arn
-        http_fn = self.http_function.function
+        http_fn = self.http_function
         http_fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
@@ -207,7 +207,7 @@ class QrUploadStack(Stack):
         # links' own key (SignedPhotoLinks.grant_signing), so no S3 read is needed.
         http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[uploads]))
 
-        event_fn = self.event_function.function
+        event_fn = self.event_function
         event_fn.add_to_role_policy(
             iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn])
         )

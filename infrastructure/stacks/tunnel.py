@@ -239,7 +239,7 @@ class TunnelStack(Stack):
         )
 
     def _allow(self, fn: PythonFunction, actions: list[str], *resources: str) -> None:
-        fn.function.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
+        fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
 
     def _grant(self) -> None:
         connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
@@ -270,7 +270,7 @@ class TunnelStack(Stack):
             self.connect_fn, "One agent per name: a replaced agent is told why before it is closed."
         )
         stage = self.ws_stage.stage_name
-        self.connect_fn.function.add_to_role_policy(
+        self.connect_fn.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["execute-api:ManageConnections"],
                 resources=[

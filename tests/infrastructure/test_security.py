@@ -46,7 +46,7 @@ def test_an_unacknowledged_finding_fails_synthesis(tmp_path: Path) -> None:
     app = cdk.App(context=SKIP_BUNDLING, outdir=str(tmp_path))
     stacks = build_platform(app, get_config("dev"))
     qr = next(s for s in stacks if s.stack_name == "QrUpload-dev")
-    qr.http_function.function.add_to_role_policy(  # type: ignore[attr-defined]
+    qr.http_function.add_to_role_policy(  # type: ignore[attr-defined]
         iam.PolicyStatement(actions=["s3:GetObject"], resources=["arn:aws:s3:::some-other-bucket/*"])
     )
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
