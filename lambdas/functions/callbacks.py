@@ -25,6 +25,7 @@ from functools import cache
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.common.settings import need
 from lambdas.functions import names
 from lambdas.functions.settings import settings
 
@@ -39,7 +40,7 @@ class TokenInvalid(Exception):
 
 @cache
 def signing_key() -> bytes:
-    arn = settings().need(settings().callback_key_secret_arn, names.ENV_CALLBACK_KEY_SECRET_ARN)
+    arn = need(settings().callback_key_secret_arn, names.ENV_CALLBACK_KEY_SECRET_ARN)
     return client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"].encode()
 
 

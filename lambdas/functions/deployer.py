@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.common.aws import client
 from lambdas.common.entry import entry
+from lambdas.common.settings import need
 from lambdas.functions import names
 from lambdas.functions.code import CodeError, digest, validate_zip
 from lambdas.functions.deploy_queue import DeployMessage
@@ -64,7 +65,7 @@ def control() -> LambdaControl:
     s = settings()
     return LambdaControl(
         env=s.env,
-        role_arn=s.need(s.execution_role_arn, names.ENV_EXECUTION_ROLE_ARN),
+        role_arn=need(s.execution_role_arn, names.ENV_EXECUTION_ROLE_ARN),
         reserved_concurrency=s.reserved_concurrency,
         log_retention_days=s.log_retention_days,
         async_config=AsyncConfig(s.async_retry_attempts, s.async_max_event_age_seconds, s.results_queue_arn)

@@ -18,6 +18,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 
 from lambdas.common.aws import client
 from lambdas.common.http import HttpError, json_body, json_response
+from lambdas.common.settings import need
 from lambdas.functions import access, names
 from lambdas.functions import model as m
 from lambdas.functions.access import Caller, check
@@ -35,7 +36,7 @@ MAX_HISTORY = 20
 
 
 def _secret_name(org: str, fid: str, name: str) -> str:
-    prefix = settings().need(settings().secret_prefix, names.ENV_SECRET_PREFIX)
+    prefix = need(settings().secret_prefix, names.ENV_SECRET_PREFIX)
     return f"{prefix}/{org}/{fid}/{name}"
 
 

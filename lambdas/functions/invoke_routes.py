@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from lambdas.common.aws import client
 from lambdas.common.http import HttpError, json_body, json_response
+from lambdas.common.settings import need
 from lambdas.functions import access, names
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.access import Caller
@@ -91,9 +92,7 @@ def invoke_request(fn: dict[str, Any], who: Caller, body: dict[str, Any]) -> tup
 
 @cache
 def _idempotent() -> Any:
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings().need(settings().idempotency_table, names.ENV_IDEMPOTENCY_TABLE)
-    )
+    persistence = DynamoDBPersistenceLayer(table_name=need(settings().idempotency_table, names.ENV_IDEMPOTENCY_TABLE))
     config = IdempotencyConfig(
         event_key_jmespath="[org, fid, key]",
         payload_validation_jmespath="request",

@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 
 from lambdas.common.aws import client
 from lambdas.common.http import HttpError
+from lambdas.common.settings import need
 from lambdas.functions import callbacks, names
 from lambdas.functions.invocations import InvocationStore, iso, record_view
 from lambdas.functions.invoking import (
@@ -265,7 +266,7 @@ def run_batch(fn: dict[str, Any], qualifier: Any, payloads: Any, actor: str, sto
         )
     # DynamoDB transactions hold at most 100 operations: 2 for the quota + 25 records fit.
     take_quota(fn["org"], len(records), records=records)
-    url = settings().need(settings().batch_queue_url, names.ENV_BATCH_QUEUE_URL)
+    url = need(settings().batch_queue_url, names.ENV_BATCH_QUEUE_URL)
     for start in range(0, len(messages), 10):
         answer = client("sqs").send_message_batch(QueueUrl=url, Entries=messages[start : start + 10])
         if answer.get("Failed"):

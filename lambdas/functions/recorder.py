@@ -34,6 +34,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.common.aws import client
 from lambdas.common.entry import entry
+from lambdas.common.settings import need
 from lambdas.functions import callbacks, names
 from lambdas.functions import invoke_service as svc
 from lambdas.functions.invocations import iso, record_view
@@ -96,7 +97,7 @@ def finish(destination: dict[str, Any], attempt: int = 1) -> None:
         if attempt >= LOOKUP_TRIES:
             raise NotYetKnown(f"no invocation for request {request_id}")
         client("sqs").send_message(
-            QueueUrl=settings().need(settings().results_queue_url, names.ENV_RESULTS_QUEUE_URL),
+            QueueUrl=need(settings().results_queue_url, names.ENV_RESULTS_QUEUE_URL),
             MessageBody=json.dumps({"kind": "destination", "attempt": attempt + 1, "record": destination}),
             DelaySeconds=min(900, 2 * attempt),
         )
@@ -170,7 +171,7 @@ def deliver(org: str, iid: str, attempt: int) -> None:
     delays = webhook_delays()
     if retryable and attempt <= len(delays):
         client("sqs").send_message(
-            QueueUrl=settings().need(settings().results_queue_url, names.ENV_RESULTS_QUEUE_URL),
+            QueueUrl=need(settings().results_queue_url, names.ENV_RESULTS_QUEUE_URL),
             MessageBody=json.dumps({"kind": "webhook", "org": org, "iid": iid, "attempt": attempt + 1}),
             DelaySeconds=delays[attempt - 1],
         )

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 
 from lambdas.common.http import HttpError
+from lambdas.common.settings import need
 from lambdas.functions import names
 from lambdas.functions.access import Caller, caller_from, check
 from lambdas.functions.audit import Entry
@@ -46,7 +47,7 @@ def load(org: str, ref: str, who: Caller, needed: str, action: str) -> dict[str,
 
 
 def queue(action: str, fn: dict[str, Any], number: int) -> None:
-    url = settings().need(settings().deploy_queue_url, names.ENV_DEPLOY_QUEUE_URL)
+    url = need(settings().deploy_queue_url, names.ENV_DEPLOY_QUEUE_URL)
     send(url, DeployMessage(action, fn["org"], fn["id"], number))
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import cache
 
-from lambdas.common.settings import MissingSetting, env_int, require_env
+from lambdas.common.settings import env_int, env_str, require_env
 from lambdas.functions import names
 
 
@@ -19,10 +18,6 @@ class Quotas:
     versions_kept: int
     invocations_per_minute: int
     monthly_gb_seconds: int
-
-
-def _env(name: str) -> str:
-    return os.environ.get(name, "").strip()
 
 
 @dataclass(frozen=True)
@@ -51,27 +46,25 @@ class Settings:
 
     @classmethod
     def from_env(cls) -> Settings:
-        reserved = os.environ.get(names.ENV_RESERVED_CONCURRENCY, "").strip()
+        reserved = env_str(names.ENV_RESERVED_CONCURRENCY)
         return cls(
             table=require_env(names.ENV_TABLE),
-            code_bucket=os.environ.get(names.ENV_CODE_BUCKET, "").strip(),
-            deploy_queue_url=os.environ.get(names.ENV_DEPLOY_QUEUE_URL, "").strip(),
-            env=os.environ.get(names.ENV_PLATFORM_ENV, "dev").strip() or "dev",
-            execution_role_arn=os.environ.get(names.ENV_EXECUTION_ROLE_ARN, "").strip(),
-            secret_prefix=os.environ.get(names.ENV_SECRET_PREFIX, "").strip().rstrip("/"),
+            code_bucket=env_str(names.ENV_CODE_BUCKET),
+            deploy_queue_url=env_str(names.ENV_DEPLOY_QUEUE_URL),
+            env=env_str(names.ENV_PLATFORM_ENV) or "dev",
+            execution_role_arn=env_str(names.ENV_EXECUTION_ROLE_ARN),
+            secret_prefix=env_str(names.ENV_SECRET_PREFIX).rstrip("/"),
             max_memory_mb=env_int(names.ENV_MAX_MEMORY_MB, 1024),
             max_timeout_seconds=env_int(names.ENV_MAX_TIMEOUT_SECONDS, 300),
             reserved_concurrency=int(reserved) if reserved else None,
-            allowed_layers=tuple(
-                a.strip() for a in os.environ.get(names.ENV_ALLOWED_LAYERS, "").split(",") if a.strip()
-            ),
+            allowed_layers=tuple(a.strip() for a in env_str(names.ENV_ALLOWED_LAYERS).split(",") if a.strip()),
             log_retention_days=env_int(names.ENV_LOG_RETENTION_DAYS, 7),
-            results_queue_url=_env(names.ENV_RESULTS_QUEUE_URL),
-            results_queue_arn=_env(names.ENV_RESULTS_QUEUE_ARN),
-            batch_queue_url=_env(names.ENV_BATCH_QUEUE_URL),
-            idempotency_table=_env(names.ENV_IDEMPOTENCY_TABLE),
-            callback_key_secret_arn=_env(names.ENV_CALLBACK_KEY_SECRET_ARN),
-            public_api_url=_env(names.ENV_PUBLIC_API_URL).rstrip("/"),
+            results_queue_url=env_str(names.ENV_RESULTS_QUEUE_URL),
+            results_queue_arn=env_str(names.ENV_RESULTS_QUEUE_ARN),
+            batch_queue_url=env_str(names.ENV_BATCH_QUEUE_URL),
+            idempotency_table=env_str(names.ENV_IDEMPOTENCY_TABLE),
+            callback_key_secret_arn=env_str(names.ENV_CALLBACK_KEY_SECRET_ARN),
+            public_api_url=env_str(names.ENV_PUBLIC_API_URL).rstrip("/"),
             invocation_retention_days=env_int(names.ENV_INVOCATION_RETENTION_DAYS, 30),
             async_retry_attempts=env_int(names.ENV_ASYNC_RETRY_ATTEMPTS, 2),
             async_max_event_age_seconds=env_int(names.ENV_ASYNC_MAX_EVENT_AGE_SECONDS, 3600),
@@ -82,11 +75,6 @@ class Settings:
                 monthly_gb_seconds=env_int(names.ENV_QUOTA_MONTHLY_GB_SECONDS, 100_000),
             ),
         )
-
-    def need(self, value: str, variable: str) -> str:
-        if not value:
-            raise MissingSetting(f"environment variable {variable} is not set")
-        return value
 
 
 @cache
