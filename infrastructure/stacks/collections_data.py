@@ -112,8 +112,25 @@ class CollectionsDataStack(Stack):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        settings = config.collections
+        self._network(config)
+        self._security_groups()
+        self._database(config)
+        self.role_secrets = self._role_secrets(config)
+        self.proxy = self._proxy(config) if config.collections.db_proxy else None
+        # Where the functions connect: the proxy where there is one, else the instance.
+        self.db_host = self.proxy.endpoint if self.proxy else self.database.db_instance_endpoint_address
+        self.db_via_proxy = self.proxy is not None
+        connection_budget(config.collections).check()
+        # Rotation (this and each role secret's) runs in the functions' subnets and security group:
+        # it needs Secrets Manager's API and the instance, and adds no other source of ingress.
+        self.database.add_rotation_single_user(
+            automatically_after=Duration.days(30),
+            vpc_subnets=FUNCTIONS_SUBNETS,
+            security_group=self.functions_security_group,
+        )
+        self._acknowledge(config)
 
+    def _network(self, config: EnvConfig) -> None:
         flow_logs = logs.LogGroup(
             self, "FlowLogs", retention=config.log_retention, removal_policy=config.removal_policy
         )
@@ -121,7 +138,7 @@ class CollectionsDataStack(Stack):
             self,
             "Vpc",
             max_azs=2,
-            nat_gateways=settings.nat_gateways,
+            nat_gateways=config.collections.nat_gateways,
             subnet_configuration=[
                 ec2.SubnetConfiguration(name="Public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
                 ec2.SubnetConfiguration(name="Functions", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
@@ -141,6 +158,7 @@ class CollectionsDataStack(Stack):
         # Image bytes to and from S3 stay off the NAT gateway (and its per-GB charge).
         self.vpc.add_gateway_endpoint("S3Endpoint", service=ec2.GatewayVpcEndpointAwsService.S3)
 
+    def _security_groups(self) -> None:
         self.functions_security_group = ec2.SecurityGroup(
             self,
             "FunctionsSecurityGroup",
@@ -171,6 +189,8 @@ class CollectionsDataStack(Stack):
             self.database_security_group, ec2.Port.tcp(DB_PORT), "PostgreSQL (migrations, and functions without proxy)"
         )
 
+    def _database(self, config: EnvConfig) -> None:
+        settings = config.collections
         identifier = f"collections-{config.name}"
         # Created here (not by `cloudwatch_logs_retention`, which adds a custom-resource Lambda)
         # so the exported PostgreSQL log gets the environment's retention.
@@ -213,20 +233,6 @@ class CollectionsDataStack(Stack):
         # the policy belongs on the generated secret itself, which RDS's removal policy sets to delete.
         [generated] = [c for c in self.node.find_all() if isinstance(c, rds.DatabaseSecret)]
         generated.apply_removal_policy(config.removal_policy)
-        self.role_secrets = self._role_secrets(config)
-        self.proxy = self._proxy(config) if settings.db_proxy else None
-        # Where the functions connect: the proxy where there is one, else the instance.
-        self.db_host = self.proxy.endpoint if self.proxy else self.database.db_instance_endpoint_address
-        self.db_via_proxy = self.proxy is not None
-        connection_budget(settings).check()
-        # Rotation (this and each role secret's) runs in the functions' subnets and security group:
-        # it needs Secrets Manager's API and the instance, and adds no other source of ingress.
-        self.database.add_rotation_single_user(
-            automatically_after=Duration.days(30),
-            vpc_subnets=FUNCTIONS_SUBNETS,
-            security_group=self.functions_security_group,
-        )
-        self._acknowledge(config)
 
     def _endpoints(self) -> None:
         """Interface endpoints for what the isolated functions call (Secrets Manager, EventBridge,
