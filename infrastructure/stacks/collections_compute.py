@@ -54,10 +54,18 @@ class CollectionsComputeStack(Stack):
         self.node.set_context("@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy", True)
         self.config = config
         self.data = data
-        settings = config.collections
-        prefix = f"collections-{config.name}"
         self.parameter_prefix = f"{config.parameter_prefix}/collections"
+        self._buckets()
+        self.bus = events.EventBus(self, "EventBus", event_bus_name=f"collections-{config.name}")
+        self._functions()
+        self._routes()
+        self._grant()
+        self._api()
+        self._migration_trigger()
+        acknowledge_bucket_notifications_handler(self)
+        self._outputs()
 
+    def _buckets(self) -> None:
         self.access_logs = self._bucket("AccessLogsBucket", None)
         acknowledge(
             self.access_logs,
@@ -66,13 +74,15 @@ class CollectionsComputeStack(Stack):
         )
         self.images = self._bucket("ImagesBucket", "images/")
         self.derived = self._bucket("DerivedBucket", "derived/")
-        self.bus = events.EventBus(self, "EventBus", event_bus_name=prefix)
 
-        # The secret ARN is each function's own (`_function`); these say where to connect.
-        common_env = {
-            names.ENV_DB_HOST: data.db_host,
+    def _environment(self) -> dict[str, str]:
+        """What every pipeline function and search share. The secret ARN is each function's own
+        (`_function`); these say where to connect."""
+        settings = self.config.collections
+        return {
+            names.ENV_DB_HOST: self.data.db_host,
             names.ENV_DB_PORT: str(names.DB_PORT),
-            names.ENV_DB_VIA_PROXY: "true" if data.db_via_proxy else "false",
+            names.ENV_DB_VIA_PROXY: "true" if self.data.db_via_proxy else "false",
             names.ENV_DB_NAME: names.DB_NAME,
             names.ENV_PARAMETER_PREFIX: self.parameter_prefix,
             names.ENV_ALLOW_LOCAL_PROVIDERS: "true" if settings.allow_local_providers else "false",
@@ -83,11 +93,29 @@ class CollectionsComputeStack(Stack):
             names.ENV_ANALYSIS_MODEL: settings.analysis_model,
             names.ENV_OPENAI_ANALYSIS_MODEL: settings.openai_analysis_model,
         }
+
+    def _functions(self) -> None:
+        settings, env = self.config.collections, self._environment()
+        self._pipeline_functions(env)
+        self.search = self._function(
+            "SearchLambda",
+            "search",
+            "Collections: semantic search and item API",
+            {**env, names.ENV_CROSS_USER_PRINCIPALS: ",".join(settings.cross_user_principals)},
+            memory_mb=512,
+            timeout=Duration.seconds(15),
+            reserved_concurrency=settings.search_reserved_concurrency,
+        )
+        self.migrate = self._migration_function()
+
+    def _pipeline_functions(self, env: dict[str, str]) -> None:
+        """The asynchronous functions: processor, analyzer (and its deferred requeue), embedder."""
+        settings = self.config.collections
         self.processor = self._function(
             "ImageProcessorLambda",
             "image_processor",
             "Collections: thumbnail + analysis copy of each upload",
-            common_env,
+            env,
             asynchronous=True,
             memory_mb=settings.processor_memory_mb,
             timeout=Duration.seconds(60),
@@ -100,7 +128,7 @@ class CollectionsComputeStack(Stack):
             "AnalyzerLambda",
             "analyzer",
             "Collections: vision analysis of each processed image",
-            common_env,
+            env,
             asynchronous=True,
             memory_mb=512,
             timeout=Duration.seconds(settings.analyzer_timeout_seconds),
@@ -108,12 +136,12 @@ class CollectionsComputeStack(Stack):
         )
         self.analyzer.function.add_environment(names.ENV_ANALYSIS_DAILY_BUDGET, str(settings.analysis_daily_budget))
         # Deferred analyses (over a user's daily budget) are requeued when the budgets start
-        # afresh; scripts/collections_deferred.py invokes the same function on demand.
+        # afresh (`_routes`); scripts/collections_deferred.py invokes the same function on demand.
         self.deferred = self._function(
             "DeferredAnalysesLambda",
             "analyzer",
             "Collections: requeue analyses deferred by the daily budget",
-            common_env,
+            env,
             asynchronous=True,
             memory_mb=256,
             timeout=Duration.minutes(5),
@@ -121,43 +149,29 @@ class CollectionsComputeStack(Stack):
             reserved_concurrency=settings.deferred_reserved_concurrency,
             isolated=True,
         )
-        events.Rule(
-            self,
-            "DeferredAnalysesSchedule",
-            rule_name=f"collections-{config.name}-DeferredAnalysesSchedule",
-            schedule=events.Schedule.cron(minute="5", hour="0"),
-            targets=[targets.LambdaFunction(self.deferred.function, retry_attempts=2)],
-        )
         self.embedder = self._function(
             "EmbedderLambda",
             "embedder",
             "Collections: text embedding of each analysis",
-            common_env,
+            env,
             asynchronous=True,
             memory_mb=512,
             timeout=Duration.seconds(60),
             reserved_concurrency=settings.embedder_reserved_concurrency,
         )
-        self.search = self._function(
-            "SearchLambda",
-            "search",
-            "Collections: semantic search and item API",
-            {**common_env, names.ENV_CROSS_USER_PRINCIPALS: ",".join(settings.cross_user_principals)},
-            memory_mb=512,
-            timeout=Duration.seconds(15),
-            reserved_concurrency=settings.search_reserved_concurrency,
-        )
-        self.migrate = self._function(
+
+    def _migration_function(self) -> PythonFunction:
+        return self._function(
             "MigrateLambda",
             "migrations",
             "Collections: applies database migrations at deploy time",
             {
                 # The master secret names the instance itself: migrations never go through the proxy.
-                names.ENV_DB_SECRET_ARN: data.secret.secret_arn,
+                names.ENV_DB_SECRET_ARN: self.data.secret.secret_arn,
                 names.ENV_DB_NAME: names.DB_NAME,
                 names.ENV_DB_STATEMENT_TIMEOUT_MS: "600000",
                 ROLE_SECRETS_ENV: Stack.of(self).to_json_string(
-                    {role: data.role_secrets[function].secret_arn for function, role in FUNCTION_ROLES.items()}
+                    {role: self.data.role_secrets[function].secret_arn for function, role in FUNCTION_ROLES.items()}
                 ),
             },
             timeout=Duration.minutes(10),
@@ -165,12 +179,21 @@ class CollectionsComputeStack(Stack):
             isolated=True,
         )
 
+    def _routes(self) -> None:
+        """What invokes the pipeline: uploads, the bus's two rules and the deferred schedule."""
         self.images.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.processor.function))
         self.rule_dlqs: dict[str, sqs.Queue] = {}
         self._rule("ImageProcessedRule", names.PROCESSOR_SOURCE, names.IMAGE_PROCESSED, self.analyzer)
         self._rule("AnalysisCompleteRule", names.ANALYZER_SOURCE, names.ANALYSIS_COMPLETE, self.embedder)
-        self._grant()
-        self._api()
+        events.Rule(
+            self,
+            "DeferredAnalysesSchedule",
+            rule_name=f"collections-{self.config.name}-DeferredAnalysesSchedule",
+            schedule=events.Schedule.cron(minute="5", hour="0"),
+            targets=[targets.LambdaFunction(self.deferred.function, retry_attempts=2)],
+        )
+
+    def _migration_trigger(self) -> None:
         self.trigger = triggers.Trigger(
             self,
             "MigrateTrigger",
@@ -181,8 +204,8 @@ class CollectionsComputeStack(Stack):
         # Nothing event-driven runs before the schema is there.
         for fn in (self.processor, self.analyzer, self.embedder, self.search, self.deferred):
             fn.function.node.add_dependency(self.trigger)
-        acknowledge_bucket_notifications_handler(self)
 
+    def _outputs(self) -> None:
         CfnOutput(self, "ImagesBucketName", value=self.images.bucket_name)
         CfnOutput(self, "DerivedBucketName", value=self.derived.bucket_name)
         CfnOutput(self, "EventBusName", value=self.bus.event_bus_name)
@@ -278,7 +301,16 @@ class CollectionsComputeStack(Stack):
             secret.grant_read(self.migrate.role)
         for fn in (self.processor, self.analyzer, self.deferred):
             self.bus.grant_put_events_to(fn.role)
-        processor, analyzer = self.processor.function, self.analyzer.function
+        self._grant_buckets()
+        assert self.processor.failure_queue is not None
+        self.processor.failure_queue.grant_send_messages(self.processor.role)
+        self._grant_parameters()
+        self._acknowledge_bucket_wildcards()
+
+    def _grant_buckets(self) -> None:
+        """Each function its own prefixes: the processor reads uploads and writes both derived
+        prefixes, the analyzer reads analysis copies, search reads thumbnails."""
+        processor = self.processor.function
         processor.add_to_role_policy(
             iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.images.arn_for_objects("*")])
         )
@@ -291,9 +323,7 @@ class CollectionsComputeStack(Stack):
                 ],
             )
         )
-        assert self.processor.failure_queue is not None
-        self.processor.failure_queue.grant_send_messages(self.processor.role)
-        analyzer.add_to_role_policy(
+        self.analyzer.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*")]
             )
@@ -303,9 +333,11 @@ class CollectionsComputeStack(Stack):
                 actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*")]
             )
         )
+
+    def _grant_parameters(self) -> None:
         # Exactly the named SecureStrings (scripts/put_parameters.py writes them); the default
         # aws/ssm key's policy already lets SSM decrypt for principals of this account.
-        analyzer.add_to_role_policy(
+        self.analyzer.function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["ssm:GetParameter"],
                 resources=self._parameter_arns(names.ANTHROPIC_API_KEY, names.OPENAI_API_KEY, names.LANGSMITH_API_KEY),
@@ -316,6 +348,7 @@ class CollectionsComputeStack(Stack):
                 iam.PolicyStatement(actions=["ssm:GetParameter"], resources=self._parameter_arns(names.VOYAGE_API_KEY))
             )
 
+    def _acknowledge_bucket_wildcards(self) -> None:
         images, derived = ref(self.images), ref(self.derived)
         acknowledge_wildcards(
             self.processor.role,
