@@ -15,6 +15,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.nag import acknowledge
+from infrastructure.constructs.storage import private_bucket
 
 
 class AccessLogBucket(Construct):
@@ -23,12 +24,9 @@ class AccessLogBucket(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvConfig) -> None:
         super().__init__(scope, construct_id)
         # S3 delivers server access logs only to an SSE-S3 bucket in the same account and region.
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             removal_policy=config.removal_policy,
             lifecycle_rules=[

@@ -38,6 +38,7 @@ from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.functions import names
 
 GROUP = "functions"
@@ -139,13 +140,13 @@ class FunctionsStack(Stack):
     # --- data -----------------------------------------------------------------------------------
     def _table(self) -> None:
         string = dynamodb.AttributeType.STRING
-        self.table = dynamodb.TableV2(
+        self.table = ttl_table(
             self,
             "Table",
-            partition_key=dynamodb.Attribute(name="pk", type=string),
-            sort_key=dynamodb.Attribute(name="sk", type=string),
-            time_to_live_attribute=names.TTL_ATTRIBUTE,
-            global_secondary_indexes=[
+            partition_key="pk",
+            sort_key="sk",
+            ttl_attribute=names.TTL_ATTRIBUTE,
+            indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name=names.GSI1,
                     partition_key=dynamodb.Attribute(name=names.GSI1_PK, type=string),
@@ -153,11 +154,8 @@ class FunctionsStack(Stack):
                     projection_type=dynamodb.ProjectionType.ALL,
                 )
             ],
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=self.config.deletion_protection,
             removal_policy=self.config.removal_policy,
+            deletion_protection=self.config.deletion_protection,
         )
         self.gsi1_arn = f"{self.table.table_arn}/index/{names.GSI1}"
 
@@ -165,25 +163,19 @@ class FunctionsStack(Stack):
         """Powertools idempotency records of `Idempotency-Key` requests (24 h, expired by TTL). A
         table of its own: Powertools owns its items' layout, and the API can be granted exactly
         the four item actions it uses here without touching the functions table's grants."""
-        self.idempotency_table = dynamodb.TableV2(
+        self.idempotency_table = ttl_table(
             self,
             "IdempotencyTable",
-            partition_key=dynamodb.Attribute(name=IDEMPOTENCY_KEY_ATTRIBUTE, type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute=IDEMPOTENCY_EXPIRY_ATTRIBUTE,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=self.config.deletion_protection,
+            partition_key=IDEMPOTENCY_KEY_ATTRIBUTE,
+            ttl_attribute=IDEMPOTENCY_EXPIRY_ATTRIBUTE,
             removal_policy=self.config.removal_policy,
+            deletion_protection=self.config.deletion_protection,
         )
 
     def _bucket(self) -> None:
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "CodeBucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             removal_policy=self.config.removal_policy,
             lifecycle_rules=[
                 s3.LifecycleRule(id="ExpireUploads", prefix=names.UPLOADS_PREFIX, expiration=Duration.days(1)),

@@ -25,6 +25,7 @@ from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.constructs.signed_photo_links import SignedPhotoLinks
+from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.qr_upload import names
 from lambdas.qr_upload.names import RENDITION_PREFIX, UPLOAD_PREFIX
 
@@ -43,12 +44,12 @@ class QrUploadStack(Stack):
         self._outputs()
 
     def _table(self) -> None:
-        self.table = dynamodb.TableV2(
+        self.table = ttl_table(
             self,
             "SessionsTable",
-            partition_key=dynamodb.Attribute(name=names.SESSION_ID, type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute=names.EXPIRES_AT,
-            global_secondary_indexes=[
+            partition_key=names.SESSION_ID,
+            ttl_attribute=names.EXPIRES_AT,
+            indexes=[
                 dynamodb.GlobalSecondaryIndexPropsV2(
                     index_name=names.CONNECTION_INDEX,
                     partition_key=dynamodb.Attribute(
@@ -56,11 +57,8 @@ class QrUploadStack(Stack):
                     ),
                 )
             ],
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            deletion_protection=self.config.deletion_protection,
             removal_policy=self.config.removal_policy,
+            deletion_protection=self.config.deletion_protection,
         )
 
     def _apis(self) -> None:
@@ -92,13 +90,10 @@ class QrUploadStack(Stack):
         self.uploads_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{UPLOAD_PREFIX}*"
         self.renditions_arn = f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}/{RENDITION_PREFIX}*"
         self.access_logs = AccessLogBucket(self, "AccessLogs", config=self.config)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "UploadBucket",
             bucket_name=self.bucket_name,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             # A second POST with the same grant makes a new version; the session pins the one it
             # completed with, so the photo the desktop was shown cannot be replaced.
             versioned=True,

@@ -31,6 +31,7 @@ from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
 from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.tunnel import names
 
 # Under the HTTP API's 30 s integration limit, with room for the forwarder's own cleanup.
@@ -86,21 +87,16 @@ class TunnelStack(Stack):
                     projection_type=dynamodb.ProjectionType.KEYS_ONLY,
                 )
             )
-        table = dynamodb.TableV2(
+        return ttl_table(
             self,
             construct_id,
-            partition_key=dynamodb.Attribute(name=key, type=dynamodb.AttributeType.STRING),
-            time_to_live_attribute=names.TTL_ATTRIBUTE,
-            global_secondary_indexes=indexes,
+            partition_key=key,
+            ttl_attribute=names.TTL_ATTRIBUTE,
+            indexes=indexes,
             removal_policy=self.config.removal_policy,
+            unprotected_because=f"{construct_id} holds only short-lived routing rows (TTL of minutes to 2 hours) "
+            "that agents recreate on reconnect; a point-in-time restore would bring back dead connections.",
         )
-        acknowledge(
-            table,
-            "AwsSolutions-DDB3",
-            f"{construct_id} holds only short-lived routing rows (TTL of minutes to 2 hours) that "
-            "agents recreate on reconnect; a point-in-time restore would bring back dead connections.",
-        )
-        return table
 
     def _tables(self) -> None:
         self.connections = self._table(
@@ -129,14 +125,10 @@ class TunnelStack(Stack):
 
     def _bucket(self) -> None:
         self.access_logs = AccessLogBucket(self, "AccessLogs", config=self.config)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "BodyBucket",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
             removal_policy=self.config.removal_policy,
-            auto_delete_objects=False,
             lifecycle_rules=[s3.LifecycleRule(id="ExpireBodies", expiration=Duration.days(1))],
         )
         self.access_logs.log(self.bucket, "body-bucket")
