@@ -6,6 +6,10 @@ invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
 rest: the construct is grantable (`bucket.grant_read(fn)`), and `add_to_role_policy` and
 `add_environment` reach its role and function, so stacks need not reach inside.
+
+It takes the whole `EnvConfig` because it reads nine of its environment-wide defaults (name, log
+level and retention, removal policy, memory, timeout, async retries and event age, alarm
+thresholds); everything that differs per function is a typed argument of its own.
 """
 
 from __future__ import annotations
