@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from aws_cdk import Aws
 from aws_cdk import aws_apigatewayv2 as apigw
-from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from infrastructure.config import EnvConfig
@@ -102,14 +101,10 @@ class WebSocketEndpoint(Construct):
         Built from pseudo-parameter references so the ARN, and the nag finding acknowledged with it,
         read the same whether or not the stack's account and region are known at synth time."""
         stage = self.stage.stage_name
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:ManageConnections"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-                    f"{self.api.api_id}/{stage}/POST/@connections/*"
-                ],
-            )
+        fn.allow(
+            ["execute-api:ManageConnections"],
+            f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+            f"{self.api.api_id}/{stage}/POST/@connections/*",
         )
         acknowledge_wildcards(
             fn.role,

@@ -4,7 +4,7 @@ Python 3.12 on ARM64, an explicit name, its own log group with the environment's
 active tracing, Powertools settings, alarms on errors, throttles and duration, and, for functions
 invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
-rest: the construct is grantable (`bucket.grant_read(fn)`), and `add_to_role_policy` and
+rest: the construct is grantable (`bucket.grant_read(fn)`), and `allow`, `add_to_role_policy` and
 `add_environment` reach its role and function, so stacks need not reach inside.
 
 It takes the whole `EnvConfig` because it reads nine of its environment-wide defaults (name, log
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jsii
 from aws_cdk import Duration
@@ -167,6 +168,13 @@ class PythonFunction(Construct):
 
     def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
         self.function.add_to_role_policy(statement)
+
+    def allow(self, actions: Sequence[str], *resources: str, conditions: Mapping[str, Any] | None = None) -> None:
+        """One Allow statement on the function's role; wildcards in `resources` still need their
+        `acknowledge_wildcards` with the reason."""
+        self.add_to_role_policy(
+            iam.PolicyStatement(actions=list(actions), resources=list(resources), conditions=conditions)
+        )
 
     def add_environment(self, key: str, value: str) -> None:
         self.function.add_environment(key, value)

@@ -124,11 +124,8 @@ class SignedPhotoLinks(Construct):
             memory_mb=1024,
             timeout=Duration.minutes(2),
         )
-        self.key_function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
-                resources=[self.secret.secret_arn],
-            )
+        self.key_function.allow(
+            ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], self.secret.secret_arn
         )
         key_pair = CustomResource(
             self,

@@ -471,46 +471,26 @@ class FunctionsStack(Stack):
     def _grant_api(self) -> None:
         fn = self.api_fn
         # TransactWriteItems (a change with its audit row) is authorized per item by these actions.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=[*ITEM_ACTIONS, "dynamodb:ConditionCheckItem"], resources=[self.table.table_arn]
-            )
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[self.table.table_arn, self.gsi1_arn])
-        )
+        fn.allow([*ITEM_ACTIONS, "dynamodb:ConditionCheckItem"], self.table.table_arn)
+        fn.allow(["dynamodb:Query"], self.table.table_arn, self.gsi1_arn)
         # Powertools idempotency: get, put (in progress), update (completed), delete (on failure).
-        fn.add_to_role_policy(iam.PolicyStatement(actions=ITEM_ACTIONS, resources=[self.idempotency_table.table_arn]))
+        fn.allow(ITEM_ACTIONS, self.idempotency_table.table_arn)
         # PutObject signs the presigned POST (uploads/), stores zips built from inline source
         # (code/) and async payloads over the inline limit (inputs/, read back by GET .../input).
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject", "s3:GetObject"],
-                resources=self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX, names.INPUTS_PREFIX),
-            )
+        fn.allow(
+            ["s3:PutObject", "s3:GetObject"],
+            *self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX, names.INPUTS_PREFIX),
         )
         # Results over the inline limit: written by synchronous runs (the recorder writes async
         # ones), read back with one invocation record.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.RESULTS_PREFIX))
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["sqs:SendMessage"], resources=[self.deploy_queue.queue_arn, self.batch_queue.queue_arn]
-            )
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.callback_key.secret_arn])
-        )
+        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.RESULTS_PREFIX))
+        fn.allow(["sqs:SendMessage"], self.deploy_queue.queue_arn, self.batch_queue.queue_arn)
+        fn.allow(["secretsmanager:GetSecretValue"], self.callback_key.secret_arn)
         # GET .../invocations/{iid}/logs: the invocation's lines, filtered by its request id.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["logs:FilterLogEvents"], resources=[self.user_log_streams_arn])
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["ssm:PutParameter", "ssm:DeleteParameter"], resources=[self.secrets_arn])
-        )
+        fn.allow(["logs:FilterLogEvents"], self.user_log_streams_arn)
+        fn.allow(["ssm:PutParameter", "ssm:DeleteParameter"], self.secrets_arn)
         # Data plane only: invoking user functions (any version or alias), never changing them.
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=self.user_function_arns))
+        fn.allow(["lambda:InvokeFunction"], *self.user_function_arns)
         acknowledge_wildcards(
             self.api_fn.role,
             "The API presigns uploads/{org}/{fid}/{upload id}.zip, stores inline sources as "
@@ -547,11 +527,6 @@ class FunctionsStack(Stack):
         fn = self.deployer_fn
         prefix = names.user_function_prefix(self.config.name)
 
-        def allow(actions: list[str], resources: list[str], **conditions: Any) -> None:
-            fn.add_to_role_policy(
-                iam.PolicyStatement(actions=actions, resources=resources, conditions=conditions or None)
-            )
-
         def deny(sid: str, actions: list[str], **conditions: Any) -> None:
             fn.add_to_role_policy(
                 iam.PolicyStatement(
@@ -560,17 +535,17 @@ class FunctionsStack(Stack):
             )
 
         # The execution role of user functions, and only to Lambda.
-        allow(
+        fn.allow(
             ["iam:PassRole"],
-            [self.user_role.role_arn],
-            StringEquals={"iam:PassedToService": LAMBDA_SERVICE},
+            self.user_role.role_arn,
+            conditions={"StringEquals": {"iam:PassedToService": LAMBDA_SERVICE}},
         )
-        allow(DEPLOYER_LAMBDA_ACTIONS, self.user_function_arns)
+        fn.allow(DEPLOYER_LAMBDA_ACTIONS, *self.user_function_arns)
         # New functions carry the platform's tag, or are not created.
-        allow(
+        fn.allow(
             ["lambda:CreateFunction"],
-            [self.user_function_arns[0]],
-            StringEquals={f"aws:RequestTag/{names.MANAGED_BY_TAG}": names.MANAGED_BY_VALUE},
+            self.user_function_arns[0],
+            conditions={"StringEquals": {f"aws:RequestTag/{names.MANAGED_BY_TAG}": names.MANAGED_BY_VALUE}},
         )
         for key in VPC_CONDITION_KEYS:  # any one of them present means a VPC configuration
             deny(f"DenyVpc{key.split(':')[1]}", FUNCTION_CONFIG_ACTIONS, Null={key: "false"})
@@ -578,7 +553,7 @@ class FunctionsStack(Stack):
         layers = list(self.settings.allowed_layers)
         if layers:
             deny("DenyOtherLayers", FUNCTION_CONFIG_ACTIONS, **{"ForAnyValue:StringNotLike": {"lambda:Layer": layers}})
-            allow(["lambda:GetLayerVersion"], layers)  # using a layer needs reading it
+            fn.allow(["lambda:GetLayerVersion"], *layers)  # using a layer needs reading it
             acknowledge_wildcards(
                 self.deployer_fn.role,
                 "Layer versions the environment's configuration allows (allowed_layers), nothing else.",
@@ -588,22 +563,25 @@ class FunctionsStack(Stack):
             deny("DenyLayers", FUNCTION_CONFIG_ACTIONS, Null={"lambda:Layer": "false"})
 
         # Each user function's log group, created before the function with the environment's retention.
-        allow(["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"], [self.user_log_group_arn])
+        fn.allow(["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"], self.user_log_group_arn)
 
-        allow(["s3:GetObject", "s3:DeleteObject"], self._objects(names.UPLOADS_PREFIX))
+        fn.allow(["s3:GetObject", "s3:DeleteObject"], *self._objects(names.UPLOADS_PREFIX))
         # GetObject on code/ also lets Lambda fetch the zip on CreateFunction/UpdateFunctionCode.
-        allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], self._objects(names.CODE_PREFIX))
-        allow(["s3:ListBucket"], [self.bucket.bucket_arn], StringLike={"s3:prefix": [f"{names.CODE_PREFIX}*"]})
+        fn.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], *self._objects(names.CODE_PREFIX))
+        fn.allow(
+            ["s3:ListBucket"],
+            self.bucket.bucket_arn,
+            conditions={"StringLike": {"s3:prefix": [f"{names.CODE_PREFIX}*"]}},
+        )
 
         # Users' secret variables: read to set them on the function (SecureStrings under the
         # aws/ssm key, whose policy lets SSM decrypt for this account), deleted with the function.
-        allow(
-            ["ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:DeleteParameters"],
-            [self.secrets_arn],
+        fn.allow(
+            ["ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:DeleteParameters"], self.secrets_arn
         )
 
         # BatchWriteItem: a deleted function's version items go in batches of 25 (deletes only).
-        allow(
+        fn.allow(
             [
                 "dynamodb:GetItem",
                 "dynamodb:PutItem",
@@ -611,9 +589,9 @@ class FunctionsStack(Stack):
                 "dynamodb:DeleteItem",
                 "dynamodb:BatchWriteItem",
             ],
-            [self.table.table_arn],
+            self.table.table_arn,
         )
-        allow(["dynamodb:Query"], [self.table.table_arn, self.gsi1_arn])
+        fn.allow(["dynamodb:Query"], self.table.table_arn, self.gsi1_arn)
 
         role = self.deployer_fn.role
         acknowledge_wildcards(
@@ -643,9 +621,7 @@ class FunctionsStack(Stack):
         # The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only.
 
     def _grant_authorizer(self) -> None:
-        self.authorizer_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem"], resources=[self.table.table_arn])
-        )
+        self.authorizer_fn.allow(["dynamodb:GetItem"], self.table.table_arn)
 
     def _grant_recorder(self) -> None:
         """Consuming the results queue (the event source's grant), plus: the request-id look-up and
@@ -653,25 +629,12 @@ class FunctionsStack(Stack):
         callback retries on the same queue, the key that signs callback_url POSTs, and the REPORT
         lines of user functions' logs."""
         fn = self.recorder_fn
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[self.table.table_arn],
-            )
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.RESULTS_PREFIX))
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.results_queue.queue_arn])
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.callback_key.secret_arn])
-        )
+        fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.table.table_arn)
+        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.RESULTS_PREFIX))
+        fn.allow(["sqs:SendMessage"], self.results_queue.queue_arn)
+        fn.allow(["secretsmanager:GetSecretValue"], self.callback_key.secret_arn)
         # Destination records carry no duration: the invocation's REPORT line has the billed one.
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["logs:FilterLogEvents"], resources=[self.user_log_streams_arn])
-        )
+        fn.allow(["logs:FilterLogEvents"], self.user_log_streams_arn)
         acknowledge_wildcards(
             self.recorder_fn.role,
             "The recorder reads one invocation's REPORT line (billed duration, for the GB-second "
@@ -689,16 +652,9 @@ class FunctionsStack(Stack):
         """Consuming the batch queue (the event source's grant), plus: Event invocations of user
         functions (data plane only), the invocation records, and inputs/ for large items."""
         fn = self.batch_fn
-        fn.add_to_role_policy(iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=self.user_function_arns))
-        fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
-                resources=[self.table.table_arn],
-            )
-        )
-        fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:PutObject"], resources=self._objects(names.INPUTS_PREFIX))
-        )
+        fn.allow(["lambda:InvokeFunction"], *self.user_function_arns)
+        fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.table.table_arn)
+        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.INPUTS_PREFIX))
         role = self.batch_fn.role
         acknowledge_wildcards(
             role,

@@ -14,7 +14,6 @@ from aws_cdk import Aws, CfnOutput, Duration, Stack
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
@@ -193,28 +192,18 @@ class QrUploadStack(Stack):
         uploads = self.uploads_arn
         table_arn = self.table.table_arn
         http_fn = self.http_function
-        http_fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table_arn]
-            )
-        )
+        http_fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], table_arn)
         # PutObject signs the presigned POST; the desktop's view link is signed with the photo
         # links' own key (SignedPhotoLinks.grant_signing), so no S3 read is needed.
-        http_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[uploads]))
+        http_fn.allow(["s3:PutObject"], uploads)
 
         event_fn = self.event_function
-        event_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:GetItem", "dynamodb:UpdateItem"], resources=[table_arn])
-        )
-        event_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[f"{table_arn}/index/{names.CONNECTION_INDEX}"])
-        )
+        event_fn.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table_arn)
+        event_fn.allow(["dynamodb:Query"], f"{table_arn}/index/{names.CONNECTION_INDEX}")
         # Reads the first bytes of the event's object version (magic numbers) and, for HEIC/HEIF,
         # the whole photo; writes its JPEG rendition outside the notified prefix.
-        event_fn.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject", "s3:GetObjectVersion"], resources=[uploads])
-        )
-        event_fn.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[self.renditions_arn]))
+        event_fn.allow(["s3:GetObject", "s3:GetObjectVersion"], uploads)
+        event_fn.allow(["s3:PutObject"], self.renditions_arn)
         self.ws.grant_manage_connections(
             self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
         )

@@ -20,7 +20,6 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as targets
 from aws_cdk import aws_s3 as s3
@@ -230,21 +229,18 @@ class TunnelStack(Stack):
             timeout=Duration.seconds(10),
         )
 
-    def _allow(self, fn: PythonFunction, actions: list[str], *resources: str) -> None:
-        fn.add_to_role_policy(iam.PolicyStatement(actions=actions, resources=list(resources)))
-
     def _grant(self) -> None:
         connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
         self._grant_connect()
 
-        self._allow(self.disconnect_fn, ["dynamodb:DeleteItem"], connections_arn)
-        self._allow(self.disconnect_fn, ["dynamodb:Query"], f"{pending_arn}/index/{names.CONNECTION_INDEX}")
-        self._allow(self.disconnect_fn, ["dynamodb:UpdateItem"], pending_arn)
+        self.disconnect_fn.allow(["dynamodb:DeleteItem"], connections_arn)
+        self.disconnect_fn.allow(["dynamodb:Query"], f"{pending_arn}/index/{names.CONNECTION_INDEX}")
+        self.disconnect_fn.allow(["dynamodb:UpdateItem"], pending_arn)
 
         self._grant_forward()
 
-        self._allow(self.response_fn, ["dynamodb:UpdateItem"], pending_arn)
-        self._allow(self.response_fn, ["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
+        self.response_fn.allow(["dynamodb:UpdateItem"], pending_arn)
+        self.response_fn.allow(["dynamodb:UpdateItem"], connections_arn)  # Ready makes it routable
         self.ws.grant_manage_connections(
             self.response_fn, "Replies (ConnectionEstablished, Pong, Error) go to the calling agent connection."
         )
@@ -252,25 +248,21 @@ class TunnelStack(Stack):
     def _grant_connect(self) -> None:
         connections_arn = self.connections.table_arn
         # $connect: read the token, claim a subdomain (a transaction: put claim + update token).
-        self._allow(
-            self.connect_fn, ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn
-        )
-        self._allow(self.connect_fn, ["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
+        self.connect_fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.tokens.table_arn)
+        self.connect_fn.allow(["dynamodb:PutItem", "dynamodb:DeleteItem"], connections_arn)
         # One agent per name: find the name's live connection, and close it on --replace.
-        self._allow(self.connect_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
+        self.connect_fn.allow(["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         self.ws.grant_manage_connections(
             self.connect_fn, "One agent per name: a replaced agent is told why before it is closed."
         )
         stage = self.ws_stage.stage_name
-        self.connect_fn.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["execute-api:ManageConnections"],
-                resources=[
-                    f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{self.ws_api.api_id}/{stage}/"
-                    f"{verb}/@connections/*"
-                    for verb in ("GET", "DELETE")
-                ],
-            )
+        self.connect_fn.allow(
+            ["execute-api:ManageConnections"],
+            *(
+                f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:{self.ws_api.api_id}/{stage}/"
+                f"{verb}/@connections/*"
+                for verb in ("GET", "DELETE")
+            ),
         )
         acknowledge_wildcards(
             self.connect_fn.role,
@@ -285,21 +277,17 @@ class TunnelStack(Stack):
 
     def _grant_forward(self) -> None:
         connections_arn, pending_arn = self.connections.table_arn, self.pending.table_arn
-        self._allow(self.forward_fn, ["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
+        self.forward_fn.allow(["dynamodb:Query"], f"{connections_arn}/index/{names.SUBDOMAIN_INDEX}")
         # Routing checks that a live token still owns the name (a revoked token's connection gets nothing).
-        self._allow(self.forward_fn, ["dynamodb:GetItem"], self.tokens.table_arn)
+        self.forward_fn.allow(["dynamodb:GetItem"], self.tokens.table_arn)
         # Delete: a stale connection after GoneException; Update/Get: its in-flight count (the per-tunnel cap).
-        self._allow(
-            self.forward_fn, ["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn
-        )
-        self._allow(
-            self.forward_fn,
+        self.forward_fn.allow(["dynamodb:DeleteItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], connections_arn)
+        self.forward_fn.allow(
             ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             pending_arn,
         )
         # Put/Get also sign the presigned URLs the agent uses (GET requests/*, POST responses/*).
-        self._allow(
-            self.forward_fn,
+        self.forward_fn.allow(
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
             *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in names.BODY_PREFIXES),
         )

@@ -35,6 +35,7 @@ def test_grants_and_environment_go_through_the_construct() -> None:
     grantable: iam.IGrantable = fn  # checked by mypy: the construct is an IGrantable
     assert grantable.grant_principal is fn.role
     bucket.grant_read(fn)
+    fn.allow(["s3:ListBucket"], bucket.bucket_arn, conditions={"StringLike": {"s3:prefix": ["code/*"]}})
     fn.add_environment("BUCKET", bucket.bucket_name)
 
     template = Template.from_stack(stack)
@@ -45,7 +46,16 @@ def test_grants_and_environment_go_through_the_construct() -> None:
             "Roles": [{"Ref": role_id}],
             "PolicyDocument": {
                 "Statement": Match.array_with(
-                    [Match.object_like({"Action": Match.array_with(["s3:GetObject*"]), "Effect": "Allow"})]
+                    [
+                        Match.object_like({"Action": Match.array_with(["s3:GetObject*"]), "Effect": "Allow"}),
+                        Match.object_like(
+                            {
+                                "Action": "s3:ListBucket",
+                                "Condition": {"StringLike": {"s3:prefix": ["code/*"]}},
+                                "Effect": "Allow",
+                            }
+                        ),
+                    ]
                 )
             },
         },
