@@ -18,8 +18,8 @@ from lambdas.analyzer import store
 from lambdas.collections import pg
 from lambdas.collections.names import ENV_DERIVED_BUCKET, IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
 from lambdas.collections.pipeline import publish
+from lambdas.common.entry import entry
 from lambdas.common.settings import require_env
-from lambdas.common.tracing import tracer
 
 logger = Logger()
 metrics = Metrics()
@@ -39,9 +39,7 @@ def requeue(conn: Any, limit: int) -> list[str]:
     return requeued
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     limit = event.get("limit") if isinstance(event, dict) else None
     if not isinstance(limit, int) or isinstance(limit, bool) or not 0 < limit <= 10_000:

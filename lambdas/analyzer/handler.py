@@ -40,6 +40,7 @@ from lambdas.collections.names import (
 )
 from lambdas.collections.pipeline import RetryableError, publish
 from lambdas.common.aws import client
+from lambdas.common.entry import entry
 from lambdas.common.settings import MissingSetting, env_int, require_env
 from lambdas.common.tracing import tracer
 
@@ -59,9 +60,7 @@ logger = Logger()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context(correlation_id_path="id")
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="id")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     detail = event["detail"]
     item_id, analysis_key = detail["item_id"], detail["analysis_key"]

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.collections import embeddings, pg
 from lambdas.collections.pipeline import RetryableError
-from lambdas.common.tracing import tracer
+from lambdas.common.entry import entry
 from lambdas.embedder import store
 from lambdas.embedder.text import document_text, text_sha256
 
@@ -24,9 +24,7 @@ logger = Logger()
 metrics = Metrics()
 
 
-@logger.inject_lambda_context(correlation_id_path="id")
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="id")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     item_id = event["detail"]["item_id"]
     logger.append_keys(item_id=item_id)

@@ -38,6 +38,7 @@ from lambdas.collections.names import (
 )
 from lambdas.collections.pipeline import publish
 from lambdas.common.aws import client
+from lambdas.common.entry import entry
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer
 from lambdas.image_processor.logic import Original, Outside, Settings, Upload
@@ -131,9 +132,7 @@ def process(record: dict[str, Any]) -> None:
         _count("ImagesProcessed")
 
 
-@logger.inject_lambda_context(correlation_id_path='Records[0].responseElements."x-amz-request-id"')
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path='Records[0].responseElements."x-amz-request-id"')
 def handler(event: dict[str, Any], context: Any) -> None:
     # S3 sends one record per event in practice; if several arrive, all are attempted and the
     # first retryable error is raised at the end (the work already done is idempotent).

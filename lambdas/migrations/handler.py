@@ -13,13 +13,14 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from lambdas.collections import pg
+from lambdas.common.entry import entry
 from lambdas.migrations.roles import ROLE_SECRETS_ENV, role_secrets_from_env, set_passwords
 from lambdas.migrations.runner import apply_migrations
 
 logger = Logger()
 
 
-@logger.inject_lambda_context
+@entry(logger)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     conn = pg.connection()
     applied = apply_migrations(conn)

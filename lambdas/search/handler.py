@@ -27,6 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.collections import embeddings, names, pg
 from lambdas.collections.pipeline import CATEGORIES, USER_ID_PATTERN, RetryableError
+from lambdas.common.entry import entry
 from lambdas.common.http import HttpError, json_response, make_resolver
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer
@@ -153,9 +154,7 @@ def get_item(item_id: str) -> Response:
     return json_response(200, found)
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@metrics.log_metrics
-@tracer.capture_lambda_handler
+@entry(logger, metrics, correlation_id_path="requestContext.requestId")
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.debug("request", extra={"path": event.get("rawPath"), "region": os.environ.get("AWS_REGION")})
     return app.resolve(event, context)
