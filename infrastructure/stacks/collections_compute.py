@@ -25,7 +25,6 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from aws_cdk import aws_sqs as sqs
@@ -122,8 +121,7 @@ class CollectionsComputeStack(Stack):
             reserved_concurrency=settings.processor_reserved_concurrency,
             isolated=True,
         )
-        assert self.processor.failure_queue is not None
-        self.processor.function.add_environment(names.ENV_FAILURE_QUEUE_URL, self.processor.failure_queue.queue_url)
+        self.processor.add_environment(names.ENV_FAILURE_QUEUE_URL, self.processor.failure_queue.queue_url)
         self.analyzer = self._function(
             "AnalyzerLambda",
             "analyzer",
@@ -134,7 +132,7 @@ class CollectionsComputeStack(Stack):
             timeout=Duration.seconds(settings.analyzer_timeout_seconds),
             reserved_concurrency=settings.analyzer_reserved_concurrency,
         )
-        self.analyzer.function.add_environment(names.ENV_ANALYSIS_DAILY_BUDGET, str(settings.analysis_daily_budget))
+        self.analyzer.add_environment(names.ENV_ANALYSIS_DAILY_BUDGET, str(settings.analysis_daily_budget))
         # Deferred analyses (over a user's daily budget) are requeued when the budgets start
         # afresh (`_routes`); scripts/collections_deferred.py invokes the same function on demand.
         self.deferred = self._function(
@@ -259,7 +257,7 @@ class CollectionsComputeStack(Stack):
         secret = self.data.role_secrets.get(name)
         if secret is not None:
             secret.grant_read(fn.role)
-            fn.function.add_environment(names.ENV_DB_SECRET_ARN, secret.secret_arn)
+            fn.add_environment(names.ENV_DB_SECRET_ARN, secret.secret_arn)
         return fn
 
     def _rule(self, name: str, source: str, detail_type: str, target: PythonFunction) -> None:
@@ -302,7 +300,6 @@ class CollectionsComputeStack(Stack):
         for fn in (self.processor, self.analyzer, self.deferred):
             self.bus.grant_put_events_to(fn.role)
         self._grant_buckets()
-        assert self.processor.failure_queue is not None
         self.processor.failure_queue.grant_send_messages(self.processor.role)
         self._grant_parameters()
         self._acknowledge_bucket_wildcards()
@@ -310,43 +307,24 @@ class CollectionsComputeStack(Stack):
     def _grant_buckets(self) -> None:
         """Each function its own prefixes: the processor reads uploads and writes both derived
         prefixes, the analyzer reads analysis copies, search reads thumbnails."""
-        processor = self.processor.function
-        processor.add_to_role_policy(
-            iam.PolicyStatement(actions=["s3:GetObject"], resources=[self.images.arn_for_objects("*")])
+        self.processor.allow(["s3:GetObject"], self.images.arn_for_objects("*"))
+        self.processor.allow(
+            ["s3:PutObject"],
+            self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"),
+            self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"),
         )
-        processor.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                resources=[
-                    self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"),
-                    self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"),
-                ],
-            )
-        )
-        self.analyzer.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*")]
-            )
-        )
-        self.search.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetObject"], resources=[self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*")]
-            )
-        )
+        self.analyzer.allow(["s3:GetObject"], self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"))
+        self.search.allow(["s3:GetObject"], self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"))
 
     def _grant_parameters(self) -> None:
         # Exactly the named SecureStrings (scripts/put_parameters.py writes them); the default
         # aws/ssm key's policy already lets SSM decrypt for principals of this account.
-        self.analyzer.function.add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["ssm:GetParameter"],
-                resources=self._parameter_arns(names.ANTHROPIC_API_KEY, names.OPENAI_API_KEY, names.LANGSMITH_API_KEY),
-            )
+        self.analyzer.allow(
+            ["ssm:GetParameter"],
+            *self._parameter_arns(names.ANTHROPIC_API_KEY, names.OPENAI_API_KEY, names.LANGSMITH_API_KEY),
         )
         for fn in (self.embedder, self.search):
-            fn.function.add_to_role_policy(
-                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=self._parameter_arns(names.VOYAGE_API_KEY))
-            )
+            fn.allow(["ssm:GetParameter"], *self._parameter_arns(names.VOYAGE_API_KEY))
 
     def _acknowledge_bucket_wildcards(self) -> None:
         images, derived = ref(self.images), ref(self.derived)
