@@ -64,6 +64,38 @@ class PythonFunction(Construct):
             raise ValueError(f"{function_name}: handler {handler!r} is not inside lambdas.{group}")
         timeout = timeout or Duration.seconds(config.default_timeout_seconds)
 
+        self._log_group_and_role(config, function_name)
+        self._failure_queue: sqs.Queue | None = None
+        async_options = self._async_options(config, function_name) if asynchronous else {}
+        # The Lambda function itself, for what takes an `IFunction` and nothing less: API Gateway
+        # integrations and authorizers, S3 notifications, EventBridge targets, triggers. Grants,
+        # policies and environment variables go through this construct instead.
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            description=description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=_code(function_name, group, lambdas_dir),
+            memory_size=memory_mb or config.default_memory_mb,
+            timeout=timeout,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={**_powertools_environment(config, service), **(environment or {})},
+            reserved_concurrent_executions=reserved_concurrency,
+            vpc=vpc,
+            vpc_subnets=vpc_subnets,
+            security_groups=security_groups,
+            **async_options,  # type: ignore[arg-type]
+        )
+        self._acknowledge_defaults()
+        self._add_alarms(config, function_name, timeout)
+
+    def _log_group_and_role(self, config: EnvConfig, function_name: str) -> None:
+        """Its own log group, and a role that starts with nothing but writing to it."""
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
@@ -79,61 +111,29 @@ class PythonFunction(Construct):
         )
         self.log_group.grant_write(self.role)
 
-        self._failure_queue: sqs.Queue | None = None
-        async_options: dict[str, object] = {}
-        if asynchronous:
-            self._failure_queue = sqs.Queue(
-                self,
-                "FailureQueue",
-                queue_name=f"{function_name}-failures",
-                encryption=sqs.QueueEncryption.SQS_MANAGED,
-                enforce_ssl=True,
-                retention_period=Duration.days(14),
-            )
-            acknowledge(
-                self._failure_queue,
-                "AwsSolutions-SQS3",
-                f"This queue is the on-failure destination of {function_name}: it is the dead-letter queue.",
-            )
-            async_options = {
-                "retry_attempts": config.async_retry_attempts,
-                "max_event_age": Duration.seconds(config.async_max_event_age_seconds),
-                "on_failure": destinations.SqsDestination(self._failure_queue),
-            }
-
-        # The Lambda function itself, for what takes an `IFunction` and nothing less: API Gateway
-        # integrations and authorizers, S3 notifications, EventBridge targets, triggers. Grants,
-        # policies and environment variables go through this construct instead.
-        self.function = lambda_.Function(
+    def _async_options(self, config: EnvConfig, function_name: str) -> dict[str, object]:
+        """Bounded retries and an SQS on-failure destination, for functions invoked asynchronously."""
+        queue = sqs.Queue(
             self,
-            "Function",
-            function_name=function_name,
-            description=description,
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.ARM_64,
-            handler=handler,
-            code=lambda_.Code.from_asset(
-                str(lambdas_dir),
-                asset_hash=asset_hash(group, lambdas_dir),
-                bundling=bundling_options(function_name, group, lambdas_dir),
-            ),
-            memory_size=memory_mb or config.default_memory_mb,
-            timeout=timeout,
-            role=self.role,
-            log_group=self.log_group,
-            tracing=lambda_.Tracing.ACTIVE,
-            environment={
-                "POWERTOOLS_SERVICE_NAME": service,
-                "POWERTOOLS_METRICS_NAMESPACE": f"Platform/{config.name}",
-                "POWERTOOLS_LOG_LEVEL": config.log_level,
-                **(environment or {}),
-            },
-            reserved_concurrent_executions=reserved_concurrency,
-            vpc=vpc,
-            vpc_subnets=vpc_subnets,
-            security_groups=security_groups,
-            **async_options,  # type: ignore[arg-type]
+            "FailureQueue",
+            queue_name=f"{function_name}-failures",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
         )
+        self._failure_queue = queue
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            f"This queue is the on-failure destination of {function_name}: it is the dead-letter queue.",
+        )
+        return {
+            "retry_attempts": config.async_retry_attempts,
+            "max_event_age": Duration.seconds(config.async_max_event_age_seconds),
+            "on_failure": destinations.SqsDestination(queue),
+        }
+
+    def _acknowledge_defaults(self) -> None:
         acknowledge_wildcards(
             self.role,
             "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
@@ -144,7 +144,6 @@ class PythonFunction(Construct):
             "AwsSolutions-L1",
             "Python 3.12 is pinned on purpose: assets are built from cp312 aarch64 wheels.",
         )
-        self._add_alarms(config, function_name, timeout)
 
     @property
     def grant_principal(self) -> iam.IPrincipal:
@@ -214,3 +213,20 @@ class PythonFunction(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
+
+
+def _code(function_name: str, group: str, lambdas_dir: Path) -> lambda_.Code:
+    """The group's asset: hashed from its sources, bundled with its requirements."""
+    return lambda_.Code.from_asset(
+        str(lambdas_dir),
+        asset_hash=asset_hash(group, lambdas_dir),
+        bundling=bundling_options(function_name, group, lambdas_dir),
+    )
+
+
+def _powertools_environment(config: EnvConfig, service: str) -> dict[str, str]:
+    return {
+        "POWERTOOLS_SERVICE_NAME": service,
+        "POWERTOOLS_METRICS_NAMESPACE": f"Platform/{config.name}",
+        "POWERTOOLS_LOG_LEVEL": config.log_level,
+    }

@@ -29,6 +29,8 @@ from infrastructure.config import ALARM_EMAILS_CONTEXT, ALARM_EMAILS_EXAMPLE, Co
 from infrastructure.monitoring import alarm_topic_name
 
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+CLOUDWATCH_SERVICE = "cloudwatch.amazonaws.com"
+FROM_THIS_ACCOUNT = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
 
 
 class InvalidAlarmEmail(ConfigurationError):
@@ -58,9 +60,13 @@ class AlarmsStack(Stack):
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)  # type: ignore[arg-type]
         name = alarm_topic_name(config.name)
-        cloudwatch_principal = iam.ServicePrincipal("cloudwatch.amazonaws.com")
-        from_this_account = {"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}
+        self._key(name, config)
+        self._topic(name, config)
+        self._subscriptions(name, config, emails)
+        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)
 
+    def _key(self, name: str, config: EnvConfig) -> None:
+        """The topic's key: CloudWatch alarms of this account may use it to publish."""
         self.key = kms.Key(
             self,
             "TopicKey",
@@ -73,12 +79,14 @@ class AlarmsStack(Stack):
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsPublish",
-                principals=[cloudwatch_principal],
+                principals=[iam.ServicePrincipal(CLOUDWATCH_SERVICE)],
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 resources=["*"],  # in a key policy, "*" is this key
-                conditions=from_this_account,
+                conditions=FROM_THIS_ACCOUNT,
             )
         )
+
+    def _topic(self, name: str, config: EnvConfig) -> None:
         self.topic = sns.Topic(
             self,
             "Topic",
@@ -92,17 +100,20 @@ class AlarmsStack(Stack):
         self.topic.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsPublish",
-                principals=[cloudwatch_principal],
+                principals=[iam.ServicePrincipal(CLOUDWATCH_SERVICE)],
                 actions=["sns:Publish"],
                 resources=[self.topic.topic_arn],
                 conditions={
-                    **from_this_account,
+                    **FROM_THIS_ACCOUNT,
                     "ArnLike": {
                         "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:{Aws.ACCOUNT_ID}:alarm:*"
                     },
                 },
             )
         )
+
+    def _subscriptions(self, name: str, config: EnvConfig, emails: tuple[str, ...]) -> None:
+        """One email subscription per address; a warning when alarms would reach no one."""
         for email in emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         if ALARM_EMAILS_EXAMPLE in emails:
@@ -116,4 +127,3 @@ class AlarmsStack(Stack):
                 "platform:alarm-emails-none",
                 f"{name} has no subscription: alarms would reach no one. Set -c {ALARM_EMAILS_CONTEXT}=you@your.org.",
             )
-        CfnOutput(self, "AlarmTopicArn", value=self.topic.topic_arn)

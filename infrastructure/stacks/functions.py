@@ -106,9 +106,22 @@ class FunctionsStack(Stack):
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.settings = config.functions
-        name = config.name
-        prefix = names.user_function_prefix(name)
-        self.secret_prefix = f"{config.parameter_prefix}/{SECRETS_PATH}"
+        self._arns()
+        self._tables()
+        self._bucket()
+        self._callback_key()
+        self._queues()
+        self._user_function_role()
+        self._functions()
+        self._grants()
+        self._api()
+        self._routes()
+        self._outputs()
+
+    def _arns(self) -> None:
+        """What the grants name: user functions, their log groups and streams, users' secrets."""
+        prefix = names.user_function_prefix(self.config.name)
+        self.secret_prefix = f"{self.config.parameter_prefix}/{SECRETS_PATH}"
         arn = f"arn:{Aws.PARTITION}"
         region_account = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
         # `ufn-{env}-*` and its qualified form (`:{version}` or `:{alias}`); nothing else in the
@@ -122,22 +135,11 @@ class FunctionsStack(Stack):
         # Log streams of user functions' groups: what the API's per-invocation log look-up reads.
         self.user_log_streams_arn = f"{self.user_log_group_arn}:*"
 
+    # --- data -----------------------------------------------------------------------------------
+    def _tables(self) -> None:
         self._table()
         self._idempotency_table()
-        self._bucket()
-        self._callback_key()
-        self._queues()
-        self._user_function_role()
-        self._functions()
-        self._grant_api()
-        self._grant_deployer()
-        self._grant_authorizer()
-        self._grant_recorder()
-        self._grant_batch()
-        self._api()
-        self._outputs()
 
-    # --- data -----------------------------------------------------------------------------------
     def _table(self) -> None:
         string = dynamodb.AttributeType.STRING
         self.table = ttl_table(
@@ -351,56 +353,74 @@ class FunctionsStack(Stack):
         )
 
     def _functions(self) -> None:
-        settings = self.settings
-        table = {names.ENV_TABLE: self.table.table_name}
-        # What every function that reads or writes invocations needs.
-        invoking = {
-            **table,
+        self.api_fn = self._api_function()
+        self.deployer_fn = self._deployer_function()
+        self.authorizer_fn = self._function(
+            "AuthorizerFunction",
+            names.AUTHORIZER,
+            "Functions API authorizer: org API keys (one GetItem per key, cached by API Gateway)",
+            {names.ENV_TABLE: self.table.table_name},
+            timeout=Duration.seconds(5),
+        )
+        self.recorder_fn = self._recorder_function()
+        self.batch_fn = self._batch_function()
+
+    def _invoking_environment(self) -> dict[str, str]:
+        """What every function that reads or writes invocations needs."""
+        return {
+            names.ENV_TABLE: self.table.table_name,
             names.ENV_CODE_BUCKET: self.bucket.bucket_name,
             names.ENV_PLATFORM_ENV: self.config.name,
-            names.ENV_INVOCATION_RETENTION_DAYS: str(settings.invocation_retention_days),
+            names.ENV_INVOCATION_RETENTION_DAYS: str(self.settings.invocation_retention_days),
         }
-        common = {
-            **invoking,
+
+    def _managing_environment(self) -> dict[str, str]:
+        """What the API and the deployer, which both validate and apply function settings, need."""
+        return {
+            **self._invoking_environment(),
             names.ENV_SECRET_PREFIX: self.secret_prefix,
-            names.ENV_MAX_MEMORY_MB: str(settings.max_memory_mb),
-            names.ENV_MAX_TIMEOUT_SECONDS: str(settings.max_timeout_seconds),
+            names.ENV_MAX_MEMORY_MB: str(self.settings.max_memory_mb),
+            names.ENV_MAX_TIMEOUT_SECONDS: str(self.settings.max_timeout_seconds),
         }
-        versions_kept = {names.ENV_QUOTA_VERSIONS_KEPT: str(settings.quota_versions_kept)}
-        callback_key = {names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn}
-        self.api_fn = self._function(
+
+    def _api_function(self) -> PythonFunction:
+        settings = self.settings
+        return self._function(
             "ApiFunction",
             names.API,
             "Functions API: functions, code uploads, versions, the live alias, invocations",
             {
-                **common,
-                **callback_key,
+                **self._managing_environment(),
+                names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn,
                 names.ENV_DEPLOY_QUEUE_URL: self.deploy_queue.queue_url,
                 names.ENV_BATCH_QUEUE_URL: self.batch_queue.queue_url,
                 names.ENV_IDEMPOTENCY_TABLE: self.idempotency_table.table_name,
                 names.ENV_QUOTA_MAX_FUNCTIONS: str(settings.quota_max_functions),
-                **versions_kept,
+                names.ENV_QUOTA_VERSIONS_KEPT: str(settings.quota_versions_kept),
                 names.ENV_QUOTA_INVOCATIONS_PER_MINUTE: str(settings.quota_invocations_per_minute),
                 names.ENV_QUOTA_MONTHLY_GB_SECONDS: str(settings.quota_monthly_gb_seconds),
-                # PUBLIC_API_URL (the callback_url base given to functions) is added with the API.
+                # PUBLIC_API_URL (the callback_url base given to functions) is added with the routes.
             },
             memory_mb=settings.api_memory_mb,
             # The HTTP API cuts every request off at 30 s, synchronous invocations included.
             timeout=Duration.seconds(29),
         )
+
+    def _deployer_function(self) -> PythonFunction:
+        settings = self.settings
         reserved = settings.user_reserved_concurrency
-        self.deployer_fn = self._function(
+        fn = self._function(
             "DeployerFunction",
             names.DEPLOYER,
             "Functions deployer: the only caller of Lambda's control plane, for ufn-{env}-* only",
             {
-                **common,
+                **self._managing_environment(),
                 names.ENV_EXECUTION_ROLE_ARN: self.user_role.role_arn,
                 names.ENV_RESERVED_CONCURRENCY: "" if reserved is None else str(reserved),
                 names.ENV_ALLOWED_LAYERS: ",".join(settings.allowed_layers),
                 # The environment's retention, as the platform's own functions get it.
                 names.ENV_LOG_RETENTION_DAYS: str(_retention_days(self.api_fn.log_group)),
-                **versions_kept,
+                names.ENV_QUOTA_VERSIONS_KEPT: str(settings.quota_versions_kept),
                 # Every user function's async invocations end here (on success and on failure).
                 names.ENV_RESULTS_QUEUE_ARN: self.results_queue.queue_arn,
                 names.ENV_ASYNC_RETRY_ATTEMPTS: str(settings.user_async_retry_attempts),
@@ -410,7 +430,7 @@ class FunctionsStack(Stack):
             timeout=Duration.seconds(settings.deployer_timeout_seconds),
             reserved_concurrency=settings.deployer_reserved_concurrency,
         )
-        self.deployer_fn.add_event_source(
+        fn.add_event_source(
             event_sources.SqsEventSource(
                 self.deploy_queue,
                 batch_size=DEPLOY_BATCH_SIZE,
@@ -418,40 +438,44 @@ class FunctionsStack(Stack):
                 max_concurrency=settings.deployer_max_concurrency,
             )
         )
-        self.authorizer_fn = self._function(
-            "AuthorizerFunction",
-            names.AUTHORIZER,
-            "Functions API authorizer: org API keys (one GetItem per key, cached by API Gateway)",
-            table,
-            timeout=Duration.seconds(5),
-        )
-        self.recorder_fn = self._function(
+        return fn
+
+    def _recorder_function(self) -> PythonFunction:
+        fn = self._function(
             "RecorderFunction",
             names.RECORDER,
             "Functions recorder: async results of user functions into invocation records, callback_url POSTs",
-            {**invoking, **callback_key, names.ENV_RESULTS_QUEUE_URL: self.results_queue.queue_url},
-            timeout=Duration.seconds(settings.recorder_timeout_seconds),
+            {
+                **self._invoking_environment(),
+                names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn,
+                names.ENV_RESULTS_QUEUE_URL: self.results_queue.queue_url,
+            },
+            timeout=Duration.seconds(self.settings.recorder_timeout_seconds),
         )
-        self.recorder_fn.add_event_source(
+        fn.add_event_source(
             event_sources.SqsEventSource(
                 self.results_queue, batch_size=QUEUE_BATCH_SIZE, report_batch_item_failures=True
             )
         )
-        self.batch_fn = self._function(
+        return fn
+
+    def _batch_function(self) -> PythonFunction:
+        fn = self._function(
             "BatchFunction",
             names.BATCH,
             "Functions batch: one queued batch item -> one async (Event) invocation of a user function",
-            invoking,
-            timeout=Duration.seconds(settings.batch_timeout_seconds),
+            self._invoking_environment(),
+            timeout=Duration.seconds(self.settings.batch_timeout_seconds),
         )
-        self.batch_fn.add_event_source(
+        fn.add_event_source(
             event_sources.SqsEventSource(
                 self.batch_queue,
                 batch_size=QUEUE_BATCH_SIZE,
                 report_batch_item_failures=True,
-                max_concurrency=settings.batch_max_concurrency,
+                max_concurrency=self.settings.batch_max_concurrency,
             )
         )
+        return fn
 
     # --- IAM ------------------------------------------------------------------------------------
     def _finding(self, arn: str) -> str:
@@ -467,6 +491,13 @@ class FunctionsStack(Stack):
 
     def _object_findings(self, *prefixes: str) -> list[str]:
         return [f"{ref(self.bucket)}/{prefix}*" for prefix in prefixes]
+
+    def _grants(self) -> None:
+        self._grant_api()
+        self._grant_deployer()
+        self._grant_authorizer()
+        self._grant_recorder()
+        self._grant_batch()
 
     def _grant_api(self) -> None:
         fn = self.api_fn
@@ -524,16 +555,22 @@ class FunctionsStack(Stack):
         )
 
     def _grant_deployer(self) -> None:
-        fn = self.deployer_fn
-        prefix = names.user_function_prefix(self.config.name)
+        """Lambda's control plane on user functions only, within the guardrails of its Deny
+        statements; their log groups, code, secrets and records."""
+        self._grant_deployer_lambda()
+        self._grant_deployer_layers()
+        self._grant_deployer_data()
+        self._acknowledge_deployer()
 
-        def deny(sid: str, actions: list[str], **conditions: Any) -> None:
-            fn.add_to_role_policy(
-                iam.PolicyStatement(
-                    sid=sid, effect=iam.Effect.DENY, actions=actions, resources=["*"], conditions=conditions or None
-                )
+    def _deny_deployer(self, sid: str, actions: list[str], **conditions: Any) -> None:
+        self.deployer_fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid=sid, effect=iam.Effect.DENY, actions=actions, resources=["*"], conditions=conditions or None
             )
+        )
 
+    def _grant_deployer_lambda(self) -> None:
+        fn = self.deployer_fn
         # The execution role of user functions, and only to Lambda.
         fn.allow(
             ["iam:PassRole"],
@@ -548,20 +585,27 @@ class FunctionsStack(Stack):
             conditions={"StringEquals": {f"aws:RequestTag/{names.MANAGED_BY_TAG}": names.MANAGED_BY_VALUE}},
         )
         for key in VPC_CONDITION_KEYS:  # any one of them present means a VPC configuration
-            deny(f"DenyVpc{key.split(':')[1]}", FUNCTION_CONFIG_ACTIONS, Null={key: "false"})
-        deny("DenyResourcePoliciesUrlsAndEventSources", DEPLOYER_DENIED_ACTIONS)
-        layers = list(self.settings.allowed_layers)
-        if layers:
-            deny("DenyOtherLayers", FUNCTION_CONFIG_ACTIONS, **{"ForAnyValue:StringNotLike": {"lambda:Layer": layers}})
-            fn.allow(["lambda:GetLayerVersion"], *layers)  # using a layer needs reading it
-            acknowledge_wildcards(
-                self.deployer_fn.role,
-                "Layer versions the environment's configuration allows (allowed_layers), nothing else.",
-                *(layer for layer in layers if "*" in layer),
-            )
-        else:
-            deny("DenyLayers", FUNCTION_CONFIG_ACTIONS, Null={"lambda:Layer": "false"})
+            self._deny_deployer(f"DenyVpc{key.split(':')[1]}", FUNCTION_CONFIG_ACTIONS, Null={key: "false"})
+        self._deny_deployer("DenyResourcePoliciesUrlsAndEventSources", DEPLOYER_DENIED_ACTIONS)
 
+    def _grant_deployer_layers(self) -> None:
+        """The layers the environment allows (allowed_layers), or none at all."""
+        layers = list(self.settings.allowed_layers)
+        if not layers:
+            self._deny_deployer("DenyLayers", FUNCTION_CONFIG_ACTIONS, Null={"lambda:Layer": "false"})
+            return
+        self._deny_deployer(
+            "DenyOtherLayers", FUNCTION_CONFIG_ACTIONS, **{"ForAnyValue:StringNotLike": {"lambda:Layer": layers}}
+        )
+        self.deployer_fn.allow(["lambda:GetLayerVersion"], *layers)  # using a layer needs reading it
+        acknowledge_wildcards(
+            self.deployer_fn.role,
+            "Layer versions the environment's configuration allows (allowed_layers), nothing else.",
+            *(layer for layer in layers if "*" in layer),
+        )
+
+    def _grant_deployer_data(self) -> None:
+        fn = self.deployer_fn
         # Each user function's log group, created before the function with the environment's retention.
         fn.allow(["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"], self.user_log_group_arn)
 
@@ -593,6 +637,9 @@ class FunctionsStack(Stack):
         )
         fn.allow(["dynamodb:Query"], self.table.table_arn, self.gsi1_arn)
 
+    def _acknowledge_deployer(self) -> None:
+        """The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only."""
+        prefix = names.user_function_prefix(self.config.name)
         role = self.deployer_fn.role
         acknowledge_wildcards(
             role,
@@ -618,7 +665,6 @@ class FunctionsStack(Stack):
             "function and deletes them with it, only under this environment's functions/secrets/.",
             self._finding(self.secrets_arn),
         )
-        # The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only.
 
     def _grant_authorizer(self) -> None:
         self.authorizer_fn.allow(["dynamodb:GetItem"], self.table.table_arn)
@@ -672,6 +718,7 @@ class FunctionsStack(Stack):
 
     # --- API ------------------------------------------------------------------------------------
     def _api(self) -> None:
+        """The HTTP API, every route behind the key authorizer unless it says otherwise."""
         self.authorizer = authorizers.HttpLambdaAuthorizer(
             "KeyAuthorizer",
             self.authorizer_fn.function,
@@ -692,6 +739,8 @@ class FunctionsStack(Stack):
             rate_limit=50,
             burst_limit=100,
         )
+
+    def _routes(self) -> None:
         integration = integrations.HttpLambdaIntegration(
             "ApiIntegration",
             self.api_fn.function,
