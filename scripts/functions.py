@@ -1465,24 +1465,45 @@ def _function_options(parser: argparse.ArgumentParser) -> None:
     _waiting(parser)
 
 
+class _Commands:
+    """Adds subcommands that share the common options and, unless `with_name=False`, a NAME."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self._subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        self._common = _common(top=False)
+
+    def add(
+        self, name: str, func: Callable[[Context], int], help_: str, with_name: bool = True
+    ) -> argparse.ArgumentParser:
+        p = self._subparsers.add_parser(name, help=help_, description=help_, parents=[self._common])
+        p.set_defaults(func=func)
+        if with_name:
+            p.add_argument("name", metavar="NAME", help="function name or id")
+        return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="functions.py",
         description="Deploy, version, promote and invoke your organization's Python functions.",
         parents=[_common(top=True)],
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub = _common(top=False)
+    commands = _Commands(parser)
+    _lifecycle_commands(commands)
+    _invoke_command(commands)
+    _invocation_commands(commands)
+    _result_commands(commands)
+    command = commands.add
+    command(
+        "audit", cmd_audit, "list the organization's audit log, newest first (admin)", with_name=False
+    ).add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N entries (default 50)")
+    command("usage", cmd_usage, "show the organization's usage and quotas", with_name=False)
+    return parser
 
-    def command(
-        name: str, func: Callable[[Context], int], help_: str, with_name: bool = True
-    ) -> argparse.ArgumentParser:
-        p = commands.add_parser(name, help=help_, description=help_, parents=[sub])
-        p.set_defaults(func=func)
-        if with_name:
-            p.add_argument("name", metavar="NAME", help="function name or id")
-        return p
 
+def _lifecycle_commands(commands: _Commands) -> None:
+    """create, update, list, show, publish, versions, promote, rollback, delete."""
+    command = commands.add
     _function_options(command("create", cmd_create, "create a function (and deploy its code)"))
     _function_options(command("update", cmd_update, "change a function's code or configuration"))
     command("list", cmd_list, "list functions", with_name=False).add_argument(
@@ -1503,7 +1524,10 @@ def build_parser() -> argparse.ArgumentParser:
     command("delete", cmd_delete, "delete a function and its versions").add_argument(
         "--yes", action="store_true", help="do not ask"
     )
-    invoke = command("invoke", cmd_invoke, "run a function and print its result (or queue it: --async)")
+
+
+def _invoke_command(commands: _Commands) -> None:
+    invoke = commands.add("invoke", cmd_invoke, "run a function and print its result (or queue it: --async)")
     invoke.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
     invoke.add_argument("--payload", help="JSON text, @FILE or - (stdin)")
     modes = invoke.add_mutually_exclusive_group()
@@ -1531,6 +1555,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also print invocation id, version, request id and duration on stderr",
     )
+
+
+def _invocation_commands(commands: _Commands) -> None:
+    """batch, invocation, invocations, logs."""
+    command = commands.add
     batch = command("batch", cmd_batch, f"queue one invocation per payload (at most {MAX_BATCH})")
     batch.add_argument(
         "--payloads", required=True, metavar="FILE|-", help="a JSON array of payloads, or JSON lines (one a line)"
@@ -1550,12 +1579,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new invocations' lines until Ctrl-C")
     logs.add_argument("--poll-interval", type=_seconds, default=FOLLOW_INTERVAL, help=argparse.SUPPRESS)
-    run_ = command("run", cmd_run, "run a function for a subject and store its result (once per version)")
+
+
+def _result_commands(commands: _Commands) -> None:
+    """run, results: a function's stored result per subject."""
+    run_ = commands.add("run", cmd_run, "run a function for a subject and store its result (once per version)")
     run_.add_argument("--subject", required=True, metavar="ID", help="what the result is about")
     run_.add_argument("--input", metavar="JSON|@FILE|-", help="the function's input")
     run_.add_argument("--qualifier", type=_qualifier, help=f"{LIVE_ALIAS} (default), draft or a version number")
     run_.add_argument("--force", action="store_true", help="run again even if a result is stored for this version")
-    results = command("results", cmd_results, "show, edit, verify or delete a subject's stored result")
+    results = commands.add("results", cmd_results, "show, edit, verify or delete a subject's stored result")
     results.add_argument("subject", metavar="SUBJECT")
     results.add_argument("--version", type=_positive_int, metavar="N", help="of this version (default: the latest)")
     results.add_argument("--set", metavar="JSON|@FILE|-", help="store this as the updated result")
@@ -1565,11 +1598,6 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_argument("--delete", action="store_true", help="delete it")
     results.add_argument("--yes", action="store_true", help="with --delete: do not ask")
     results.set_defaults(check=_check_results)
-    command(
-        "audit", cmd_audit, "list the organization's audit log, newest first (admin)", with_name=False
-    ).add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N entries (default 50)")
-    command("usage", cmd_usage, "show the organization's usage and quotas", with_name=False)
-    return parser
 
 
 def make_client(args: argparse.Namespace) -> ApiClient:
