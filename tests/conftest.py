@@ -17,11 +17,9 @@ os.environ.pop("AWS_PROFILE", None)
 
 
 @pytest.fixture(autouse=True)
-def _fresh_container_clients() -> None:
-    """Each test starts like a fresh Lambda container: clients cached by `lambdas.common` in an
-    earlier test (another region, another endpoint) must not leak into this one."""
-    from lambdas.common import aws, s3
+def _fresh_container() -> None:
+    """Each test starts like a fresh Lambda container: settings, clients, keys and connections
+    cached in an earlier test (another environment, region or endpoint) must not leak into this one."""
+    from lambdas.common import containers
 
-    aws.client.cache_clear()
-    aws.resource.cache_clear()
-    s3.presign_client.cache_clear()
+    containers.reset()

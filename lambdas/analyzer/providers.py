@@ -18,6 +18,7 @@ from lambdas.collections.names import (
     OPENAI_API_KEY,
 )
 from lambdas.collections.pipeline import api_key, local_providers_allowed
+from lambdas.common.containers import per_container
 from lambdas.common.settings import MissingSetting
 
 
@@ -33,27 +34,16 @@ class LocalAnalyzer:
         return Analysis(data, self.provider, self.model, PROMPT_VERSION)
 
 
-_analyzer: Analyzer | None = None
-
-
+@per_container
 def analyzer() -> Analyzer:
     """The configured provider, built once per container: Anthropic if its key exists, else OpenAI
     if its key exists, else (where allowed) the offline local provider."""
-    global _analyzer
-    if _analyzer is None:
-        key = api_key(ANTHROPIC_API_KEY)
-        openai_key = None if key else api_key(OPENAI_API_KEY)
-        if key:
-            _analyzer = AnthropicAnalyzer(key, os.environ.get(ENV_ANALYSIS_MODEL, "claude-sonnet-4-5"))
-        elif openai_key:
-            _analyzer = OpenAIAnalyzer(openai_key, os.environ.get(ENV_OPENAI_ANALYSIS_MODEL, "gpt-4.1"))
-        elif local_providers_allowed():
-            _analyzer = LocalAnalyzer()
-        else:
-            raise MissingSetting(f"{ANTHROPIC_API_KEY} parameter is not set and local providers are not allowed")
-    return _analyzer
-
-
-def reset() -> None:
-    global _analyzer
-    _analyzer = None
+    key = api_key(ANTHROPIC_API_KEY)
+    openai_key = None if key else api_key(OPENAI_API_KEY)
+    if key:
+        return AnthropicAnalyzer(key, os.environ.get(ENV_ANALYSIS_MODEL, "claude-sonnet-4-5"))
+    if openai_key:
+        return OpenAIAnalyzer(openai_key, os.environ.get(ENV_OPENAI_ANALYSIS_MODEL, "gpt-4.1"))
+    if local_providers_allowed():
+        return LocalAnalyzer()
+    raise MissingSetting(f"{ANTHROPIC_API_KEY} parameter is not set and local providers are not allowed")

@@ -18,23 +18,21 @@ from aws_lambda_powertools import Logger
 
 from lambdas.collections.names import LANGSMITH_API_KEY
 from lambdas.collections.pipeline import api_key
+from lambdas.common.containers import per_container
 
 logger = Logger(child=True)
-_client: Any = None
 
 
+@per_container
 def _langsmith(key: str) -> Any:
-    global _client
-    if _client is None:
-        from langsmith import Client
+    from langsmith import Client
 
-        _client = Client(
-            api_url=os.environ.get("LANGSMITH_ENDPOINT") or None,
-            api_key=key,
-            auto_batch_tracing=False,
-            timeout_ms=(2_000, 5_000),
-        )
-    return _client
+    return Client(
+        api_url=os.environ.get("LANGSMITH_ENDPOINT") or None,
+        api_key=key,
+        auto_batch_tracing=False,
+        timeout_ms=(2_000, 5_000),
+    )
 
 
 def record_run(
@@ -59,8 +57,3 @@ def record_run(
         logger.warning("LangSmith trace not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
         return False
     return True
-
-
-def reset() -> None:
-    global _client
-    _client = None

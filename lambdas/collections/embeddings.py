@@ -29,6 +29,7 @@ from typing import Any, Literal, Protocol
 from lambdas.collections import names
 from lambdas.collections.pipeline import RetryableError, api_key, local_providers_allowed
 from lambdas.collections.voyage_http import VoyageHttpEmbedder
+from lambdas.common.containers import per_container
 from lambdas.common.settings import MissingSetting, env_int
 
 LOCAL_MODEL = "local-hash-v1"
@@ -114,9 +115,6 @@ class VoyageEmbedder:
         return vectors
 
 
-_embedders: dict[str, Embedder] = {}
-
-
 def _configured(voyage: Callable[[str, str, int], Embedder]) -> Embedder:
     dimensions = env_int(names.ENV_EMBEDDING_DIMENSIONS, 1024)
     key = api_key(names.VOYAGE_API_KEY)
@@ -137,19 +135,13 @@ def _voyage_http(key: str, model: str, dimensions: int) -> Embedder:
     )
 
 
+@per_container
 def embedder() -> Embedder:
     """The configured embedder for documents (Voyage through its SDK), built once per container."""
-    if "documents" not in _embedders:
-        _embedders["documents"] = _configured(VoyageEmbedder)
-    return _embedders["documents"]
+    return _configured(VoyageEmbedder)
 
 
+@per_container
 def query_embedder() -> Embedder:
     """The same provider and model for search queries, Voyage without its SDK; once per container."""
-    if "queries" not in _embedders:
-        _embedders["queries"] = _configured(_voyage_http)
-    return _embedders["queries"]
-
-
-def reset() -> None:
-    _embedders.clear()
+    return _configured(_voyage_http)

@@ -32,6 +32,7 @@ from lambdas.collections.names import (
     ENV_DB_VIA_PROXY,
 )
 from lambdas.common.aws import client
+from lambdas.common.containers import on_reset
 from lambdas.common.settings import MissingSetting, env_int
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ def connection() -> psycopg.Connection[Any]:
     return _conn
 
 
+@on_reset
 def reset() -> None:
     """Close the cached connection (tests switch databases; a handler after a fatal DB error)."""
     global _conn

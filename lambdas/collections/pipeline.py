@@ -14,6 +14,7 @@ from typing import Any
 
 from lambdas.collections.names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
 from lambdas.common.aws import client
+from lambdas.common.containers import per_container
 from lambdas.common.settings import require_env
 
 # A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every
@@ -65,30 +66,22 @@ def publish(source: str, detail_type: str, detail: dict[str, Any]) -> None:
         raise PublishError(f"put_events failed: {entry.get('ErrorCode')} {entry.get('ErrorMessage')}")
 
 
-_keys: dict[str, str | None] = {}
-
-
+@per_container
 def api_key(name: str) -> str | None:
     """The decrypted SecureString `{COLLECTIONS_PARAMETER_PREFIX}/{name}`, or None if it is not set.
 
     Fetched once per container. A missing parameter is a normal state (local runs use the local
     providers); any other error propagates so the invocation is retried.
     """
-    if name not in _keys:
-        prefix = require_env(ENV_PARAMETER_PREFIX).rstrip("/")
-        ssm = client("ssm")
-        try:
-            value = ssm.get_parameter(Name=f"{prefix}/{name}", WithDecryption=True)["Parameter"]["Value"]
-        except ssm.exceptions.ParameterNotFound:
-            value = None
-        _keys[name] = value.strip() or None if value else None
-    return _keys[name]
+    prefix = require_env(ENV_PARAMETER_PREFIX).rstrip("/")
+    ssm = client("ssm")
+    try:
+        value = ssm.get_parameter(Name=f"{prefix}/{name}", WithDecryption=True)["Parameter"]["Value"]
+    except ssm.exceptions.ParameterNotFound:
+        value = None
+    return value.strip() or None if value else None
 
 
 def local_providers_allowed() -> bool:
     """Whether a missing API key may fall back to the offline `local` providers (never in prod)."""
     return os.environ.get(ENV_ALLOW_LOCAL_PROVIDERS, "true").lower() == "true"
-
-
-def clear_cache() -> None:
-    _keys.clear()

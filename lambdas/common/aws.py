@@ -6,11 +6,12 @@ runtime point every client at moto without any code here knowing about it.
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
+
+from lambdas.common.containers import per_container
 
 # Lambda's own timeout is the real deadline; keep SDK waits well inside it and let the SDK's
 # standard mode retry throttling with jittered backoff.
@@ -21,11 +22,11 @@ _CONFIG = Config(
 )
 
 
-@cache
+@per_container
 def client(service: str, endpoint_url: str | None = None) -> Any:
     return boto3.client(service, config=_CONFIG, endpoint_url=endpoint_url)  # type: ignore[call-overload]
 
 
-@cache
+@per_container
 def resource(service: str) -> Any:
     return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]

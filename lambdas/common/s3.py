@@ -11,14 +11,15 @@ does not resolve. Signing is local: no request is made to create a URL.
 from __future__ import annotations
 
 import os
-from functools import cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
+from lambdas.common.containers import per_container
 
-@cache
+
+@per_container
 def presign_client() -> Any:
     if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"})

@@ -21,10 +21,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.common.containers import per_container
 from lambdas.common.settings import need
 from lambdas.functions import names
 from lambdas.functions.settings import settings
@@ -38,7 +38,7 @@ class TokenInvalid(Exception):
     pass
 
 
-@cache
+@per_container
 def signing_key() -> bytes:
     arn = need(settings().callback_key_secret_arn, names.ENV_CALLBACK_KEY_SECRET_ARN)
     return client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"].encode()
@@ -107,7 +107,3 @@ def webhook_signature(org: str, body: bytes, at: int | None = None) -> str:
     at = at or int(time.time())
     digest = hmac.new(bytes.fromhex(webhook_key(org)), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
     return f"t={at},v1={digest}"
-
-
-def clear() -> None:
-    signing_key.cache_clear()

@@ -9,7 +9,6 @@ is refused (422); a retry while the first call is still being accepted gets 409.
 from __future__ import annotations
 
 import hashlib
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -26,6 +25,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from lambdas.common.aws import client
+from lambdas.common.containers import per_container
 from lambdas.common.http import HttpError, json_body, json_response
 from lambdas.common.settings import need
 from lambdas.functions import access, names
@@ -90,7 +90,7 @@ def invoke_request(fn: dict[str, Any], who: Caller, body: dict[str, Any]) -> tup
     return 202, {"invocation_id": queued["invocation_id"], "status": "queued"}
 
 
-@cache
+@per_container
 def _idempotent() -> Any:
     persistence = DynamoDBPersistenceLayer(table_name=need(settings().idempotency_table, names.ENV_IDEMPOTENCY_TABLE))
     config = IdempotencyConfig(

@@ -11,13 +11,13 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from botocore.config import Config
 
+from lambdas.common.containers import per_container
 from lambdas.common.http import HttpError
 from lambdas.functions import names
 
@@ -26,7 +26,7 @@ MAX_SYNC_TIMEOUT_SECONDS = 25
 _REPORT = re.compile(r"Duration: ([\d.]+) ms\s+Billed Duration: (\d+) ms")
 
 
-@cache
+@per_container
 def lambda_client() -> Any:
     config = Config(
         connect_timeout=3,

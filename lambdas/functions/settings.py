@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
+from lambdas.common.containers import per_container
 from lambdas.common.settings import env_int, env_str, require_env
 from lambdas.functions import names
 
@@ -77,11 +77,6 @@ class Settings:
         )
 
 
-@cache
+@per_container
 def settings() -> Settings:
     return Settings.from_env()
-
-
-def clear() -> None:
-    """Forget the cached settings (tests change the environment between cases)."""
-    settings.cache_clear()

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -38,6 +37,7 @@ from lambdas.collections.names import (
 )
 from lambdas.collections.pipeline import publish
 from lambdas.common.aws import client
+from lambdas.common.containers import per_container
 from lambdas.common.entry import entry
 from lambdas.common.settings import env_int, require_env
 from lambdas.common.tracing import tracer
@@ -49,7 +49,7 @@ logger = Logger()
 metrics = Metrics()
 
 
-@cache
+@per_container
 def settings() -> Settings:
     return Settings(
         derived_bucket=require_env(ENV_DERIVED_BUCKET),

@@ -15,13 +15,13 @@ key, the version, the type, the disposition or the expiry makes CloudFront refus
 from __future__ import annotations
 
 import datetime
-from functools import cache
 from urllib.parse import quote, urlencode
 
 import rsa
 from botocore.signers import CloudFrontSigner
 
 from lambdas.common.aws import client
+from lambdas.common.containers import per_container
 from lambdas.common.settings import MissingSetting
 from lambdas.qr_upload import names
 
@@ -29,15 +29,11 @@ from lambdas.qr_upload import names
 FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
 
 
-@cache
+@per_container
 def _private_key(secret_arn: str) -> rsa.PrivateKey:
     """Read once per container: the key changes only with a redeploy that replaces it."""
     pem = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     return rsa.PrivateKey.load_pkcs1(str(pem).encode())
-
-
-def reset() -> None:
-    _private_key.cache_clear()
 
 
 def disposition(fmt: str) -> str:

@@ -9,9 +9,9 @@ presigns, so a missing UPLOAD_BUCKET_NAME fails only where the bucket is asked f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from urllib.parse import urlsplit
 
+from lambdas.common.containers import per_container
 from lambdas.common.settings import MissingSetting, env_int, env_str, need, require_env
 from lambdas.qr_upload import names
 
@@ -73,15 +73,6 @@ def _positive(name: str, default: int) -> int:
     return value
 
 
-@cache
+@per_container
 def settings() -> Settings:
     return Settings.from_env()
-
-
-def clear() -> None:
-    """Forget what this container cached: the settings and the photo links' signing key (tests
-    change the environment and the secret between cases)."""
-    from lambdas.qr_upload import photo_links  # only tests call this; the event function never signs
-
-    settings.cache_clear()
-    photo_links.reset()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -27,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.collections import embeddings, names, pg
 from lambdas.collections.pipeline import CATEGORIES, USER_ID_PATTERN, RetryableError
+from lambdas.common.containers import per_container
 from lambdas.common.entry import entry
 from lambdas.common.http import HttpError, json_response, make_resolver
 from lambdas.common.settings import env_int, require_env
@@ -70,7 +70,7 @@ def _user_id() -> str | None:
     return user_id
 
 
-@cache
+@per_container
 def _presigner() -> Any:
     # A dedicated client because presigned URLs need SigV4 explicitly (botocore still presigns
     # with SigV2 in us-east-1 otherwise), and SigV4 is what SSE-KMS objects require.

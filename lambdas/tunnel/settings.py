@@ -8,9 +8,9 @@ for what needs it (a store, the endpoint) raises MissingSetting naming the varia
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from urllib.parse import urlsplit
 
+from lambdas.common.containers import per_container
 from lambdas.common.settings import env_int, env_str, need
 from lambdas.tunnel import names
 from lambdas.tunnel.protocol import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECS
@@ -98,11 +98,6 @@ class Settings:
         return f"{need(self.public_http_url, names.ENV_PUBLIC_HTTP_URL).rstrip('/')}/t/{subdomain}"
 
 
-@cache
+@per_container
 def settings() -> Settings:
     return Settings.from_env()
-
-
-def clear() -> None:
-    """Forget the cached settings (tests change the environment between cases)."""
-    settings.cache_clear()

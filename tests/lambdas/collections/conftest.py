@@ -20,8 +20,8 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "collections-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CollectionsTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
-from lambdas.collections import embeddings, pg, pipeline
-from lambdas.common import aws
+from lambdas.collections import pg
+from lambdas.common import containers
 from lambdas.migrations.runner import apply_migrations
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "collections"
@@ -72,13 +72,12 @@ def db(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A migrated, empty database; DATABASE_URL points the handlers at it."""
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("DB_SECRET_ARN", raising=False)
-    pg.reset()
     conn = pg.connect()
     apply_migrations(conn)
     conn.execute("TRUNCATE items, embedding_cache, analysis_charges CASCADE")
     yield conn
     conn.close()
-    pg.reset()
+    containers.reset()  # the handlers' connection too, before the server can stop
 
 
 @pytest.fixture
@@ -124,14 +123,6 @@ class Recorder:
 
 @pytest.fixture
 def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
-    from lambdas.analyzer import providers
-    from lambdas.search.handler import _presigner
-
-    aws.client.cache_clear()
-    _presigner.cache_clear()
-    pipeline.clear_cache()
-    embeddings.reset()
-    providers.reset()
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket=IMAGES_BUCKET)
@@ -146,41 +137,25 @@ def aws_env(env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
         eb.put_targets(Rule="all", EventBusName=BUS, Targets=[{"Id": "q", "Arn": arn}])
         monkeypatch.setenv("FAILURE_QUEUE_URL", failure_q)
         yield Recorder(events_q, failure_q)
-    aws.client.cache_clear()
-    pipeline.clear_cache()
-    embeddings.reset()
-    providers.reset()
 
 
 def put_parameter(name: str, value: str) -> None:
     """Write an API key; the caches are dropped as a new Lambda container would start without them."""
-    from lambdas.analyzer import providers
-
     boto3.client("ssm").put_parameter(Name=f"{PARAMETER_PREFIX}/{name}", Value=value, Type="SecureString")
-    pipeline.clear_cache()
-    embeddings.reset()
-    providers.reset()
+    containers.reset()
 
 
 @pytest.fixture
 def fake_apis(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from fake_apis import FakeApis
 
-    from lambdas.analyzer import providers, tracing
-
     apis = FakeApis()
     monkeypatch.setenv("ANTHROPIC_BASE_URL", apis.url)
     monkeypatch.setenv("VOYAGE_BASE_URL", apis.url + "/v1")
     monkeypatch.setenv("LANGSMITH_ENDPOINT", apis.url)
     monkeypatch.setenv("OPENAI_BASE_URL", apis.url + "/v1")
-    tracing.reset()
-    providers.reset()
-    embeddings.reset()
     yield apis
     apis.close()
-    tracing.reset()
-    providers.reset()
-    embeddings.reset()
 
 
 def processed_event(recorder: Recorder, key: str, body: bytes, context: Any) -> dict[str, Any]:
@@ -189,7 +164,6 @@ def processed_event(recorder: Recorder, key: str, body: bytes, context: Any) -> 
 
     from lambdas.image_processor import handler as processor
 
-    processor.settings.cache_clear()
     boto3.client("s3").put_object(Bucket=IMAGES_BUCKET, Key=key, Body=body)
     event = load_event("s3_object_created.json")
     event["Records"][0]["s3"]["bucket"]["name"] = IMAGES_BUCKET

@@ -15,15 +15,11 @@ from collections_images import encode, jpeg, png_alpha, png_bomb
 from conftest import DERIVED_BUCKET, IMAGES_BUCKET, load_event
 from PIL import Image
 
+from lambdas.common import containers
 from lambdas.common.image_types import sniff
 from lambdas.image_processor import handler as processor
 from lambdas.image_processor.imaging import ANALYSIS_MAX_PIXELS, Refused, render
 from lambdas.image_processor.store import item_id_for
-
-
-@pytest.fixture(autouse=True)
-def _fresh_settings() -> None:
-    processor.settings.cache_clear()
 
 
 def upload(key: str, body: bytes) -> dict[str, Any]:
@@ -171,9 +167,7 @@ def test_key_without_a_user_gets_no_row_and_is_reported_and_logged_by_key(
 
 def test_database_failure_raises_for_lambda_retry(aws_env, db, context, monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
-    from lambdas.collections import pg
-
-    pg.reset()
+    containers.reset()
     with pytest.raises(Exception, match=r"connect|Connection"):
         processor.handler(upload("user-5/x.jpg", jpeg()), context)
     assert aws_env.events() == []

@@ -6,7 +6,6 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from lambdas.common import aws
 from scripts import put_parameters
 
 
@@ -14,10 +13,8 @@ from scripts import put_parameters
 def ssm(monkeypatch: pytest.MonkeyPatch):
     for name in ("ANTHROPIC_API_KEY", "VOYAGE_API_KEY", "OPENAI_API_KEY", "LANGSMITH_API_KEY"):
         monkeypatch.delenv(name, raising=False)
-    aws.client.cache_clear()
     with mock_aws():
         yield boto3.client("ssm")
-    aws.client.cache_clear()
 
 
 def test_writes_secure_strings_from_env_and_prompt(ssm, monkeypatch, capsys) -> None:

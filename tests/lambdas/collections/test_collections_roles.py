@@ -20,6 +20,7 @@ from psycopg.conninfo import make_conninfo
 from lambdas.analyzer import deferred
 from lambdas.analyzer import handler as analyzer
 from lambdas.collections import pg
+from lambdas.common import containers
 from lambdas.embedder import handler as embedder
 from lambdas.migrations import handler as migrate
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV, ROLES, RoleSecretError, set_passwords
@@ -38,10 +39,9 @@ def as_role(db: Any, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iter
 
     def switch(role: str) -> None:
         monkeypatch.setenv("DATABASE_URL", role_url(database_url, role))
-        pg.reset()
+        containers.reset()
 
     yield switch
-    pg.reset()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from moto import mock_aws
 
 from lambdas.functions import names
-from lambdas.functions import settings as functions_settings
 from tests.lambdas.functions.stack_schema import create_functions_table, create_idempotency_table
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "functions")
@@ -206,16 +205,4 @@ def platform(monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
             names.ENV_INVOCATION_RETENTION_DAYS: "30",
         }.items():
             monkeypatch.setenv(name, value)
-        reset_caches()
         yield Platform()
-        reset_caches()
-
-
-def reset_caches() -> None:
-    """Per-container caches of the Functions handlers (settings, signing key, idempotency layer)."""
-    from lambdas.functions import callbacks, invoke_routes, invoking
-
-    functions_settings.clear()
-    callbacks.clear()
-    invoke_routes._idempotent.cache_clear()
-    invoking.lambda_client.cache_clear()

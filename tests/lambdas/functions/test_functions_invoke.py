@@ -21,6 +21,7 @@ from typing import Any
 import boto3
 import pytest
 
+from lambdas.common import containers
 from lambdas.functions import batch as batch_worker
 from lambdas.functions import callbacks, recorder
 from tests.lambdas.functions.conftest import (
@@ -30,7 +31,6 @@ from tests.lambdas.functions.conftest import (
     FakeContext,
     Platform,
     load_event,
-    reset_caches,
 )
 
 SOURCE = "def handler(event, context):\n    return event\n"
@@ -243,7 +243,7 @@ def test_rate_limit_answers_429_with_retry_after(
     platform: Platform, live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUOTA_INVOCATIONS_PER_MINUTE", "2")
-    reset_caches()
+    containers.reset()
     assert async_invoke(platform)["status"] == "queued"
     assert async_invoke(platform)["status"] == "queued"
     refused = platform.call("POST", f"{BASE}/echo/invoke", {"mode": "async", "payload": {}})
@@ -256,7 +256,7 @@ def test_monthly_budget_is_a_hard_stop(
     platform: Platform, live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUOTA_MONTHLY_GB_SECONDS", "1")
-    reset_caches()
+    containers.reset()
     record = async_invoke(platform)
     from lambdas.functions import invoke_service
 
@@ -273,7 +273,7 @@ def test_monthly_budget_is_a_hard_stop(
 
 def test_function_count_quota(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUOTA_MAX_FUNCTIONS", "2")
-    reset_caches()
+    containers.reset()
     assert platform.call("POST", BASE, {"name": "a"}).status == 201
     assert platform.call("POST", BASE, {"name": "b"}).status == 201
     third = platform.call("POST", BASE, {"name": "c"})
@@ -398,7 +398,7 @@ def test_old_versions_are_garbage_collected_unless_referenced(
     platform: Platform, live: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("QUOTA_VERSIONS_KEPT", "2")
-    reset_caches()
+    containers.reset()
     for n in range(2, 5):  # versions 2, 3, 4; live stays on 1
         platform.call("PATCH", f"{BASE}/echo", {"description": f"v{n}", "memory_mb": 128 + n})
         platform.drain()

@@ -16,9 +16,7 @@ from urllib.parse import unquote
 import pytest
 from moto import mock_aws
 
-from lambdas.common import aws as common_aws
-from lambdas.common import s3 as common_s3
-from lambdas.qr_upload import settings
+from lambdas.common import containers
 
 from .helpers import BUCKET, KEY_PAIR_ID, PHOTO_LINKS_URL, REGION, SIGNING_SECRET, TABLE, create_resources
 
@@ -34,16 +32,6 @@ class _CurrentStdout:
 
     def flush(self) -> None:
         sys.stdout.flush()
-
-
-def clear_caches(*, clients: bool = False) -> None:
-    """Forget settings (tests change env vars); clients only when the endpoint changes, since
-    moto intercepts cached clients too and creating them is most of a test's time."""
-    settings.clear()
-    if clients:
-        common_aws.client.cache_clear()
-        common_aws.resource.cache_clear()
-        common_s3.presign_client.cache_clear()
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +52,6 @@ def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "MAX_UPLOAD_BYTES", "SESSION_TTL_SECONDS", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    clear_caches()
     # Powertools' handler keeps the sys.stdout of its creation; make it follow pytest's capture
     # of whichever test runs (setStream would flush the old, possibly closed, stream).
     for module in ("lambdas.qr_upload.http_api", "lambdas.qr_upload.websocket_events"):
@@ -73,7 +60,6 @@ def qr_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
                 if isinstance(handler, logging.StreamHandler):
                     handler.stream = _CurrentStdout()
     yield
-    clear_caches()
 
 
 @pytest.fixture
@@ -140,7 +126,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[ConnectionsServer]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv("WS_API_ENDPOINT", server.endpoint)
-    settings.clear()
+    containers.reset()  # settings were read before the endpoint changed
     try:
         yield server
     finally:

@@ -14,7 +14,9 @@ import pytest
 import requests
 from moto.server import ThreadedMotoServer
 
-from .conftest import ConnectionsServer, clear_caches
+from lambdas.common import containers
+
+from .conftest import ConnectionsServer
 from .helpers import (
     BUCKET,
     REGION,
@@ -40,13 +42,13 @@ def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    clear_caches(clients=True)  # the handlers' clients must be created against this endpoint
+    containers.reset()  # the handlers' clients must be created against this endpoint
     try:
         create_resources(endpoint)
         yield endpoint
     finally:
         server.stop()
-        clear_caches(clients=True)
+        containers.reset()
 
 
 def _client(service: str, endpoint: str) -> Any:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from lambdas.qr_upload import settings
+from lambdas.common import containers
 
 from .conftest import ConnectionsServer
 from .helpers import (
@@ -492,7 +492,7 @@ def test_store_failure_raises_so_lambda_retries(monkeypatch: pytest.MonkeyPatch)
     sid = create_session()["sessionId"]
     key = _uploaded(sid)
     monkeypatch.setenv("SESSIONS_TABLE_NAME", "no-such-table")
-    settings.clear()
+    containers.reset()
     with pytest.raises(RuntimeError):
         call_events(s3_event(key))
 

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import pytest
 from moto import mock_aws
 
-from lambdas.tunnel import settings
 from tests.lambdas.tunnel import support
 
 # Powertools reads these when a handler module is imported, before any fixture runs.
@@ -65,10 +64,8 @@ def tunnel_env(monkeypatch: pytest.MonkeyPatch, gateway: support.FakeManagementA
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("DOMAIN_NAME", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    settings.clear()
-    # boto3 clients stay cached across tests (creating them is most of a test's cost); moto's
-    # hooks are installed at import, so each mock_aws() below still intercepts them.
+    # The handlers' clients are created afresh in each test (tests/conftest.py resets the
+    # container's caches) and inside this mock_aws().
     with mock_aws():
         support.create_resources()
         yield
-    settings.clear()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lambdas.common import aws
+from lambdas.common import aws, containers
 from lambdas.tunnel import connect, disconnect, forward, response, settings
 from lambdas.tunnel import protocol as p
 from lambdas.tunnel.store import PendingStore, TokenStore
@@ -188,9 +188,7 @@ def test_gone_agent_is_502_and_stale_connection_removed(context, gateway) -> Non
 
 def test_silent_agent_is_504_at_the_deadline(context, gateway, monkeypatch) -> None:
     monkeypatch.setenv("REQUEST_TIMEOUT_MS", "400")
-    from lambdas.tunnel import settings
-
-    settings.clear()
+    containers.reset()
     _ready(context)
     agent = _agent(gateway, context, lambda req: None)
     started = time.monotonic()
@@ -212,9 +210,7 @@ def test_deadline_respects_lambda_remaining_time(context, gateway) -> None:
 
 def test_agent_disconnect_mid_request_is_502_at_once(context, gateway, monkeypatch) -> None:
     monkeypatch.setenv("REQUEST_TIMEOUT_MS", "20000")
-    from lambdas.tunnel import settings
-
-    settings.clear()
+    containers.reset()
     _ready(context)
 
     def die(req: p.HttpRequest) -> None:
@@ -271,7 +267,7 @@ def test_response_claimed_in_bucket_but_missing_is_502(context, gateway) -> None
 def test_requests_over_the_per_tunnel_cap_are_429_with_retry_after(context, gateway, monkeypatch) -> None:
     monkeypatch.setenv("MAX_INFLIGHT_PER_TUNNEL", "2")
     monkeypatch.setenv("BUSY_RETRY_AFTER_SECONDS", "3")
-    settings.clear()
+    containers.reset()
     _ready(context)
     release = threading.Event()
 
@@ -349,7 +345,7 @@ def test_the_response_upload_is_a_presigned_post_bounded_by_the_max_response_siz
 ) -> None:
     if configured:
         monkeypatch.setenv("MAX_RESPONSE_BYTES", configured)
-    settings.clear()
+    containers.reset()
     _ready(context)
     _agent(gateway, context, _echo)
     forward.handler(event("http_api"), context)
@@ -365,7 +361,6 @@ def test_the_response_upload_is_a_presigned_post_bounded_by_the_max_response_siz
 
 def test_a_configured_max_response_size_above_the_protocol_limit_is_capped(monkeypatch) -> None:
     monkeypatch.setenv("MAX_RESPONSE_BYTES", str(p.MAX_BODY_BYTES * 4))
-    settings.clear()
     assert settings.Settings.from_env().max_response_bytes == p.MAX_BODY_BYTES
 
 
