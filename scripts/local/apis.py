@@ -70,9 +70,15 @@ class Api:
 
 def read_apis(resolver: Resolver) -> list[Api]:
     """Every AWS::ApiGatewayV2::Api with its routes, in template order (HTTP first: stable ports)."""
+    apis = _read_api_resources(resolver)
+    _apply_stages(resolver, apis)
+    _add_routes(resolver, apis, _read_integrations(resolver), _read_authorizers(resolver))
+    return sorted(apis.values(), key=lambda a: a.protocol != "HTTP")  # stable sort keeps template order
+
+
+def _read_api_resources(resolver: Resolver) -> dict[str, Api]:
     apis: dict[str, Api] = {}
-    assembly = resolver.assembly
-    for resource in assembly.resources("AWS::ApiGatewayV2::Api"):
+    for resource in resolver.assembly.resources("AWS::ApiGatewayV2::Api"):
         if not resolver.exists(resource):
             continue
         props = resolver.resolve(resource.properties, resource.stack)
@@ -85,44 +91,61 @@ def read_apis(resolver: Resolver) -> list[Api]:
             route_selection=str(props.get("RouteSelectionExpression", "$request.method $request.path")),
             cors=props.get("CorsConfiguration"),
         )
-    for resource in assembly.resources("AWS::ApiGatewayV2::Stage"):
+    return apis
+
+
+def _apply_stages(resolver: Resolver, apis: dict[str, Api]) -> None:
+    """Each API's stage: a named stage wins over `$default`."""
+    for resource in resolver.assembly.resources("AWS::ApiGatewayV2::Stage"):
         props = resolver.resolve(resource.properties, resource.stack)
         api = apis.get(str(props.get("ApiId")))
         if api is not None and (api.stage == "$default" or props.get("StageName") != "$default"):
             api.stage = str(props.get("StageName", "$default"))
-    integrations: dict[str, dict[str, Any]] = {}
-    for resource in assembly.resources("AWS::ApiGatewayV2::Integration"):
-        integrations[resolver.ref(resource)] = resolver.resolve(resource.properties, resource.stack)
+
+
+def _read_integrations(resolver: Resolver) -> dict[str, dict[str, Any]]:
+    """Integration properties by integration id."""
+    return {
+        resolver.ref(resource): resolver.resolve(resource.properties, resource.stack)
+        for resource in resolver.assembly.resources("AWS::ApiGatewayV2::Integration")
+    }
+
+
+def _read_authorizers(resolver: Resolver) -> dict[str, Authorizer]:
     authorizers: dict[str, Authorizer] = {}
-    for resource in assembly.resources("AWS::ApiGatewayV2::Authorizer"):
+    for resource in resolver.assembly.resources("AWS::ApiGatewayV2::Authorizer"):
         props = resolver.resolve(resource.properties, resource.stack)
-        uri = str(props.get("AuthorizerUri", ""))
-        match = _FUNCTION_IN_URI.search(uri)
         sources = props.get("IdentitySource") or []
         authorizer_id = resolver.ref(resource)
         authorizers[authorizer_id] = Authorizer(
             id=authorizer_id,
             name=str(props.get("Name", resource.logical_id)),
             type=str(props.get("AuthorizerType", "REQUEST")),
-            function=match.group(1) if match else (uri if uri.startswith("arn:aws:lambda:") else None),
+            function=_function_in_uri(str(props.get("AuthorizerUri", ""))),
             identity_sources=[str(s).strip() for s in ([sources] if isinstance(sources, str) else sources)],
             ttl=int(props.get("AuthorizerResultTtlInSeconds", 300 if "IdentitySource" in props else 0)),
             payload_version=str(props.get("AuthorizerPayloadFormatVersion", "2.0")),
             simple_responses=bool(props.get("EnableSimpleResponses", False)),
         )
-    for resource in assembly.resources("AWS::ApiGatewayV2::Route"):
+    return authorizers
+
+
+def _add_routes(
+    resolver: Resolver,
+    apis: dict[str, Api],
+    integrations: dict[str, dict[str, Any]],
+    authorizers: dict[str, Authorizer],
+) -> None:
+    for resource in resolver.assembly.resources("AWS::ApiGatewayV2::Route"):
         props = resolver.resolve(resource.properties, resource.stack)
         api = apis.get(str(props.get("ApiId")))
         if api is None:
             continue
         integration = integrations.get(str(props.get("Target", "")).removeprefix("integrations/"), {})
-        uri = str(integration.get("IntegrationUri", ""))
-        match = _FUNCTION_IN_URI.search(uri)
-        function = match.group(1) if match else (uri if uri.startswith("arn:aws:lambda:") else None)
         api.routes.append(
             Route(
                 key=str(props["RouteKey"]),
-                function=function,
+                function=_function_in_uri(str(integration.get("IntegrationUri", ""))),
                 payload_version=str(
                     integration.get("PayloadFormatVersion", "2.0" if api.protocol == "HTTP" else "1.0")
                 ),
@@ -131,8 +154,12 @@ def read_apis(resolver: Resolver) -> list[Api]:
                 authorizer=authorizers.get(str(props.get("AuthorizerId", ""))),
             )
         )
-    ordered = sorted(apis.values(), key=lambda a: a.protocol != "HTTP")  # stable sort keeps template order
-    return ordered
+
+
+def _function_in_uri(uri: str) -> str | None:
+    """The Lambda function an integration or authorizer URI invokes (its ARN or its name)."""
+    match = _FUNCTION_IN_URI.search(uri)
+    return match.group(1) if match else (uri if uri.startswith("arn:aws:lambda:") else None)
 
 
 class LoopThread:

@@ -94,42 +94,16 @@ def _joined(pairs: list[tuple[str, str]], lower: bool) -> dict[str, str]:
 async def build_event(
     api: Api, route: Route, params: dict[str, str], request: web.Request, path: str
 ) -> dict[str, Any]:
+    """The payload format 2.0 event API Gateway gives the route's function for this request."""
     raw_query = request.rel_url.raw_query_string
-    headers = [(k, v) for k, v in request.headers.items() if k.lower() != "cookie"]
-    # API Gateway adds these; handlers build absolute URLs from them (http locally).
-    port = request.host.rpartition(":")[2] if ":" in request.host else "80"
-    headers += [
-        ("X-Forwarded-For", request.remote or "127.0.0.1"),
-        ("X-Forwarded-Port", port),
-        ("X-Forwarded-Proto", "http"),
-    ]
     cookies = [c.strip() for h in request.headers.getall("Cookie", []) for c in h.split(";") if c.strip()]
-    body = await request.read()
-    now = time.time()
     event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": route.key,
         "rawPath": path,
         "rawQueryString": raw_query,
-        "headers": _joined(headers, lower=True),
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": api.id,
-            "domainName": request.host,
-            "domainPrefix": request.host.split(".")[0],
-            "http": {
-                "method": request.method,
-                "path": path,
-                "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
-                "sourceIp": request.remote or "127.0.0.1",
-                "userAgent": request.headers.get("User-Agent", ""),
-            },
-            "requestId": base64.b32encode(uuid.uuid4().bytes).decode()[:16],
-            "routeKey": route.key,
-            "stage": api.stage,
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now * 1000),
-        },
+        "headers": _joined(_forwarded_headers(request), lower=True),
+        "requestContext": _request_context(api, route, request, path),
         "isBase64Encoded": False,
     }
     if cookies:
@@ -139,26 +113,70 @@ async def build_event(
     if params:
         event["pathParameters"] = params
     if route.authorization == "AWS_IAM":
-        credential = re.search(r"Credential=([^/]+)/", request.headers.get("Authorization", ""))
-        access_key = credential.group(1) if credential else ""
-        event["requestContext"]["authorizer"] = {
-            "iam": {
-                "accessKey": access_key,
-                "accountId": ACCOUNT,
-                "callerId": access_key,
-                "principalOrgId": None,
-                "userArn": f"arn:aws:iam::{ACCOUNT}:user/local",
-                "userId": access_key,
-            }
-        }
+        event["requestContext"]["authorizer"] = _iam_authorizer(request)
+    body = await request.read()
     if body:
-        text = _utf8(body) if _TEXT_TYPES.match(request.headers.get("Content-Type", "").lower()) else None
-        if text is not None:
-            event["body"] = text
-        else:  # binary, or "text" that is not valid UTF-8: base64 keeps every byte
-            event["body"] = base64.b64encode(body).decode()
-            event["isBase64Encoded"] = True
+        event.update(_body(body, request.headers.get("Content-Type", "")))
     return event
+
+
+def _forwarded_headers(request: web.Request) -> list[tuple[str, str]]:
+    """The request's headers but its cookies (the event has them apart), and the X-Forwarded-*
+    headers API Gateway adds; handlers build absolute URLs from them (http locally)."""
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() != "cookie"]
+    port = request.host.rpartition(":")[2] if ":" in request.host else "80"
+    return [
+        *headers,
+        ("X-Forwarded-For", request.remote or "127.0.0.1"),
+        ("X-Forwarded-Port", port),
+        ("X-Forwarded-Proto", "http"),
+    ]
+
+
+def _request_context(api: Api, route: Route, request: web.Request, path: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "accountId": ACCOUNT,
+        "apiId": api.id,
+        "domainName": request.host,
+        "domainPrefix": request.host.split(".")[0],
+        "http": {
+            "method": request.method,
+            "path": path,
+            "protocol": f"HTTP/{request.version.major}.{request.version.minor}",
+            "sourceIp": request.remote or "127.0.0.1",
+            "userAgent": request.headers.get("User-Agent", ""),
+        },
+        "requestId": base64.b32encode(uuid.uuid4().bytes).decode()[:16],
+        "routeKey": route.key,
+        "stage": api.stage,
+        "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+        "timeEpoch": int(now * 1000),
+    }
+
+
+def _iam_authorizer(request: web.Request) -> dict[str, Any]:
+    """An AWS_IAM route's caller, named by the access key of its SigV4 signature."""
+    credential = re.search(r"Credential=([^/]+)/", request.headers.get("Authorization", ""))
+    access_key = credential.group(1) if credential else ""
+    return {
+        "iam": {
+            "accessKey": access_key,
+            "accountId": ACCOUNT,
+            "callerId": access_key,
+            "principalOrgId": None,
+            "userArn": f"arn:aws:iam::{ACCOUNT}:user/local",
+            "userId": access_key,
+        }
+    }
+
+
+def _body(body: bytes, content_type: str) -> dict[str, Any]:
+    text = _utf8(body) if _TEXT_TYPES.match(content_type.lower()) else None
+    if text is not None:
+        return {"body": text}
+    # binary, or "text" that is not valid UTF-8: base64 keeps every byte
+    return {"body": base64.b64encode(body).decode(), "isBase64Encoded": True}
 
 
 def _utf8(data: bytes) -> str | None:

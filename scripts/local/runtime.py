@@ -27,7 +27,7 @@ from scripts.local.assembly import Assembly
 from scripts.local.cloudfront import CloudFrontServer, Distribution, read_distributions
 from scripts.local.database import Database
 from scripts.local.events import EventRouter, S3Notifications, SqsPollers
-from scripts.local.functions import FunctionPool, build_specs, lambda_environment, scratch_dir
+from scripts.local.functions import FunctionPool, FunctionSpec, build_specs, lambda_environment, scratch_dir
 from scripts.local.http_api import HttpApiServer
 from scripts.local.intrinsics import Resolver
 from scripts.local.invoke import Invoker
@@ -169,15 +169,24 @@ class LocalRuntime:
 
     def _start(self) -> None:
         _check_ports_free([self.port_base, self.port_base + MOTO_OFFSET, self.port_base + LAMBDA_OFFSET])  # early
-        self._scratch = scratch_dir()
+        self._scratch = scratch = scratch_dir()
         self.progress(f"synthesizing {self.env} (bundling skipped)")
-        assembly = Assembly.load(synthesize(self._scratch / "cdk.out", self.env, self.app, self.context))
+        assembly = Assembly.load(synthesize(scratch / "cdk.out", self.env, self.app, self.context))
         resolver = Resolver(assembly, self.region, self.moto_url)
+        self._assign_ports(resolver)
+        moto, factory, resources = self._provision(assembly, resolver)
+        specs, invoker = self._wire_functions(resolver, resources, moto, factory, scratch)
+        self._serve(resolver, factory, invoker, scratch)
+        self._warm(specs)
+        self._run_triggers(resolver, resources)
+        self._publish_outputs(assembly, resolver, moto, factory)
+
+    def _assign_ports(self, resolver: Resolver) -> None:
+        """APIs on the first ports, CloudFront distributions on the next; their addresses resolve to them."""
         self.apis = read_apis(resolver)
         for offset, api in enumerate(self.apis):
             api.port = self.port_base + offset
             resolver.api_addresses[api.id] = api.address
-        # CloudFront distributions on the next ports; their domains resolve to them.
         self.distributions = read_distributions(resolver)
         for offset, distribution in enumerate(self.distributions, start=len(self.apis)):
             distribution.port = self.port_base + offset
@@ -185,10 +194,12 @@ class LocalRuntime:
             resolver.record(distribution.resource, DomainName=distribution.domain)
         _check_ports_free(self.ports)
 
+    def _provision(self, assembly: Assembly, resolver: Resolver) -> tuple[MotoServer, ResourceFactory, list[Any]]:
+        """moto, PostgreSQL if a stack has a database, and every resource the emulator creates."""
         self.progress(f"starting moto on {self.moto_url}")
-        self._moto = MotoServer("127.0.0.1", self.port_base + MOTO_OFFSET)
-        self._moto.start()
-        self._factory = ResourceFactory(resolver, self.moto_url, self.region, {"lambda": self.lambda_url})
+        self._moto = moto = MotoServer("127.0.0.1", self.port_base + MOTO_OFFSET)
+        moto.start()
+        self._factory = factory = ResourceFactory(resolver, self.moto_url, self.region, {"lambda": self.lambda_url})
         resources = [r for r in assembly.resources() if resolver.exists(r)]
         databases = [r for r in resources if r.type in ("AWS::RDS::DBInstance", "AWS::RDS::DBCluster")]
         if databases:
@@ -198,62 +209,72 @@ class LocalRuntime:
             self.database.start()
             resolver.database = self.database.credentials()
         self.progress("creating buckets, tables, queues, buses, parameters, secrets")
-        self._factory.create_all(resources)
-        self.skipped = self._factory.skipped
+        factory.create_all(resources)
+        self.skipped = factory.skipped
         if self.database is not None:
             self._database_secrets(resolver, resources)
+        return moto, factory, resources
 
+    def _wire_functions(
+        self, resolver: Resolver, resources: list[Any], moto: MotoServer, factory: ResourceFactory, scratch: Path
+    ) -> tuple[dict[str, FunctionSpec], Invoker]:
+        """A pool per function, the invoker, and what invokes it: S3 notifications, EventBridge, SQS."""
         self._pools = {}
-        specs = build_specs(resolver, resources, self.set_env, self._scratch / "inline")
+        specs = build_specs(resolver, resources, self.set_env, scratch / "inline")
         for spec in specs.values():
             env = lambda_environment(spec, self.region, self.moto_url, self.lambda_url)
             self._pools[spec.name] = FunctionPool(spec, env, self.logs)
-        self._invoker = Invoker(specs, self._pools, resolver, self._factory, self.trace, self.retry_delay)
-        factory = self._factory
-        self._functions = UserFunctions(
-            self.region, self.moto_url, self._scratch, self.logs, lambda: factory.client("logs")
-        )
-        router = EventRouter(resolver, self._invoker, self.region)
-        notifications = S3Notifications(resolver, self._invoker, self.region, router)
-        self._moto.on_s3_object(notifications.on_object)
-        self._moto.on_put_events(router.on_put_events)
-        self._pollers = SqsPollers(resolver, self._invoker, self.region)
+        self._invoker = invoker = Invoker(specs, self._pools, resolver, factory, self.trace, self.retry_delay)
+        router = EventRouter(resolver, invoker, self.region)
+        notifications = S3Notifications(resolver, invoker, self.region, router)
+        moto.on_s3_object(notifications.on_object)
+        moto.on_put_events(router.on_put_events)
+        self._pollers = SqsPollers(resolver, invoker, self.region)
         self._pollers.start()
+        return specs, invoker
 
-        self._loop = LoopThread()
+    def _serve(self, resolver: Resolver, factory: ResourceFactory, invoker: Invoker, scratch: Path) -> None:
+        """The Lambda API (with the user functions it creates), then every HTTP and WebSocket API and
+        CloudFront distribution."""
+        self._functions = functions = UserFunctions(
+            self.region, self.moto_url, scratch, self.logs, lambda: factory.client("logs")
+        )
+        self._loop = loop = LoopThread()
         lambda_api = LambdaApiServer(
-            self.port_base + LAMBDA_OFFSET, self.moto_url, self._invoker, self._functions, self._loop, self.retry_delay
+            self.port_base + LAMBDA_OFFSET, self.moto_url, invoker, functions, loop, self.retry_delay
         )
         self.progress(f"serving the Lambda API on {self.lambda_url}")
-        self._loop.run(lambda_api.start())
+        loop.run(lambda_api.start())
         self._servers.append(lambda_api)
-        self._invoker.other_functions = lambda_api.invoke_async
+        invoker.other_functions = lambda_api.invoke_async
         for api in self.apis:
             server: HttpApiServer | WebSocketApiServer = (
-                HttpApiServer(api, self._invoker, self._loop)
-                if api.protocol == "HTTP"
-                else WebSocketApiServer(api, self._invoker, self._loop)
+                HttpApiServer(api, invoker, loop) if api.protocol == "HTTP" else WebSocketApiServer(api, invoker, loop)
             )
             self.progress(f"serving {api.protocol} API {api.name} on {api.address}")
-            self._loop.run(server.start())
+            loop.run(server.start())
             self._servers.append(server)
         for distribution in self.distributions:
-            cdn = CloudFrontServer(distribution, resolver, self._factory.client("s3"), self._loop)
+            cdn = CloudFrontServer(distribution, resolver, factory.client("s3"), loop)
             self.progress(
                 f"serving CloudFront distribution {distribution.resource.logical_id} on {distribution.address}"
             )
-            self._loop.run(cdn.start())
+            loop.run(cdn.start())
             self._servers.append(cdn)
 
+    def _warm(self, specs: dict[str, FunctionSpec]) -> None:
         self.progress(f"warming {len(self._pools)} functions")
         for name, pool in self._pools.items():
             if "inline" not in str(specs[name].task_root):  # CDK's deploy-time helpers never run locally
                 pool.prewarm()
-        self._run_triggers(resolver, resources)
+
+    def _publish_outputs(
+        self, assembly: Assembly, resolver: Resolver, moto: MotoServer, factory: ResourceFactory
+    ) -> None:
         for stack, name, body in assembly.outputs():
             self.outputs.setdefault(stack, {})[name] = resolver.resolve(body["Value"], stack)
         # Operator commands find tables and URLs from DescribeStacks, locally as on AWS.
-        self._moto.publish_outputs(self.outputs, self._factory.client("cloudformation"))
+        moto.publish_outputs(self.outputs, factory.client("cloudformation"))
 
     def _database_secrets(self, resolver: Resolver, resources: list[Any]) -> None:
         assert self.database is not None and self._factory is not None

@@ -73,28 +73,67 @@ def _end_of_output(marker: str) -> None:
     os.write(2, f"{MARKER}{marker}\n".encode())
 
 
+def _answers_channel(task_root: str) -> Any:
+    """The original stdout, for answers; fd 1 then goes to stderr (the log stream) and the task
+    root becomes the import root, like /var/task on Lambda."""
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # handler output -> stderr (the log stream)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.path[0] = task_root  # this script's own directory is not importable
+    os.chdir(task_root)
+    return out
+
+
+def _import_handler(handler_spec: str) -> tuple[Any, dict[str, Any] | None]:
+    """The handler, or the init error every invocation answers with, as Lambda's runtime does."""
+    module_name, _, function_name = handler_spec.rpartition(".")
+    module_name = module_name.replace("/", ".")  # Lambda accepts "dir/module.function" too
+    try:
+        return getattr(importlib.import_module(module_name), function_name), None
+    except Exception as exc:
+        kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else "Runtime.HandlerNotFound"
+        print(f"[ERROR] {kind}: Unable to import module '{module_name}': {exc}", file=sys.stderr, flush=True)
+        return None, _error(exc, kind)
+
+
+def _invoke(handler: Any, request: dict[str, Any], *, strict: bool) -> tuple[dict[str, Any], bool]:
+    """The answer to one request, and whether the process must exit after it (out of memory)."""
+    try:
+        result = handler(request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"]))
+        marshal_error = _marshal_error(result) if strict else None
+        if marshal_error is not None:
+            return {"error": marshal_error}, False
+        return {"result": result}, False
+    except MemoryError:
+        message = f"RequestId: {request['request_id']} Error: Runtime exited with error: signal: killed"
+        return {"error": {"errorType": "Runtime.OutOfMemory", "errorMessage": message}}, True
+    except Exception as exc:
+        error = _error(exc)
+        print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
+        traceback.print_exc()
+        return {"error": error}, False
+
+
+def _marshal_error(result: Any) -> dict[str, Any] | None:
+    """Lambda's answer to a result JSON cannot encode, or None."""
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        error = _error(exc, "Runtime.MarshalError")
+        error["errorMessage"] = f"Unable to marshal response: {exc}"
+        error["stackTrace"] = []
+        return error
+    return None
+
+
 def main() -> None:
     handler_spec, task_root = sys.argv[1], sys.argv[2]
     options = sys.argv[3:]
     strict = "--strict-json" in options
     if "--memory-mb" in options:
         _limit_memory(int(options[options.index("--memory-mb") + 1]))
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)  # handler output -> stderr (the log stream)
-    sys.stdout = os.fdopen(1, "w", buffering=1)
-    sys.path[0] = task_root  # like /var/task on Lambda; this script's own directory is not importable
-    os.chdir(task_root)
-
-    module_name, _, function_name = handler_spec.rpartition(".")
-    module_name = module_name.replace("/", ".")  # Lambda accepts "dir/module.function" too
-    handler = None
-    init_error: dict[str, Any] | None = None
-    try:
-        handler = getattr(importlib.import_module(module_name), function_name)
-    except Exception as exc:
-        kind = "Runtime.ImportModuleError" if isinstance(exc, ImportError) else "Runtime.HandlerNotFound"
-        init_error = _error(exc, kind)
-        print(f"[ERROR] {kind}: Unable to import module '{module_name}': {exc}", file=sys.stderr, flush=True)
+    out = _answers_channel(task_root)
+    handler, init_error = _import_handler(handler_spec)
     _end_of_output("init")
     out.write(json.dumps({"ready": init_error is None}) + "\n")
 
@@ -102,36 +141,10 @@ def main() -> None:
         request = json.loads(line)
         os.environ["_X_AMZN_TRACE_ID"] = request["trace_id"]
         started = time.time()
+        answer: dict[str, Any] = {"error": init_error}
         exit_after = False
-        if handler is None:
-            answer: dict[str, Any] = {"error": init_error}
-        else:
-            try:
-                result = handler(
-                    request["event"], LambdaContext(request["request_id"], request["deadline"], request["arn"])
-                )
-                answer = {"result": result}
-                if strict:
-                    try:
-                        json.dumps(result)
-                    except (TypeError, ValueError) as exc:
-                        answer = {"error": _error(exc, "Runtime.MarshalError")}
-                        answer["error"]["errorMessage"] = f"Unable to marshal response: {exc}"
-                        answer["error"]["stackTrace"] = []
-            except MemoryError:
-                answer = {
-                    "error": {
-                        "errorType": "Runtime.OutOfMemory",
-                        "errorMessage": f"RequestId: {request['request_id']} Error: Runtime exited with error: "
-                        "signal: killed",
-                    }
-                }
-                exit_after = True
-            except Exception as exc:
-                error = _error(exc)
-                print(f"[ERROR] {error['errorType']}: {error['errorMessage']}", file=sys.stderr)
-                traceback.print_exc()
-                answer = {"error": error}
+        if handler is not None:
+            answer, exit_after = _invoke(handler, request, strict=strict)
         answer["duration_ms"] = round((time.time() - started) * 1000, 2)
         answer["id"] = request["id"]
         _end_of_output(request["id"])
