@@ -16,10 +16,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.analyzer import store
 from lambdas.collections import pg
-from lambdas.collections.names import ENV_DERIVED_BUCKET, IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
+from lambdas.collections.names import IMAGE_PROCESSED, PROCESSOR_SOURCE, SCHEMA_VERSION
 from lambdas.collections.pipeline import publish
+from lambdas.collections.settings import settings
 from lambdas.common.entry import entry
-from lambdas.common.settings import require_env
 
 logger = Logger()
 metrics = Metrics()
@@ -27,7 +27,7 @@ DEFAULT_LIMIT = 1000
 
 
 def requeue(conn: Any, limit: int) -> list[str]:
-    derived_bucket = require_env(ENV_DERIVED_BUCKET)
+    derived_bucket = settings().derived_bucket()
     requeued = []
     for item in store.deferred_items(conn, limit):
         publish(

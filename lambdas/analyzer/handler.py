@@ -35,13 +35,13 @@ from lambdas.collections.names import (
     ANALYSIS_COMPLETE,
     ANALYZER_SOURCE,
     ENV_ANALYSIS_DAILY_BUDGET,
-    ENV_DERIVED_BUCKET,
     SCHEMA_VERSION,
 )
 from lambdas.collections.pipeline import RetryableError, publish
+from lambdas.collections.settings import settings
 from lambdas.common.aws import client
 from lambdas.common.entry import entry
-from lambdas.common.settings import MissingSetting, env_int, require_env
+from lambdas.common.settings import MissingSetting, env_int
 from lambdas.common.tracing import tracer
 
 DEFAULT_DAILY_BUDGET = 100
@@ -75,7 +75,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("the object was overwritten since this event; the newer event analyzes it")
         return {"status": "superseded"}
     # Read from our own derived bucket only, whatever the event says.
-    image = client("s3").get_object(Bucket=require_env(ENV_DERIVED_BUCKET), Key=analysis_key)["Body"].read()
+    image = client("s3").get_object(Bucket=settings().derived_bucket(), Key=analysis_key)["Body"].read()
     image_sha256 = hashlib.sha256(image).hexdigest()
     if current_sha256 not in (None, image_sha256):
         # The processor is rewriting the copy for newer bytes; its own event follows.

@@ -9,13 +9,11 @@ Pipeline: S3 ObjectCreated -> ImageProcessorLambda -> `ImageProcessed` -> Analyz
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from lambdas.collections.names import ENV_ALLOW_LOCAL_PROVIDERS, ENV_EVENT_BUS_NAME, ENV_PARAMETER_PREFIX
+from lambdas.collections.settings import settings
 from lambdas.common.aws import client
 from lambdas.common.containers import per_container
-from lambdas.common.settings import require_env
 
 # A user id is the first segment of an image key (`{user_id}/{filename}`) and the `user_id` every
 # search names: one pattern for both, so search can refuse what no item can have (NUL included).
@@ -54,7 +52,7 @@ def publish(source: str, detail_type: str, detail: dict[str, Any]) -> None:
     response = client("events").put_events(
         Entries=[
             {
-                "EventBusName": require_env(ENV_EVENT_BUS_NAME),
+                "EventBusName": settings().event_bus(),
                 "Source": source,
                 "DetailType": detail_type,
                 "Detail": json.dumps(detail, separators=(",", ":")),
@@ -73,7 +71,7 @@ def api_key(name: str) -> str | None:
     Fetched once per container. A missing parameter is a normal state (local runs use the local
     providers); any other error propagates so the invocation is retried.
     """
-    prefix = require_env(ENV_PARAMETER_PREFIX).rstrip("/")
+    prefix = settings().parameter_prefix()
     ssm = client("ssm")
     try:
         value = ssm.get_parameter(Name=f"{prefix}/{name}", WithDecryption=True)["Parameter"]["Value"]
@@ -84,4 +82,4 @@ def api_key(name: str) -> str | None:
 
 def local_providers_allowed() -> bool:
     """Whether a missing API key may fall back to the offline `local` providers (never in prod)."""
-    return os.environ.get(ENV_ALLOW_LOCAL_PROVIDERS, "true").lower() == "true"
+    return settings().allow_local_providers

@@ -21,7 +21,6 @@ This module wires I/O, logs and metrics; the rules are in logic.py, the SQL in s
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -29,17 +28,16 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.collections import pg
 from lambdas.collections.names import (
-    ENV_DERIVED_BUCKET,
-    ENV_FAILURE_QUEUE_URL,
     IMAGE_PROCESSED,
     PROCESSOR_SOURCE,
     SCHEMA_VERSION,
 )
 from lambdas.collections.pipeline import publish
+from lambdas.collections.settings import settings as collections_settings
 from lambdas.common.aws import client
 from lambdas.common.containers import per_container
 from lambdas.common.entry import entry
-from lambdas.common.settings import env_int, require_env
+from lambdas.common.settings import env_int
 from lambdas.common.tracing import tracer
 from lambdas.image_processor.logic import Original, Outside, Settings, Upload
 from lambdas.image_processor.logic import process as process_upload
@@ -52,10 +50,10 @@ metrics = Metrics()
 @per_container
 def settings() -> Settings:
     return Settings(
-        derived_bucket=require_env(ENV_DERIVED_BUCKET),
+        derived_bucket=collections_settings().derived_bucket(),
         max_bytes=env_int("MAX_IMAGE_BYTES", 50 * 1024 * 1024),
         max_pixels=env_int("MAX_IMAGE_PIXELS", 64_000_000),
-        failure_queue_url=os.environ.get(ENV_FAILURE_QUEUE_URL) or None,
+        failure_queue_url=collections_settings().failure_queue_url,
     )
 
 

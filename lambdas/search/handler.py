@@ -24,12 +24,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lambdas.collections import embeddings, names, pg
+from lambdas.collections import embeddings, pg
 from lambdas.collections.pipeline import CATEGORIES, USER_ID_PATTERN, RetryableError
+from lambdas.collections.settings import settings
 from lambdas.common.containers import per_container
 from lambdas.common.entry import entry
 from lambdas.common.http import HttpError, json_response, make_resolver
-from lambdas.common.settings import env_int, require_env
+from lambdas.common.settings import env_int
 from lambdas.common.tracing import tracer
 from lambdas.search import queries
 
@@ -59,8 +60,7 @@ def _user_id() -> str | None:
         if user_id is not None:
             raise BadRequestError("give user_id or all_users=true, not both")
         caller = ((app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}).get("iam") or {}
-        allowed = {p.strip() for p in os.environ.get(names.ENV_CROSS_USER_PRINCIPALS, "").split(",") if p.strip()}
-        if caller.get("userArn") not in allowed:
+        if caller.get("userArn") not in settings().cross_user_principals:
             raise HttpError(403, "reading across all users is allowed only to the principals listed in config")
         return None
     if user_id is None:
@@ -85,7 +85,7 @@ def _thumbnail_url(key: str | None) -> str | None:
         return None
     return _presigner().generate_presigned_url(
         "get_object",
-        Params={"Bucket": require_env(names.ENV_DERIVED_BUCKET), "Key": key},
+        Params={"Bucket": settings().derived_bucket(), "Key": key},
         ExpiresIn=env_int("THUMBNAIL_URL_TTL_SECONDS", 300),
     )
 

@@ -14,6 +14,7 @@ from fake_apis import EMBEDDINGS, voyage_embeddings
 from pgvector import Vector
 
 from lambdas.collections.embeddings import hash_embed
+from lambdas.common import containers
 from lambdas.embedder import handler as embedder
 from lambdas.search import handler as search_api
 from lambdas.search import queries
@@ -93,6 +94,7 @@ def test_cross_user_search_only_for_listed_principals(catalogue, context, monkey
     monkeypatch.setenv(
         "CROSS_USER_PRINCIPALS", "arn:aws:iam::123456789012:user/other,arn:aws:iam::123456789012:user/search-client"
     )
+    containers.reset()  # settings are read once per container: this stands for a redeploy
     status, body = get("/search", context, q="strawberry tart", all_users="true", limit="10")
     assert status == 200
     assert {r["item_id"] for r in body["results"][:2]} == {catalogue["tart"], catalogue["bob_tart"]}
