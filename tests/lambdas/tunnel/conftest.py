@@ -42,7 +42,8 @@ def _gateway_server() -> Iterator[support.FakeManagementApi]:
 
 @pytest.fixture
 def gateway(_gateway_server: support.FakeManagementApi) -> support.FakeManagementApi:
-    # One server for the session: its boto3 client (per endpoint) is then created only once.
+    # One server for the session, emptied for each test (the handlers' clients are created per
+    # test anyway: tests/conftest.py resets the container's caches).
     _gateway_server.reset()
     return _gateway_server
 
