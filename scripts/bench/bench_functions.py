@@ -34,14 +34,6 @@ NOOP = "def handler(event, context):\n    return None\n"
 ORG = "bench"
 
 
-def functions_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None:
-    from infrastructure.config import get_config
-    from infrastructure.stacks.functions import FunctionsStack
-
-    config = get_config(env_name)
-    FunctionsStack(app, config.stack_name("Functions"), config=config)
-
-
 class Client:
     """One keep-alive connection to the Functions API."""
 
@@ -85,13 +77,14 @@ def create_to_first_answer(client: Client, name: str) -> tuple[float, float]:
 
 def main() -> int:
     from scripts.functions_keys import create_key
+    from scripts.local.ports import free_port_base
     from scripts.local.runtime import LocalRuntime
-    from tests.ports import free_port_base
+    from scripts.local.synth import FUNCTIONS_ONLY_APP
 
     runtime = LocalRuntime(
         "dev",
         port_base=free_port_base(2, 10000, 20000),
-        app="scripts.bench.bench_functions:functions_only_app",
+        app=FUNCTIONS_ONLY_APP,
         set_env={"functions-api-dev": {"QUOTA_INVOCATIONS_PER_MINUTE": "1000000"}},
     ).start()
     try:

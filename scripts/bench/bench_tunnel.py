@@ -257,15 +257,6 @@ async def _load(url: str, concurrency: int, total: int, body: bytes | None) -> L
     return LevelResult(outcomes, seconds)
 
 
-def tunnel_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None:
-    """The local runtime's app for this bench: only the Tunnel stack."""
-    from infrastructure.config import get_config
-    from infrastructure.stacks.tunnel import TunnelStack
-
-    config = get_config(env_name)
-    TunnelStack(app, config.stack_name("Tunnel"), config=config)
-
-
 def _bench_app() -> Any:
     """The local app: GET answers with the path and query it saw, POST echoes its body."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -333,12 +324,13 @@ def _local_tunnel() -> str | None:
 
     try:
         from scripts.local.functions import MAX_WORKERS
+        from scripts.local.ports import free_port_base
         from scripts.local.runtime import LocalRuntime
+        from scripts.local.synth import TUNNEL_ONLY_APP
     except ImportError:
         return None
     from infrastructure.config import get_config
     from scripts.tunnel_tokens import create_token
-    from tests.ports import free_port_base
 
     levels = parse_levels(LEVELS)
     cap = int(MAX_INFLIGHT) if MAX_INFLIGHT else get_config("dev").tunnel.max_inflight_per_tunnel
@@ -347,9 +339,7 @@ def _local_tunnel() -> str | None:
     # The load runs in its own process, so the client's work does not take this process's GIL
     # from the runtime's server threads.
     clients = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    runtime = LocalRuntime(
-        "dev", port_base=free_port_base(2), app="scripts.bench.bench_tunnel:tunnel_only_app", set_env=set_env
-    )
+    runtime = LocalRuntime("dev", port_base=free_port_base(2), app=TUNNEL_ONLY_APP, set_env=set_env)
     app = agent = None
     rows = []
     try:

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_APP = "scripts.local.synth:build_platform_app"
@@ -31,6 +32,41 @@ def build_platform_app(app: object, env_name: str, context: dict[str, object]) -
     from infrastructure.platform import build_platform
 
     build_platform(app, get_config(env_name))  # type: ignore[arg-type]
+
+
+# One system alone, for the tests and benchmarks that need not wait for the others to start.
+FUNCTIONS_ONLY_APP = "scripts.local.synth:functions_only_app"
+TUNNEL_ONLY_APP = "scripts.local.synth:tunnel_only_app"
+COLLECTIONS_ONLY_APP = "scripts.local.synth:collections_only_app"
+
+
+def functions_only_app(app: Any, env_name: str, context: dict[str, object]) -> None:
+    from infrastructure.config import get_config
+    from infrastructure.stacks.functions import FunctionsStack
+    from lambdas.functions import names
+
+    config = get_config(env_name)
+    FunctionsStack(app, config.stack_name(names.STACK_BASE), config=config)
+
+
+def tunnel_only_app(app: Any, env_name: str, context: dict[str, object]) -> None:
+    from infrastructure.config import get_config
+    from infrastructure.stacks.tunnel import TunnelStack
+    from lambdas.tunnel import names
+
+    config = get_config(env_name)
+    TunnelStack(app, config.stack_name(names.STACK_BASE), config=config)
+
+
+def collections_only_app(app: Any, env_name: str, context: dict[str, object]) -> None:
+    """The two collections stacks (the compute stack needs the data stack's)."""
+    from infrastructure.config import get_config
+    from infrastructure.stacks.collections_compute import CollectionsComputeStack
+    from infrastructure.stacks.collections_data import CollectionsDataStack
+
+    config = get_config(env_name)
+    data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config)
+    CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data)
 
 
 def synthesize(

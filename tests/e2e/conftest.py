@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from scripts.local import ports
 from scripts.local.runtime import LocalRuntime
-from tests import ports
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

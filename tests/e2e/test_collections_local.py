@@ -17,22 +17,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from scripts.local.runtime import LocalRuntime
+from scripts.local.synth import COLLECTIONS_ONLY_APP
 from tests.e2e.conftest import free_port_base
 
 pytestmark = pytest.mark.slow
 USER = "e2e-user"
 COLOURS = {"red": (220, 25, 25), "green": (30, 180, 40), "blue": (30, 60, 220)}
-
-
-def collections_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None:
-    """Only the two collections stacks: these tests do not depend on the other systems."""
-    from infrastructure.config import get_config
-    from infrastructure.stacks.collections_compute import CollectionsComputeStack
-    from infrastructure.stacks.collections_data import CollectionsDataStack
-
-    config = get_config(env_name)
-    data = CollectionsDataStack(app, config.stack_name("CollectionsDataStack"), config=config)
-    CollectionsComputeStack(app, config.stack_name("CollectionsComputeStack"), config=config, data=data)
 
 
 def image(colour: tuple[int, int, int], size: tuple[int, int] = (1600, 1000)) -> bytes:
@@ -55,7 +45,7 @@ def wait_for(check: Callable[[], Any], timeout: float = 90, what: str = "conditi
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    rt = LocalRuntime("dev", port_base=free_port_base(), app=f"{__name__}:collections_only_app").start()
+    rt = LocalRuntime("dev", port_base=free_port_base(), app=COLLECTIONS_ONLY_APP).start()
     yield rt
     rt.stop()
 

@@ -18,6 +18,7 @@ import pytest
 
 from scripts.functions import ApiClient, ApiError
 from scripts.local.runtime import LocalRuntime
+from scripts.local.synth import FUNCTIONS_ONLY_APP
 from tests.e2e.conftest import free_port_base
 from tests.lambdas.functions.stack_schema import bomb, zip_of
 
@@ -64,21 +65,12 @@ def handler(event, context):
 """
 
 
-def functions_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None:
-    """Only the Functions stack: these tests do not depend on the other systems starting."""
-    from infrastructure.config import get_config
-    from infrastructure.stacks.functions import FunctionsStack
-
-    config = get_config(env_name)
-    FunctionsStack(app, config.stack_name("Functions"), config=config)
-
-
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
     rt = LocalRuntime(
         "dev",
         port_base=free_port_base(),
-        app=f"{__name__}:functions_only_app",
+        app=FUNCTIONS_ONLY_APP,
         # Webhook retries after seconds, not minutes.
         set_env={"functions-recorder-dev": {"WEBHOOK_RETRY_BASE_SECONDS": "1"}},
         retry_delay=0.2,

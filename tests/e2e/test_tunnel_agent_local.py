@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 import requests
 
+from scripts.local.ports import free_port_base as free_ports
 from scripts.local.runtime import LocalRuntime
+from scripts.local.synth import TUNNEL_ONLY_APP
 from tests.e2e.conftest import free_port_base
 from tests.e2e.test_tunnel_local import ROOT, AgentProcess, call, new_token
 from tests.lambdas.tunnel.agent_peers import LocalApp, sized_bytes
-from tests.ports import free_port_base as free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def runtime() -> Iterator[LocalRuntime]:
     rt = LocalRuntime(
         "dev",
         port_base=free_port_base(),
-        app="tests.e2e.test_tunnel_local:tunnel_only_app",
+        app=TUNNEL_ONLY_APP,
         set_env={
             "tunnel-forward-dev": {
                 "MAX_RESPONSE_BYTES": str(MAX_RESPONSE_BYTES),

@@ -13,10 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from scripts.local.ports import free_port_base as free_ports
 from scripts.local.runtime import LocalRuntime
+from scripts.local.synth import TUNNEL_ONLY_APP
 from tests.e2e.conftest import free_port_base
 from tests.e2e.test_tunnel_local import AgentProcess, call, new_token
-from tests.ports import free_port_base as free_ports
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -87,7 +88,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    rt = LocalRuntime("dev", port_base=free_port_base(), app="tests.e2e.test_tunnel_local:tunnel_only_app").start()
+    rt = LocalRuntime("dev", port_base=free_port_base(), app=TUNNEL_ONLY_APP).start()
     yield rt
     rt.stop()
 

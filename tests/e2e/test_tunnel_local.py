@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from scripts.local.runtime import LocalRuntime
+from scripts.local.synth import TUNNEL_ONLY_APP
 from tests.e2e.conftest import free_port_base
 from tests.lambdas.tunnel.agent_peers import LocalApp
 
@@ -30,21 +31,12 @@ FORWARD_TIMEOUT_MS = 4000
 pytestmark = pytest.mark.slow
 
 
-def tunnel_only_app(app: Any, env_name: str, context: dict[str, Any]) -> None:
-    """Only the Tunnel stack: these tests do not depend on the other systems starting."""
-    from infrastructure.config import get_config
-    from infrastructure.stacks.tunnel import TunnelStack
-
-    config = get_config(env_name)
-    TunnelStack(app, config.stack_name("Tunnel"), config=config)
-
-
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
     rt = LocalRuntime(
         "dev",
         port_base=free_port_base(),
-        app=f"{__name__}:tunnel_only_app",
+        app=TUNNEL_ONLY_APP,
         set_env={"tunnel-forward-dev": {"REQUEST_TIMEOUT_MS": str(FORWARD_TIMEOUT_MS)}},
     ).start()
     yield rt
@@ -319,7 +311,7 @@ _RUNTIME_DRIVER = """
 import json, signal, sys, threading
 from scripts.local.runtime import LocalRuntime
 stop = threading.Event()
-runtime = LocalRuntime("dev", port_base=int(sys.argv[1]), app="tests.e2e.test_tunnel_local:tunnel_only_app")
+runtime = LocalRuntime("dev", port_base=int(sys.argv[1]), app="scripts.local.synth:tunnel_only_app")
 runtime.start()
 signal.signal(signal.SIGINT, lambda *_: stop.set())  # what `python -m scripts.local` does
 print(json.dumps(runtime.outputs["Tunnel-dev"]), flush=True)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from scripts.local import ports
 from scripts.local.runtime import LAMBDA_OFFSET, LocalRuntime
-from tests import ports
 
 FIXTURE_APP = "tests.local.fixture_app.stack:build"
 

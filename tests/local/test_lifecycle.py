@@ -14,10 +14,10 @@ import time
 import pytest
 import requests
 
+from scripts.local.ports import port_is_free
 from scripts.local.runtime import LAMBDA_OFFSET, MOTO_OFFSET
 from scripts.local.synth import PROJECT_ROOT
 from tests.local.conftest import free_port_base, start_fixture
-from tests.ports import port_is_free
 
 pytestmark = pytest.mark.slow
 

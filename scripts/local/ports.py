@@ -1,6 +1,6 @@
-"""Free loopback ports for tests that start the local runtime (APIs from a base port upward,
-moto at base + MOTO_OFFSET, the Lambda API at base + LAMBDA_OFFSET), so parallel or repeated runs
-never collide with `make local`."""
+"""Free loopback ports for the tests and benchmarks that start the local runtime (APIs from a base
+port upward, moto at base + MOTO_OFFSET, the Lambda API at base + LAMBDA_OFFSET), so parallel or
+repeated runs never collide with `make local`."""
 
 from __future__ import annotations
 
