@@ -25,8 +25,3 @@ _CONFIG = Config(
 @per_container
 def client(service: str, endpoint_url: str | None = None) -> Any:
     return boto3.client(service, config=_CONFIG, endpoint_url=endpoint_url)  # type: ignore[call-overload]
-
-
-@per_container
-def resource(service: str) -> Any:
-    return boto3.resource(service, config=_CONFIG)  # type: ignore[call-overload]

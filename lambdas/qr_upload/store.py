@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lambdas.common.aws import resource
+from lambdas.common.dynamo_table import Table
 from lambdas.qr_upload.names import CONNECTION_INDEX, SESSION_ID
 from lambdas.qr_upload.sessions import (
     AWAITING_SCAN,
@@ -27,7 +27,7 @@ def _conditional_failed(exc: ClientError) -> bool:
 
 class SessionStore:
     def __init__(self, table_name: str) -> None:
-        self._table = resource("dynamodb").Table(table_name)
+        self._table = Table(table_name)
 
     def create(self, ttl_seconds: int) -> NewSession:
         created = now()
