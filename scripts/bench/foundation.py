@@ -123,6 +123,22 @@ def timed(body: str) -> str:
     return f"import time\n_t = time.perf_counter()\n{body}\nprint(time.perf_counter() - _t)"
 
 
+def _report_asset_goals(sizes: list[tuple[str, str, float]]) -> None:
+    """#13's asset goals: request/response functions (the groups budgeted at 30 MB) at most 30 MB,
+    every asset at most 100 MB; the budgets themselves live in infrastructure/constructs/bundling.py."""
+    from infrastructure.constructs.bundling import ASSET_BUDGETS_MB
+
+    sized = [(name, group, size) for name, group, size in sizes if size == size]  # NaN: no asset
+    small = [row for row in sized if ASSET_BUDGETS_MB.get(row[1], 100) <= 30]
+    for figure, limit, candidates in (
+        ("largest request/response asset (unzipped)", 30, small),
+        ("largest asset (unzipped)", 100, sized),
+    ):
+        if candidates:
+            name, _, size = max(candidates, key=lambda row: row[2])
+            report_goal(figure, f"<= {limit} MB", f"{size:.1f} MB ({name})", size <= limit)
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-synth-"))
     outdir = work / "cdk.out"
@@ -153,19 +169,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _report_asset_goals(sizes: list[tuple[str, str, float]]) -> None:
-    """#13's asset goals: request/response functions (the groups budgeted at 30 MB) at most 30 MB,
-    every asset at most 100 MB; the budgets themselves live in infrastructure/constructs/bundling.py."""
-    from infrastructure.constructs.bundling import ASSET_BUDGETS_MB
-
-    sized = [(name, group, size) for name, group, size in sizes if size == size]  # NaN: no asset
-    small = [row for row in sized if ASSET_BUDGETS_MB.get(row[1], 100) <= 30]
-    for figure, limit, candidates in (
-        ("largest request/response asset (unzipped)", 30, small),
-        ("largest asset (unzipped)", 100, sized),
-    ):
-        if candidates:
-            name, _, size = max(candidates, key=lambda row: row[2])
-            report_goal(figure, f"<= {limit} MB", f"{size:.1f} MB ({name})", size <= limit)

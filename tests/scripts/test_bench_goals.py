@@ -30,3 +30,21 @@ def test_goals_table_marks_what_is_not_met() -> None:
     assert lines[0] == "| section | figure | goal | measured | met |"
     assert lines[2] == "| Foundation | largest asset | <= 100 MB | 113.3 MB | **no** |"
     assert lines[3] == "| HTTP tunnel | detection | <= 0.25x | 0.09x | yes |"
+
+
+def test_asset_goals_name_the_largest_asset_per_budget_class(capsys: pytest.CaptureFixture[str]) -> None:
+    from scripts.bench.foundation import _report_asset_goals
+
+    _report_asset_goals(
+        [
+            ("qr-upload-http-api-dev", "qr_upload", 21.6),
+            ("tunnel-forward-dev", "tunnel", 3.9),
+            ("collections-dev-EmbedderLambda", "embedder", 113.3),
+            ("no-asset", "search", float("nan")),
+        ]
+    )
+    _, goals = split_goals(capsys.readouterr().out)
+    assert [(goal["figure"], goal["measured"], goal["met"]) for goal in goals] == [
+        ("largest request/response asset (unzipped)", "21.6 MB (qr-upload-http-api-dev)", True),
+        ("largest asset (unzipped)", "113.3 MB (collections-dev-EmbedderLambda)", False),
+    ]
