@@ -15,15 +15,18 @@ key, the version, the type, the disposition or the expiry makes CloudFront refus
 from __future__ import annotations
 
 import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlencode
 
-import rsa
 from botocore.signers import CloudFrontSigner
 
 from lambdas.common.aws import client
 from lambdas.common.containers import per_container
 from lambdas.common.settings import MissingSetting
 from lambdas.qr_upload import names
+
+if TYPE_CHECKING:
+    import rsa  # loaded when the first link is signed: about 20 ms that `POST /sessions` need not pay
 
 # Filenames for the disposition, by the format read from the bytes.
 FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF": "photo.gif", "HEIF": "photo.heic"}
@@ -32,6 +35,8 @@ FILENAMES = {"JPEG": "photo.jpg", "PNG": "photo.png", "WEBP": "photo.webp", "GIF
 @per_container
 def _private_key(secret_arn: str) -> rsa.PrivateKey:
     """Read once per container: the key changes only with a redeploy that replaces it."""
+    import rsa
+
     pem = client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
     return rsa.PrivateKey.load_pkcs1(str(pem).encode())
 
@@ -60,6 +65,8 @@ def signed_url(
     if version_id:
         query = {names.VERSION_QUERY: version_id, **query}
     url = f"{base_url}/{quote(object_key)}?{urlencode(query, quote_via=quote)}"
+    import rsa
+
     private = _private_key(secret_arn)
     signer = CloudFrontSigner(key_pair_id, lambda message: rsa.sign(message, private, "SHA-1"))
     expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=expires_in)

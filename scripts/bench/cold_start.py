@@ -256,9 +256,10 @@ def main() -> None:
         if case.floor_extra:
             does = "ssm.get_parameter, secretsmanager.get_secret_value, PostgreSQL connect + SELECT 1"
         ratio = m["ratio"]
-        report_goal(
-            f"cold start to first answer: {case.label}", f"<= {GOAL}x the floor", f"{ratio:.2f}x", ratio <= GOAL
-        )
+        if not case.patch:  # a patched row is a comparison (the SDK path before #13), not a goal
+            report_goal(
+                f"cold start to first answer: {case.label}", f"<= {GOAL}x the floor", f"{ratio:.2f}x", ratio <= GOAL
+            )
         print(
             f"| {case.label} | {m['import'] * 1000:.0f} | {m['answer'] * 1000:.0f} | {m['floor'] * 1000:.0f} "
             f"| {ratio:.2f}x | boto3, {does} |"
