@@ -35,6 +35,22 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text())
 
 
+def call_search(path: str, context: Any, **params: str) -> tuple[int, Any]:
+    """GET `path` (`/search` or `/items/{id}`) with `params` through the search handler."""
+    from urllib.parse import urlencode
+
+    from lambdas.search import handler as search_api
+
+    event = load_event("item_get.json" if path.startswith("/items/") else "search_get.json")
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["rawQueryString"] = urlencode(params)
+    event["queryStringParameters"] = params or None
+    if path.startswith("/items/"):
+        event["pathParameters"] = {"item_id": path.rsplit("/", 1)[1]}
+    response = search_api.handler(event, context)
+    return response["statusCode"], json.loads(response["body"])
+
+
 class LambdaContext:
     function_name = "collections-test-Function"
     memory_limit_in_mb = 512

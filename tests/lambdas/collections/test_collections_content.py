@@ -4,19 +4,16 @@ the model calls the stand-in received, on real PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from collections_images import jpeg
-from conftest import load_event, processed_event, put_parameter
+from conftest import call_search, processed_event, put_parameter
 from fake_apis import EMBEDDINGS, MESSAGES, VALID_ANALYSIS, tool_use, voyage_embeddings
 
 from lambdas.analyzer import handler as analyzer
 from lambdas.collections.embeddings import hash_embed
 from lambdas.embedder import handler as embedder
-from lambdas.search import handler as search_api
 
 TART = VALID_ANALYSIS
 BEACH = {
@@ -59,17 +56,6 @@ def upload(aws_env: Any, context: Any, key: str, body: bytes) -> tuple[dict[str,
     return event, result
 
 
-def get(path: str, context: Any, **params: str) -> tuple[int, Any]:
-    event = load_event("item_get.json" if path.startswith("/items/") else "search_get.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["rawQueryString"] = urlencode(params)
-    event["queryStringParameters"] = params or None
-    if path.startswith("/items/"):
-        event["pathParameters"] = {"item_id": path.rsplit("/", 1)[1]}
-    response = search_api.handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
-
-
 def snapshot(db: Any, item_id: str) -> tuple[Any, ...]:
     return (
         db.execute("SELECT * FROM items WHERE item_id = %s", (item_id,)).fetchall(),
@@ -86,21 +72,21 @@ def test_overwrite_a_b_a_describes_a_again_without_calling_a_model_twice(aws_env
     event_a, _ = upload(aws_env, context, key, a)
     item_id = event_a["detail"]["item_id"]
     upload(aws_env, context, key, b)
-    assert get(f"/items/{item_id}", context, user_id="alice")[1]["analysis"]["headline"] == BEACH["headline"]
+    assert call_search(f"/items/{item_id}", context, user_id="alice")[1]["analysis"]["headline"] == BEACH["headline"]
 
     event_a2, result = upload(aws_env, context, key, a)  # A's exact bytes again
     assert event_a2["detail"]["image_sha256"] == event_a["detail"]["image_sha256"]
     assert result == {"status": "analyzed", "version": 1}  # A's own analysis, not B's (version 2)
     assert analysis_calls(models) == 2 and document_embeddings(models) == 2  # nothing asked twice
-    status, item = get(f"/items/{item_id}", context, user_id="alice")
+    status, item = call_search(f"/items/{item_id}", context, user_id="alice")
     assert status == 200 and item["status"] == "processed"
     assert (item["analysis"]["version"], item["analysis"]["headline"]) == (1, TART["headline"])
     [(version, category)] = db.execute("SELECT analysis_version, category FROM embeddings").fetchall()
     assert (version, category) == (1, "food")
     # Search finds it by A's content and no longer by B's.
-    _, found = get("/search", context, q="strawberry tart", user_id="alice")
+    _, found = call_search("/search", context, q="strawberry tart", user_id="alice")
     assert [(r["item_id"], r["headline"]) for r in found["results"]] == [(item_id, TART["headline"])]
-    _, beach = get("/search", context, q="sandy beach blue sky", user_id="alice")
+    _, beach = call_search("/search", context, q="sandy beach blue sky", user_id="alice")
     assert all(r["headline"] != BEACH["headline"] for r in beach["results"])
 
     # A second delivery of the same ImageProcessed and AnalysisComplete changes nothing.
@@ -120,7 +106,7 @@ def test_new_bytes_clear_what_described_the_old_ones(aws_env, models, db, contex
     assert db.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 1
 
     event_b = processed_event(aws_env, "alice/photo.jpg", jpeg(color=BLUE), context)  # not analyzed yet
-    _, item = get(f"/items/{item_id}", context, user_id="alice")
+    _, item = call_search(f"/items/{item_id}", context, user_id="alice")
     assert item["analysis"] is None  # A's analysis does not describe B
     assert db.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0  # nor does A's vector
     # A's event delivered late (after B was processed) is superseded: no model call, no change.
@@ -148,10 +134,10 @@ def test_identical_bytes_under_other_keys_reuse_the_analysis(aws_env, models, db
         ("bob", TART["headline"], 0, 0),
     ]
     for event, user in ((again, "alice"), (other, "bob")):
-        status, item = get(f"/items/{event['detail']['item_id']}", context, user_id=user)
+        status, item = call_search(f"/items/{event['detail']['item_id']}", context, user_id=user)
         assert status == 200 and item["analysis"]["details"] == TART
         assert item["original_key"].startswith(f"{user}/")  # nothing of the source item
-    _, found = get("/search", context, q="strawberry tart", user_id="bob")
+    _, found = call_search("/search", context, q="strawberry tart", user_id="bob")
     assert [r["item_id"] for r in found["results"]] == [other["detail"]["item_id"]]
     assert first["detail"]["image_sha256"] == other["detail"]["image_sha256"]
 
@@ -167,7 +153,7 @@ def test_daily_budget_defers_then_the_requeue_analyzes(aws_env, models, db, cont
     blue_event, result = upload(aws_env, context, "alice/beach.jpg", blue)
     assert result == {"status": "deferred"} and analysis_calls(models) == 1
     blue_id = blue_event["detail"]["item_id"]
-    status, item = get(f"/items/{blue_id}", context, user_id="alice")
+    status, item = call_search(f"/items/{blue_id}", context, user_id="alice")
     assert (status, item["status"], item["analysis"]) == (200, "deferred", None)
     before = snapshot(db, blue_id)  # a redelivery changes nothing and calls nothing
     assert analyzer.handler(blue_event, context) == {"status": "deferred"}
@@ -191,5 +177,5 @@ def test_daily_budget_defers_then_the_requeue_analyzes(aws_env, models, db, cont
         assert analyzer.handler(event, context)["status"] == "analyzed"
     assert analysis_calls(models) == 2  # blue analyzed once, for alice; bob's is a copy
     for item_id, user in ((blue_id, "alice"), (bob_blue["detail"]["item_id"], "bob")):
-        _, item = get(f"/items/{item_id}", context, user_id=user)
+        _, item = call_search(f"/items/{item_id}", context, user_id=user)
         assert (item["status"], item["analysis"]["headline"]) == ("processed", BEACH["headline"])

@@ -14,7 +14,7 @@ import boto3
 import psycopg
 import pytest
 from collections_images import jpeg
-from conftest import load_event, processed_event
+from conftest import call_search, processed_event
 from psycopg.conninfo import make_conninfo
 
 from lambdas.analyzer import deferred
@@ -24,7 +24,6 @@ from lambdas.common import containers
 from lambdas.embedder import handler as embedder
 from lambdas.migrations import handler as migrate
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV, ROLES, RoleSecretError, set_passwords
-from lambdas.search import handler as search_api
 
 RED, BLUE = (220, 20, 20), (20, 40, 220)
 
@@ -58,19 +57,6 @@ def connect_as(db: Any, database_url: str) -> Iterator[Any]:
         conn.close()
 
 
-def search(context: Any, path: str, **params: str) -> tuple[int, Any]:
-    from urllib.parse import urlencode
-
-    event = load_event("item_get.json" if path.startswith("/items/") else "search_get.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["rawQueryString"] = urlencode(params)
-    event["queryStringParameters"] = params or None
-    if path.startswith("/items/"):
-        event["pathParameters"] = {"item_id": path.rsplit("/", 1)[1]}
-    response = search_api.handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
-
-
 def test_migration_creates_one_login_role_per_function(db: Any) -> None:
     rows = db.execute(
         "SELECT rolname, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls FROM pg_roles"
@@ -92,9 +78,9 @@ def test_each_handler_runs_its_queries_as_its_own_role(aws_env, db, context, as_
     assert embedder.handler(complete, context)["status"] == "embedded"
     assert embedder.handler(complete, context)["status"] != "embedded"  # a redelivery writes nothing
     as_role("collections_search")
-    status, found = search(context, "/search", q="red", user_id="alice")
+    status, found = call_search("/search", context, q="red", user_id="alice")
     assert status == 200 and [r["item_id"] for r in found["results"]] == [item_id]
-    status, item = search(context, f"/items/{item_id}", user_id="alice")
+    status, item = call_search(f"/items/{item_id}", context, user_id="alice")
     assert status == 200 and item["analysis"]["version"] == 1
 
     # New bytes: the processor deletes the vectors of the old ones (its DELETE on embeddings).
