@@ -50,6 +50,17 @@ def pages(browser: Any) -> Iterator[tuple[Any, Any]]:
     phone_context.close()
 
 
+def _wait_until(page: Any, expression: str, timeout: int) -> None:
+    """Poll `expression` from the test side. Playwright's `wait_for_function` can compile its
+    predicate inside the page, which the pages' CSP (no 'unsafe-eval') refuses; `evaluate` runs
+    through the DevTools protocol, outside the page's CSP."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout} ms: {expression}")
+        time.sleep(0.05)
+
+
 def _open_desktop(page: Any, runtime: LocalRuntime) -> str:
     """Load the desktop page, wait for its session; returns the phone page URL it offers."""
     page.goto(str(runtime.outputs[STACK]["DesktopPageUrl"]))
@@ -93,7 +104,7 @@ def test_phone_upload_reaches_the_desktop_over_the_websocket(runtime: LocalRunti
     desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
     # Polling runs only every 30 s while the socket is open: this fast, the WebSocket told it.
     assert time.time() - started < 10
-    desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
+    _wait_until(desktop, "document.getElementById('photo').naturalWidth === 320", 10000)
     assert any(line.message.startswith("desktop notified") for line in runtime.logs.lines)
     src = str(desktop.get_attribute("#photo", "src"))
     assert src.startswith(str(runtime.outputs[STACK]["PhotoLinksUrl"]))
@@ -117,7 +128,7 @@ def test_phone_refuses_non_images_and_oversized_files_before_uploading(
     max_bytes = int(str(phone.get_attribute("body", "data-max-bytes")))
     big = b"\xff\xd8\xff" + b"\0" * max_bytes  # one JPEG-looking byte string over the limit
     phone.set_input_files("#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": big}])
-    phone.wait_for_function("document.getElementById('message').textContent.includes('limit')", timeout=5000)
+    _wait_until(phone, "document.getElementById('message').textContent.includes('limit')", 5000)
     assert "the limit is 10.0 MB" in phone.inner_text("#message")
 
     assert requests_seen == []  # nothing was asked for, nothing was sent
@@ -175,7 +186,7 @@ def test_a_non_photo_renamed_jpg_is_refused_the_phone_says_why_and_can_retry(
     phone.set_input_files("#file", files=[{"name": "photo.png", "mimeType": "image/png", "buffer": _png()}])
     phone.wait_for_selector("#status[data-state=done]", timeout=15000)
     desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
-    desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
+    _wait_until(desktop, "document.getElementById('photo').naturalWidth === 320", 10000)
 
 
 def test_heic_reaches_the_desktop_as_a_jpeg_rendition_it_can_show(
@@ -189,7 +200,7 @@ def test_heic_reaches_the_desktop_as_a_jpeg_rendition_it_can_show(
     phone.wait_for_selector("#status[data-state=done]", timeout=20000)
     desktop.wait_for_selector("#status[data-state=completed]", timeout=15000)
     # Chromium cannot decode HEIC: a decoded 640x480 image is the JPEG rendition.
-    desktop.wait_for_function("document.getElementById('photo').naturalWidth === 640", timeout=10000)
+    _wait_until(desktop, "document.getElementById('photo').naturalWidth === 640", 10000)
     # The link the desktop got answers with the rendition's type, nosniff and a download.
     shown = requests.get(str(desktop.get_attribute("#photo", "src")), timeout=10)
     _assert_inert_download(shown, "image/jpeg", "photo.jpg")
@@ -227,7 +238,7 @@ def test_two_phones_one_upload_wins_and_the_other_phone_is_told(runtime: LocalRu
         held[0].continue_()  # S3 takes the second photo too; the session already has its winner
         second.wait_for_selector("#status[data-state=superseded]", timeout=15000)
         assert "another device sent a photo first" in second.inner_text("#status").lower()
-        desktop.wait_for_function("document.getElementById('photo').naturalWidth === 320", timeout=10000)
+        _wait_until(desktop, "document.getElementById('photo').naturalWidth === 320", 10000)
         desktop.wait_for_timeout(1500)
         assert desktop.evaluate("document.getElementById('photo').naturalWidth") == 320
     finally:
