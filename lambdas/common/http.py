@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.exceptions import BadRequestError, ServiceError
 
-JSON = "application/json"
+from lambdas.common.responses import JSON, NO_STORE
 
 
 class HttpError(ServiceError):
@@ -31,7 +31,7 @@ def json_response(status: int, payload: Any, headers: dict[str, str] | None = No
         status_code=status,
         content_type=JSON,
         body=json.dumps(payload, separators=(",", ":")),
-        headers={"Cache-Control": "no-store", **(headers or {})},
+        headers={"Cache-Control": NO_STORE, **(headers or {})},
     )
 
 

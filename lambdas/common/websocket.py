@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from lambdas.common.aws import client
+from lambdas.common.responses import JSON, error_body, proxy_response
 
 
 def route_response(status: int, error: str | None = None) -> dict[str, Any]:
@@ -14,11 +15,7 @@ def route_response(status: int, error: str | None = None) -> dict[str, Any]:
     handshake succeeds) and, for an error, the JSON `{"error": "..."}` every API here answers with."""
     if error is None:
         return {"statusCode": status}
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": error}, separators=(",", ":")),
-    }
+    return proxy_response(status, error_body(error), {"Content-Type": JSON})
 
 
 class ConnectionGone(Exception):

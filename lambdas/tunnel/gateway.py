@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from lambdas.common.responses import JSON, NO_STORE, error_body, proxy_response
 from lambdas.tunnel import protocol as p
 
 _PATH_ROUTE = re.compile(r"^/t/([^/]+)(/.*)?$")
@@ -42,12 +43,14 @@ def resolve(host: str, raw_path: str, domain: str) -> Route | None:
 
 
 def error_response(status: int, message: str) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"content-type": "application/json", "cache-control": "no-store"},
-        "body": json.dumps({"error": message}),
-        "isBase64Encoded": False,
-    }
+    """An error the tunnel itself answers: the platform's JSON error, spaced like the agent's own
+    (`protocol.json_error`), header names lowercase like the ones forwarded from the agent."""
+    return proxy_response(
+        status,
+        error_body(message, separators=None),
+        {"content-type": JSON, "cache-control": NO_STORE},
+        isBase64Encoded=False,
+    )
 
 
 def request_headers(event: dict[str, Any], route: Route) -> p.Headers:
