@@ -13,10 +13,13 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(VENV)/.installed node_modules/.installed system-packages
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The project itself goes in editable (its dependencies are the pinned files above it): the operator
+# commands of pyproject.toml's [project.scripts] land in .venv/bin, and `lambdas` imports from anywhere.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -qq --disable-pip-version-check --no-deps -e .
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -7,6 +7,7 @@ again (the analyzer analyzes it within the user's budget or defers it again).
 
     .venv/bin/python scripts/collections_deferred.py --env dev
     .venv/bin/python scripts/collections_deferred.py --env dev --endpoint-url http://127.0.0.1:PORT  # local Lambda API
+    .venv/bin/collections-deferred ...  # the same command, installed by `make setup`
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@
     python scripts/functions.py run grader --subject essay-9 --input @essay.json && results grader essay-9 --verify
     python scripts/functions.py audit | usage
 
+`platform-functions ARGS` is the same command (installed into .venv/bin by `make setup`).
+
 `--api`, `--key` and `--org` may be given before or after the command, or as the environment
 variables above; keys come from `scripts/functions_keys.py` (an operator's command). Commands that
 change a function wait for the platform to finish (`--no-wait` skips, `--wait-timeout` bounds it),
@@ -41,9 +43,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-
-if __package__ in (None, ""):  # run as `python scripts/functions.py`: make `lambdas` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lambdas.functions.names import FUNCTION_NAME_PATTERN, LIVE_ALIAS, ORG_PATTERN  # standard library only
 
@@ -1484,7 +1483,6 @@ class _Commands:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="functions.py",
         description="Deploy, version, promote and invoke your organization's Python functions.",
         parents=[_common(top=True)],
     )

@@ -4,6 +4,8 @@
     python scripts/functions_keys.py --env dev list [--org acme]
     python scripts/functions_keys.py --env dev revoke KEY_ID
 
+`functions-keys ARGS` is the same command (installed into .venv/bin by `make setup`).
+
 The functions table is found from the `Functions-{env}` stack's `FunctionsTableName` output
 (CloudFormation), or given with `--table NAME`. A key belongs to one organization and has one role
 (`invoker` reads and invokes, `developer` also writes, `admin` also moves `live` and rolls back);
@@ -18,12 +20,7 @@ import argparse
 import shlex
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as `python scripts/functions_keys.py`: make `lambdas` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 from lambdas.functions.keys import ROLES, KeyStore
 from lambdas.functions.names import FUNCTION_ID_PATTERN, ORG_PATTERN, OUTPUT_API_URL, OUTPUT_TABLE, STACK_BASE

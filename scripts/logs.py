@@ -1,6 +1,7 @@
 """Tail a deployed function's CloudWatch logs, one readable line per event.
 
     python scripts/logs.py --env dev qr-upload-http-api [--follow] [--since 10m] [--filter TEXT]
+    platform-logs ...    # the same command, installed into .venv/bin by `make setup`
 
 NAME is a function's short name (`qr-upload-http-api`), its full name (`qr-upload-http-api-dev`)
 or a unique part of it; it is resolved from the environment's deployed stacks (CloudFormation), so
@@ -19,11 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as `python scripts/logs.py`: make `lambdas` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError

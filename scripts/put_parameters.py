@@ -2,6 +2,7 @@
 
     python scripts/put_parameters.py --env dev            # values from the environment, else prompts
     python scripts/put_parameters.py --env dev --check    # which are set (never the values)
+    collections-parameters ...                            # the same command, installed by `make setup`
 
 Names: `{parameter_prefix}/collections/{NAME}` for NAME in ANTHROPIC_API_KEY, VOYAGE_API_KEY
 (needed in prod; dev falls back to the offline local providers without them) and the optional

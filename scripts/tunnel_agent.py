@@ -1,13 +1,16 @@
 """The tunnel agent's documented command, kept working: `python scripts/tunnel_agent.py ARGS` is
-`python -m tunnel_agent ARGS` (the agent lives in the `tunnel_agent` package)."""
+`tunnel-agent ARGS` and `python -m tunnel_agent ARGS` (the agent lives in the `tunnel_agent`
+package, importable from anywhere once `make setup` has installed the project)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a file: the repository root, not scripts/, must come first
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# Run as a file, Python puts this file's directory first on sys.path, where this very file would be
+# found as `tunnel_agent` instead of the package: drop that entry (what `python -P` does), add none.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 
 from tunnel_agent.agent import main
 

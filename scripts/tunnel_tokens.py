@@ -4,6 +4,8 @@
     python scripts/tunnel_tokens.py --env dev list
     python scripts/tunnel_tokens.py --env dev revoke TOKEN_ID
 
+`tunnel-tokens ARGS` is the same command (installed into .venv/bin by `make setup`).
+
 The tables and the WebSocket URL are found from the `Tunnel-{env}` stack's outputs (CloudFormation;
 the local runtime publishes its outputs to its own CloudFormation, so with the AWS_ENDPOINT_URL
 `make local` prints no flag is needed there either), or given with `--table NAME` (and, for
@@ -21,12 +23,7 @@ import re
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # run as `python scripts/tunnel_tokens.py`: make `lambdas` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 
 from lambdas.common.aws import client
 from lambdas.tunnel import names
