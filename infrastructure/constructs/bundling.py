@@ -34,7 +34,7 @@ LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 PYTHON_VERSION = "3.12"
 # Bump when the bundling procedure itself changes, so every asset is rebuilt once.
-BUNDLING_VERSION = "2"
+BUNDLING_VERSION = "3"
 # Provided by the Lambda runtime; never shipped.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.md")
@@ -51,21 +51,15 @@ ASSET_BUDGETS_MB: dict[str, float] = {
     "functions": 30,  # request/response (functions API), and the deployer/recorder/batch/authorizer
     "image_processor": 100,  # asynchronous: Pillow, pi-heif, psycopg
     "analyzer": 100,  # asynchronous: anthropic, openai, langsmith SDKs, Pillow, psycopg
-    # Asynchronous, and over the 100 MB goal: the pipeline keeps the voyageai SDK, which cannot load
-    # without numpy, whose aarch64 wheel carries OpenBLAS (55 MB together); the smallest install that
-    # runs its embeddings call is about 113 MB (EXACT_REQUIREMENTS). Search embeds without the SDK.
-    "embedder": 115,
+    # Asynchronous; search's packages. It embeds with lambdas/collections/voyage_http.py, not the
+    # voyageai SDK, which cannot load without numpy and its OpenBLAS (113 MB at the smallest).
+    "embedder": 30,
     "migrations": 100,  # deploy-time trigger: psycopg
 }
 # Native modules no function loads, as globs inside the asset. Pillow imports each only for its
 # feature (AVIF files, drawing text with FreeType, Tk) and reports the feature missing without it;
 # no function accepts AVIF (lambdas/common/image_types.py), draws text or has a display.
-# numpy's own test suites (about 7 MB) are never imported outside them.
-PRUNED = ("PIL/_avif.*.so", "PIL/_imagingft.*.so", "PIL/_imagingtk.*.so", "numpy/tests", "numpy/*/tests")
-# Groups whose requirements.txt lists every package to install, dependencies included, installed
-# with --no-deps (lambdas/common's still get theirs): the voyageai SDK declares dependencies its
-# embeddings call never loads (tokenizers, huggingface's hf-xet, langsmith with zstandard).
-EXACT_REQUIREMENTS = frozenset({"embedder"})
+PRUNED = ("PIL/_avif.*.so", "PIL/_imagingft.*.so", "PIL/_imagingtk.*.so")
 
 
 # Packages beside lambdas/common that only some groups use, and those groups: bundled into (and
@@ -117,9 +111,7 @@ def _missing_package(pip_output: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _pip_install(
-    function_name: str, requirements: list[Path], target: Path, lambdas_dir: Path, *, no_deps: bool
-) -> None:
+def _pip_install(function_name: str, requirements: list[Path], target: Path, lambdas_dir: Path) -> None:
     command = [
         sys.executable,
         "-m",
@@ -134,7 +126,6 @@ def _pip_install(
         "--python-version",
         PYTHON_VERSION,
         "--only-binary=:all:",
-        *(["--no-deps"] if no_deps else []),
         "--target",
         str(target),
     ]
@@ -156,12 +147,7 @@ def install_requirements(function_name: str, group: str, target: Path, lambdas_d
     requirements = requirement_files(group, lambdas_dir)
     if not requirements:
         return
-    exact = [r for r in requirements if group in EXACT_REQUIREMENTS and r.parent.name == group]
-    if exact:
-        _pip_install(function_name, [r for r in requirements if r not in exact], target, lambdas_dir, no_deps=False)
-        _pip_install(function_name, exact, target, lambdas_dir, no_deps=True)
-    else:
-        _pip_install(function_name, requirements, target, lambdas_dir, no_deps=False)
+    _pip_install(function_name, requirements, target, lambdas_dir)
     for name in RUNTIME_PROVIDED:
         for path in list(target.glob(name)) + list(target.glob(f"{name}-*.dist-info")):
             shutil.rmtree(path)

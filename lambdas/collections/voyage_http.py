@@ -1,13 +1,13 @@
-"""A small client for Voyage's embeddings HTTP API, for search's latency-critical query path.
+"""A small client for Voyage's embeddings HTTP API, for the embedder (documents) and search (queries).
 
 The voyageai SDK imports numpy, tokenizers, langchain's text splitters, aiohttp, requests and
-Pillow: most of a second before the first search after a cold start can answer, and most of a
-150 MB asset. Embedding one query is one POST. This client sends what the SDK's `Client.embed`
-sends (`POST {base}/embeddings`, `truncation: true`, `encoding_format: "base64"`) and decodes the
-same little-endian float32 values, so a query embedded here and the documents the embedder stored
-through the SDK are in the same space; tests hold both against one stand-in server.
+Pillow: most of a second before the first search after a cold start can answer, and about 90 MB
+of asset. Embedding is one POST. This client sends what the SDK's `Client.embed` sends
+(`POST {base}/embeddings`, `truncation: true`, `encoding_format: "base64"`) and decodes the same
+little-endian float32 values; tests hold it to the SDK's request, vectors and error classes
+against one stand-in server, so vectors stored before the SDK was dropped stay comparable.
 
-One connection per container is kept open (warm searches skip the TLS handshake); a request that
+One connection per container is kept open (warm calls skip the TLS handshake); a request that
 finds it closed by the server is sent once more on a new one (embedding is idempotent).
 """
 

@@ -105,7 +105,7 @@ def search() -> Response:
     if not _LIMIT.fullmatch(raw_limit) or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise BadRequestError(f"limit must be an integer from 1 to {MAX_LIMIT}")
     user_id = _user_id()
-    embedder = embeddings.query_embedder()
+    embedder = embeddings.embedder()
     try:
         [vector] = embedder.embed([q], "query")
     except RetryableError as exc:

@@ -1,4 +1,4 @@
-"""EmbedderLambda: Voyage through its real SDK against a local server, and the local provider."""
+"""EmbedderLambda: Voyage through the platform's client against a local server, and the local provider."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from fake_apis import EMBEDDINGS, voyage_embeddings
 from lambdas.analyzer import handler as analyzer
 from lambdas.collections.embeddings import hash_embed
 from lambdas.collections.pipeline import RetryableError
+from lambdas.collections.voyage_http import VoyageRequestError
 from lambdas.embedder import handler as embedder
 from lambdas.embedder.store import current_analysis, upsert_embedding
 from lambdas.embedder.text import document_text, text_sha256
@@ -81,12 +82,10 @@ def test_retryable_voyage_errors_raise(aws_env, db, context, fake_apis, status, 
 
 
 def test_bad_request_is_not_retryable(aws_env, db, context, fake_apis) -> None:
-    from voyageai import error
-
     event = analysis_complete(aws_env, context)
     put_parameter("VOYAGE_API_KEY", "pa-test-key")
     fake_apis.queue(EMBEDDINGS, (400, {"detail": "bad input"}, {}))
-    with pytest.raises(error.InvalidRequestError):
+    with pytest.raises(VoyageRequestError):
         embedder.handler(event, context)
     assert stored(db) == []
 

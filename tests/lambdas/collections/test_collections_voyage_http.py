@@ -1,10 +1,12 @@
-"""Search's small Voyage client against the voyageai SDK the embedder uses: one stand-in server,
-the same recorded responses (base64 float32, as the API answers the SDK's default request), the same
-vectors and the same request."""
+"""The platform's small Voyage client against the voyageai SDK: one stand-in server, the same
+recorded responses (base64 float32, as the API answers the SDK's default request), the same vectors,
+the same request and the same retryable/non-retryable split. The SDK is the reference here only (it
+is a dev requirement, not bundled: lambdas/collections/embeddings.py says why)."""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -14,7 +16,6 @@ from conftest import load_event, put_parameter
 from fake_apis import EMBEDDINGS
 
 from lambdas.collections import embeddings
-from lambdas.collections.embeddings import Embedder, VoyageEmbedder
 from lambdas.collections.pipeline import RetryableError
 from lambdas.collections.voyage_http import VoyageHttpEmbedder, VoyageRequestError
 
@@ -29,13 +30,30 @@ RECORDED = {
 }
 
 
-def _clients() -> tuple[Embedder, Embedder]:
-    """Both built from the functions' own configuration: the key from SSM, VOYAGE_BASE_URL at the
-    stand-in (the fake_apis fixture), the model and dimensions from the environment's defaults."""
+class SdkReference:
+    """voyageai's `Client.embed`, called as the embedder called it while it bundled the SDK."""
+
+    def __init__(self, small: VoyageHttpEmbedder) -> None:
+        import voyageai
+
+        self._client = voyageai.Client(api_key=KEY, max_retries=0, base_url=os.environ["VOYAGE_BASE_URL"])
+        self._model, self._dimensions = small.model, small.dimensions
+
+    def embed(self, texts: list[str], input_type: str) -> list[list[float]]:
+        result: Any = self._client.embed(
+            texts, model=self._model, input_type=input_type, output_dimension=self._dimensions
+        )
+        return [list(map(float, v)) for v in result.embeddings]
+
+
+def _clients() -> tuple[SdkReference, VoyageHttpEmbedder]:
+    """The platform's client built from the functions' own configuration (the key from SSM,
+    VOYAGE_BASE_URL at the stand-in of the fake_apis fixture, the model and dimensions from the
+    environment's defaults), and the SDK aimed at the same server with the same model."""
     put_parameter("VOYAGE_API_KEY", KEY)
-    sdk, small = embeddings.embedder(), embeddings.query_embedder()
-    assert isinstance(sdk, VoyageEmbedder) and isinstance(small, VoyageHttpEmbedder)
-    return sdk, small
+    small = embeddings.embedder()
+    assert isinstance(small, VoyageHttpEmbedder)
+    return SdkReference(small), small
 
 
 @pytest.mark.parametrize("input_type", ["query", "document"])
@@ -45,7 +63,7 @@ def test_same_vectors_and_same_request_as_the_sdk(aws_env, fake_apis, input_type
     fake_apis.queue(EMBEDDINGS, (200, recorded, {}), (200, recorded, {}))
     sdk, small = _clients()
 
-    from_sdk = sdk.embed(texts, input_type)  # type: ignore[arg-type]
+    from_sdk = sdk.embed(texts, input_type)
     from_small = small.embed(texts, input_type)
 
     assert from_small == from_sdk
@@ -79,12 +97,13 @@ def test_errors_are_classified_like_the_sdk(aws_env, fake_apis, status: int, ret
     expected = RetryableError if retryable else VoyageRequestError
     with pytest.raises(expected, match=str(status)):
         small.embed(["q"], "query")
-    sdk_raised: Exception | None = None
-    try:
+    from voyageai import error
+
+    with pytest.raises(error.VoyageError) as sdk_raised:
         sdk.embed(["q"], "query")
-    except Exception as exc:  # the SDK's own class for the non-retryable ones
-        sdk_raised = exc
-    assert sdk_raised is not None and isinstance(sdk_raised, RetryableError) == retryable
+    # The SDK's classes for what is worth retrying later (its own retry loop retries these).
+    sdk_retryable = (error.RateLimitError, error.ServiceUnavailableError, error.ServerError, error.TryAgain)
+    assert isinstance(sdk_raised.value, sdk_retryable) == retryable, type(sdk_raised.value)
 
 
 @pytest.mark.parametrize(
