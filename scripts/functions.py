@@ -548,26 +548,38 @@ def upload_code(ctx: Context, fid: str, data: bytes) -> str:
     return str(grant["upload_id"])
 
 
+def settle(
+    ctx: Context, item: dict[str, Any], pending: str, path: str, label: str, what: str, action: str
+) -> tuple[dict[str, Any], float | None]:
+    """Wait while `item` (a function, version or alias) is `pending` unless --no-wait, print it
+    for --json, and raise if it ended `failed`; (item as it ended, seconds waited or None).
+
+    `label` names it on the progress line, `what` in the timeout error, `action` in the failure."""
+    elapsed = None
+    if item.get("status") == pending and not ctx.args.no_wait:
+        item, elapsed = wait_for(
+            item,
+            lambda: ctx.client.request("GET", path),
+            (pending,),
+            Progress(label, ctx.err),
+            ctx.args.wait_timeout,
+            ctx.args.poll_interval,
+            what,
+        )
+    if ctx.args.json:
+        ctx.json(item)
+    if item.get("status") == "failed":
+        raise CliError(f"{action} failed: {item.get('error') or 'no details'}")
+    return item, elapsed
+
+
 def finish_deploy(ctx: Context, fn: dict[str, Any]) -> int:
     """Wait for a function's deployment (unless --no-wait) and report how it ended."""
     name = fn.get("name") or ctx.args.name
-    took = ""
-    if fn.get("status") == "deploying" and not ctx.args.no_wait:
-        fn, elapsed = wait_for(
-            fn,
-            lambda: ctx.client.request("GET", ctx.client.path("functions", fn["id"])),
-            ("deploying",),
-            Progress(name, ctx.err),
-            ctx.args.wait_timeout,
-            ctx.args.poll_interval,
-            f"{name}: deployment",
-        )
-        took = f" in {elapsed:.0f}s"
-    if ctx.args.json:
-        ctx.json(fn)
+    path = ctx.client.path("functions", fn.get("id") or name)  # the API takes a function's id or name
+    fn, elapsed = settle(ctx, fn, "deploying", path, name, f"{name}: deployment", f"{name}: deployment")
+    took = "" if elapsed is None else f" in {elapsed:.0f}s"
     status = fn.get("status")
-    if status == "failed":
-        raise CliError(f"{name}: deployment failed: {fn.get('error') or 'no details'}")
     if ctx.args.json:
         return 0
     if status == "deployed":
@@ -688,21 +700,10 @@ def cmd_publish(ctx: Context) -> int:
     body = {} if ctx.args.description is None else {"description": ctx.args.description}
     version = ctx.client.request("POST", ctx.function_path("versions"), body)
     n = version.get("version")
-    if version.get("status") == "publishing" and not ctx.args.no_wait:
-        version, _ = wait_for(
-            version,
-            lambda: ctx.client.request("GET", ctx.function_path("versions", n)),
-            ("publishing",),
-            Progress(f"{ctx.args.name} version {n}", ctx.err),
-            ctx.args.wait_timeout,
-            ctx.args.poll_interval,
-            f"{ctx.args.name} version {n}",
-        )
-    if ctx.args.json:
-        ctx.json(version)
+    label = f"{ctx.args.name} version {n}"
+    path = ctx.function_path("versions", n)
+    version, _ = settle(ctx, version, "publishing", path, label, label, f"{ctx.args.name}: publishing version {n}")
     status = version.get("status")
-    if status == "failed":
-        raise CliError(f"{ctx.args.name}: publishing version {n} failed: {version.get('error') or 'no details'}")
     if not ctx.args.json:
         unchanged = " (unchanged: code and configuration are those of this version)" if version.get("unchanged") else ""
         ctx.print(
@@ -740,20 +741,9 @@ def cmd_versions(ctx: Context) -> int:
 
 
 def _finish_alias(ctx: Context, alias: dict[str, Any], done: str) -> int:
-    if alias.get("status") == "updating" and not ctx.args.no_wait:
-        alias, _ = wait_for(
-            alias,
-            lambda: ctx.client.request("GET", ctx.function_path("aliases", LIVE_ALIAS)),
-            ("updating",),
-            Progress(f"{ctx.args.name} {LIVE_ALIAS}", ctx.err),
-            ctx.args.wait_timeout,
-            ctx.args.poll_interval,
-            f"{ctx.args.name} {LIVE_ALIAS}",
-        )
-    if ctx.args.json:
-        ctx.json(alias)
-    if alias.get("status") == "failed":
-        raise CliError(f"{ctx.args.name}: moving {LIVE_ALIAS} failed: {alias.get('error') or 'no details'}")
+    label = f"{ctx.args.name} {LIVE_ALIAS}"
+    path = ctx.function_path("aliases", LIVE_ALIAS)
+    alias, _ = settle(ctx, alias, "updating", path, label, label, f"{ctx.args.name}: moving {LIVE_ALIAS}")
     if not ctx.args.json:
         ctx.print(f"{ctx.args.name}: {done}; {LIVE_ALIAS} -> version {_live(alias)}")
     return 0
