@@ -1,4 +1,5 @@
-"""The QR-upload system under the local runtime, and a headless Debian chromium."""
+"""The QR-upload system under the local runtime, a headless Debian chromium, and the local app the
+tunnel tests put behind their tunnels."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from scripts.local import ports
 from scripts.local.runtime import LocalRuntime
+from tests.lambdas.tunnel.agent_peers import LocalApp
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -47,3 +49,10 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[LocalApp]:
+    local = LocalApp()
+    yield local
+    local.close()

@@ -22,9 +22,16 @@ import requests
 
 from scripts.local.ports import free_port_base as free_ports
 from scripts.local.runtime import LocalRuntime
-from scripts.local.synth import TUNNEL_ONLY_APP
-from tests.e2e.conftest import free_port_base
-from tests.e2e.test_tunnel_local import ROOT, AgentProcess, call, new_token
+from tests.e2e.tunnel_support import (
+    ROOT,
+    AgentProcess,
+    aws_env,
+    call,
+    new_token,
+    running_agent,
+    token_in,
+    tunnel_runtime,
+)
 from tests.lambdas.tunnel.agent_peers import LocalApp, sized_bytes
 
 pytestmark = pytest.mark.slow
@@ -36,34 +43,12 @@ FORWARD_TIMEOUT_MS = 4000
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(
-        "dev",
-        port_base=free_port_base(),
-        app=TUNNEL_ONLY_APP,
-        set_env={
-            "tunnel-forward-dev": {
-                "MAX_RESPONSE_BYTES": str(MAX_RESPONSE_BYTES),
-                "REQUEST_TIMEOUT_MS": str(FORWARD_TIMEOUT_MS),
-            }
-        },
-    ).start()
-    yield rt
-    rt.stop()
-
-
-@pytest.fixture(scope="module")
-def app() -> Iterator[LocalApp]:
-    local = LocalApp()
-    yield local
-    local.close()
+    yield from tunnel_runtime(MAX_RESPONSE_BYTES=str(MAX_RESPONSE_BYTES), REQUEST_TIMEOUT_MS=str(FORWARD_TIMEOUT_MS))
 
 
 @pytest.fixture(scope="module")
 def agent(runtime: LocalRuntime, app: LocalApp) -> Iterator[AgentProcess]:
-    running = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "e2eagent")
-    running.wait_url()
-    yield running
-    running.stop()
+    yield from running_agent(runtime, app, "e2eagent")
 
 
 # --- large responses: a presigned POST bounded by the max response size --------------------------
@@ -231,19 +216,26 @@ def _wait_for_app(app: LocalApp, seen: int) -> None:
         time.sleep(0.01)
 
 
+def _interrupt_mid_request(agent: AgentProcess, app: LocalApp, delay: float) -> tuple[str, float, dict[str, Any]]:
+    """Ctrl-C to the agent while the app holds a request for `delay` seconds: what the agent
+    printed, how long it took to exit, and the request's reply (once the request is over)."""
+    url = agent.wait_url()
+    result: dict[str, Any] = {}
+    seen = len(app.received)
+    thread = _slow_call(url, delay, result)
+    _wait_for_app(app, seen)
+    interrupted = time.monotonic()
+    agent.proc.send_signal(signal.SIGINT)
+    out, _ = agent.proc.communicate(timeout=15)
+    exited = time.monotonic() - interrupted
+    thread.join(15)
+    return out, exited, result
+
+
 def test_ctrl_c_lets_a_request_in_flight_finish_then_exits(runtime, app) -> None:
     agent = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "e2edrain")
     try:
-        url = agent.wait_url()
-        result: dict[str, Any] = {}
-        seen = len(app.received)
-        thread = _slow_call(url, 2.0, result)
-        _wait_for_app(app, seen)
-        interrupted = time.monotonic()
-        agent.proc.send_signal(signal.SIGINT)
-        out, _ = agent.proc.communicate(timeout=15)
-        exited = time.monotonic() - interrupted
-        thread.join(15)
+        out, exited, result = _interrupt_mid_request(agent, app, 2.0)
         assert result["reply"].status == 200 and result["reply"].data == b"slow"
         assert agent.proc.returncode == 0
         assert 1.0 < exited < 5.0, exited  # waited for the request (and its answer to land), not for the bound
@@ -256,17 +248,9 @@ def test_ctrl_c_lets_a_request_in_flight_finish_then_exits(runtime, app) -> None
 def test_ctrl_c_waits_no_longer_than_the_bound(runtime, app) -> None:
     agent = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "e2ebound", "--stop-timeout", "1")
     try:
-        url = agent.wait_url()
-        result: dict[str, Any] = {}
-        seen = len(app.received)
-        thread = _slow_call(url, 3.5, result)
-        _wait_for_app(app, seen)
-        interrupted = time.monotonic()
-        agent.proc.send_signal(signal.SIGINT)
-        out, _ = agent.proc.communicate(timeout=15)
-        assert time.monotonic() - interrupted < 2.5
+        out, exited, result = _interrupt_mid_request(agent, app, 3.5)
+        assert exited < 2.5
         assert "1 request still in flight: closing without them" in out
-        thread.join(15)
         assert result["reply"].status == 502  # the agent went away with it: an answer, not a hang
     finally:
         agent.stop()
@@ -376,23 +360,16 @@ def test_a_busy_inspector_port_moves_to_the_next_one_and_says_so(runtime, app) -
 
 def _tokens_cli(runtime: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
     """As `make local` says to: its AWS environment, no table or URL flags."""
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": runtime.moto_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": runtime.region,
-    }
     return subprocess.run(
         [".venv/bin/python", "scripts/tunnel_tokens.py", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT, env=aws_env(runtime.moto_url, runtime.region, "testing"), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
 def test_tunnel_tokens_finds_the_local_tables_from_the_stack_outputs(runtime, app, tmp_path) -> None:
     created = _tokens_cli(runtime, "create", "--label", "no-table-flag")
     assert created.returncode == 0, created.stderr
-    token = next(line.split()[-1] for line in created.stdout.splitlines() if line.startswith("token:"))
+    token = token_in(created.stdout)
     login = next(line.strip() for line in created.stdout.splitlines() if " login --url " in line)
     assert login == (
         f".venv/bin/python scripts/tunnel_agent.py login --url {runtime.outputs['Tunnel-dev']['WebSocketUrl']} "

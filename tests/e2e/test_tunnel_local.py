@@ -3,7 +3,6 @@ WebSockets through the Tunnel stack's four handlers (moto behind them)."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
@@ -12,20 +11,27 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from email.message import Message
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
 from scripts.local.runtime import LocalRuntime
-from scripts.local.synth import TUNNEL_ONLY_APP
 from tests.e2e.conftest import free_port_base
+from tests.e2e.tunnel_support import (
+    ROOT,
+    AgentProcess,
+    Reply,
+    call,
+    new_token,
+    running_agent,
+    token_cli,
+    token_in,
+    tokens,
+    tunnel_runtime,
+)
 from tests.lambdas.tunnel.agent_peers import LocalApp
 
-ROOT = Path(__file__).resolve().parents[2]
 FORWARD_TIMEOUT_MS = 4000
 
 pytestmark = pytest.mark.slow
@@ -33,113 +39,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(
-        "dev",
-        port_base=free_port_base(),
-        app=TUNNEL_ONLY_APP,
-        set_env={"tunnel-forward-dev": {"REQUEST_TIMEOUT_MS": str(FORWARD_TIMEOUT_MS)}},
-    ).start()
-    yield rt
-    rt.stop()
-
-
-@pytest.fixture(scope="module")
-def app() -> Iterator[LocalApp]:
-    local = LocalApp()
-    yield local
-    local.close()
-
-
-def _tokens(runtime: LocalRuntime, *args: str) -> str:
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": runtime.moto_url,
-        "AWS_DEFAULT_REGION": runtime.region,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
-    table = runtime.outputs["Tunnel-dev"]["TokensTableName"]
-    result = subprocess.run(
-        [sys.executable, "scripts/tunnel_tokens.py", "--table", table, *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return result.stdout
-
-
-def new_token(runtime: LocalRuntime) -> str:
-    out = _tokens(runtime, "create", "--label", "e2e")
-    return next(line.split()[-1] for line in out.splitlines() if line.startswith("token:"))
-
-
-class AgentProcess:
-    def __init__(self, runtime: LocalRuntime | None, token: str, port: int, *extra: str, url: str = "") -> None:
-        self.port = port
-        url = url or (runtime.outputs["Tunnel-dev"]["WebSocketUrl"] if runtime else "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "scripts/tunnel_agent.py", "--url", url,
-             "--token", token, "--port", str(port), *extra,
-             *(() if "--inspect-port" in extra else ("--no-inspect",))],  # 4040 is for people
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
-        self.lines: list[str] = []
-        self.public_url = ""
-
-    def wait_url(self, timeout: float = 20) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            self.lines.append(line)
-            if line.startswith("Forwarding "):
-                self.public_url = line.split()[1]
-                return self.public_url
-        raise AssertionError(f"no public URL; stderr: {self.proc.stderr.read() if self.proc.stderr else ''}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    yield from tunnel_runtime(REQUEST_TIMEOUT_MS=str(FORWARD_TIMEOUT_MS))
 
 
 @pytest.fixture(scope="module")
 def agent(runtime: LocalRuntime, app: LocalApp) -> Iterator[AgentProcess]:
-    running = AgentProcess(runtime, new_token(runtime), app.port, "--subdomain", "e2edemo")
-    running.wait_url()
-    yield running
-    running.stop()
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    data: bytes
-
-
-def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
-    """One request with http.client: no redirect following, no decompression. `NAME.localhost`
-    goes to loopback with its Host header, as browsers and curl do (Python's resolver may not)."""
-    parts = urlsplit(url)
-    hostname = parts.hostname or "127.0.0.1"
-    headers = dict(headers or {})
-    if hostname.endswith(".localhost"):
-        headers.setdefault("Host", parts.netloc)
-        hostname = "127.0.0.1"
-    conn = http.client.HTTPConnection(hostname, parts.port, timeout=30)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    try:
-        conn.request(method, target, body=body, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
+    yield from running_agent(runtime, app, "e2edemo")
 
 
 def test_public_url_is_the_tunnels_own_localhost_host(runtime, agent) -> None:
@@ -359,18 +264,7 @@ def _create_token_against(outputs: dict[str, str]) -> str:
     from scripts.local.runtime import MOTO_OFFSET
 
     port = int(urlsplit(outputs["HttpApiUrl"]).port or 0) + MOTO_OFFSET
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-    }
-    result = subprocess.run(
-        [sys.executable, "scripts/tunnel_tokens.py", "--table", outputs["TokensTableName"], "create"],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=60,
-    )  # fmt: skip
-    return next(line.split()[-1] for line in result.stdout.splitlines() if line.startswith("token:"))
+    return token_in(token_cli(f"http://127.0.0.1:{port}", "us-east-1", outputs["TokensTableName"], "create"))
 
 
 def test_app_answering_a_big_upload_early_gets_its_own_answer_back(agent, app) -> None:
@@ -470,7 +364,7 @@ def test_revoking_a_token_closes_its_open_connection(runtime, app) -> None:
     try:
         url = running.wait_url()
         assert call(f"{url}/echo", "POST", b"up").status == 201
-        out = _tokens(
+        out = tokens(
             runtime, "revoke", token.split(".")[0],
             "--connections-table", outputs["ConnectionsTableName"], "--websocket-url", outputs["WebSocketUrl"],
         )  # fmt: skip
@@ -484,8 +378,8 @@ def test_revoking_a_token_closes_its_open_connection(runtime, app) -> None:
 
 
 def test_an_expired_token_is_refused(runtime, app) -> None:
-    out = _tokens(runtime, "create", "--label", "short", "--expires-in", "1s")
-    token = next(line.split()[-1] for line in out.splitlines() if line.startswith("token:"))
+    out = tokens(runtime, "create", "--label", "short", "--expires-in", "1s")
+    token = token_in(out)
     assert any(line.startswith("expires:") for line in out.splitlines())
     time.sleep(1.2)
     running = AgentProcess(runtime, token, app.port, "--subdomain", "e2eexpired")
@@ -494,5 +388,5 @@ def test_an_expired_token_is_refused(runtime, app) -> None:
         assert running.proc.stderr is not None and "rejected the token" in running.proc.stderr.read()
     finally:
         running.stop()
-    listed = _tokens(runtime, "list")
+    listed = tokens(runtime, "list")
     assert "EXPIRES" in listed.splitlines()[0]
