@@ -16,6 +16,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from lambdas.common import aws
 
@@ -103,25 +104,32 @@ class FakeManagementApi:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
+            def _json(self, status: int, body: bytes, *extra: tuple[str, str]) -> None:
+                self.send_response(status)
+                for name, value in extra:
+                    self.send_header(name, value)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _gone(self) -> None:
+                self._json(410, b'{"message":"Gone"}', ("x-amzn-ErrorType", "GoneException"))
+
+            def _connection_id(self) -> str | None:
                 match = re.match(r"^/[^/]+/@connections/([^/?]+)$", self.path)
+                return unquote(match.group(1)) if match else None
+
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", "0"))
                 data = self.rfile.read(length)
-                if not match:
+                connection_id = self._connection_id()
+                if connection_id is None:
                     self.send_response(404)
                     self.end_headers()
                     return
-                from urllib.parse import unquote
-
-                connection_id = unquote(match.group(1))
                 if connection_id in api.gone:
-                    body = b'{"message":"Gone"}'
-                    self.send_response(410)
-                    self.send_header("x-amzn-ErrorType", "GoneException")
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    self._gone()
                     return
                 api.posts.append((connection_id, data))
                 self.send_response(200)
@@ -133,29 +141,15 @@ class FakeManagementApi:
                     thread.start()
 
             def _lookup(self) -> str | None:
-                from urllib.parse import unquote
-
-                match = re.match(r"^/[^/]+/@connections/([^/?]+)$", self.path)
-                connection_id = unquote(match.group(1)) if match else ""
-                if not match or connection_id in api.gone:
-                    body = b'{"message":"Gone"}'
-                    self.send_response(410)
-                    self.send_header("x-amzn-ErrorType", "GoneException")
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                connection_id = self._connection_id()
+                if connection_id is None or connection_id in api.gone:
+                    self._gone()
                     return None
                 return connection_id
 
             def do_GET(self) -> None:  # GetConnection
                 if self._lookup() is not None:
-                    body = b'{"connectedAt":"2026-01-01T00:00:00.000Z","identity":{"sourceIp":"127.0.0.1"}}'
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
+                    self._json(200, b'{"connectedAt":"2026-01-01T00:00:00.000Z","identity":{"sourceIp":"127.0.0.1"}}')
 
             def do_DELETE(self) -> None:  # DeleteConnection: the connection is gone afterwards
                 connection_id = self._lookup()
