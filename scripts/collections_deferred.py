@@ -12,12 +12,17 @@ again (the analyzer analyzes it within the user's budget or defers it again).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
 
+from scripts.operator_cli import OneLineParser, OperatorError, print_or_fail
+
 FUNCTION = "collections-{env}-DeferredAnalysesLambda"
+
+
+class RequeueFailed(OperatorError):
+    """The function ran and answered with an error."""
 
 
 def requeue(env: str, *, endpoint_url: str | None = None, limit: int | None = None) -> dict[str, Any]:
@@ -29,21 +34,22 @@ def requeue(env: str, *, endpoint_url: str | None = None, limit: int | None = No
     )
     body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError"):
-        raise RuntimeError(f"{FUNCTION.format(env=env)} failed: {body}")
+        raise RequeueFailed(f"{FUNCTION.format(env=env)} failed: {body}")
     return dict(body)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="environment name (dev, prod)")
     parser.add_argument("--endpoint-url", help="Lambda API endpoint (the local runtime's lambda_url)")
     parser.add_argument("--limit", type=int, help="requeue at most this many (default 1000)")
     args = parser.parse_args(argv)
-    result = requeue(args.env, endpoint_url=args.endpoint_url, limit=args.limit)
-    print(f"requeued {result['requeued']} deferred item(s)")
-    for item_id in result.get("item_ids", []):
-        print(f"  {item_id}")
-    return 0
+
+    def run() -> list[str]:
+        result = requeue(args.env, endpoint_url=args.endpoint_url, limit=args.limit)
+        return [f"requeued {result['requeued']} deferred item(s)", *(f"  {i}" for i in result.get("item_ids", []))]
+
+    return print_or_fail(run, (RequeueFailed,))
 
 
 if __name__ == "__main__":

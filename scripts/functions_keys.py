@@ -127,13 +127,10 @@ def run(args: argparse.Namespace) -> list[str]:
     ]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, not usage + message
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = _Parser(description="Create, list and revoke organization API keys of the Functions API.")
+    parser = operator_cli.OneLineParser(
+        description="Create, list and revoke organization API keys of the Functions API."
+    )
     parser.add_argument("--env", default="dev", help="environment whose Functions stack to use (default dev)")
     parser.add_argument("--table", help="functions table name (skips the CloudFormation look-up)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -26,6 +26,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lambdas.functions.names import user_function_prefix
+from scripts.operator_cli import OneLineParser
 from scripts.powertools_log import json_object, render_record
 
 _SINCE = re.compile(r"^(\d+)([smhd])$")
@@ -112,7 +113,7 @@ def events(logs: Any, group: str, start_ms: int, pattern: str | None, follow: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = OneLineParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("name", help="function short name, full name, or a unique part of it")
     parser.add_argument("--env", default="dev")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events")

@@ -12,7 +12,6 @@ name, otherwise from a hidden prompt (empty skips it). Values are never printed 
 
 from __future__ import annotations
 
-import argparse
 import getpass
 import os
 import sys
@@ -20,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 from lambdas.collections.names import ANTHROPIC_API_KEY, PARAMETER_NAMES, VOYAGE_API_KEY
 from lambdas.common.aws import client
+from scripts.operator_cli import OneLineParser, one_line_errors
 
 REQUIRED = (ANTHROPIC_API_KEY, VOYAGE_API_KEY)
 
@@ -58,9 +58,7 @@ def put(prefix: str, names: Sequence[str], prompt: Callable[[str], str], interac
 
 
 def main(argv: Sequence[str] | None = None, prompt: Callable[[str], str] = getpass.getpass) -> int:
-    from infrastructure.config import UnknownEnvironment, get_config
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--check", action="store_true", help="list which parameters are set")
     parser.add_argument("--no-prompt", action="store_true", help="only use environment variables")
@@ -72,19 +70,26 @@ def main(argv: Sequence[str] | None = None, prompt: Callable[[str], str] = getpa
         help=f"subset of {', '.join(PARAMETER_NAMES)}",
     )
     args = parser.parse_args(argv)
+    from infrastructure.config import UnknownEnvironment, get_config  # after --help: it loads the CDK
+
     try:
         prefix = get_config(args.env).parameter_prefix
     except UnknownEnvironment as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.check:
-        status = check(prefix)
-        for name, present in status.items():
-            print(f"{parameter_name(prefix, name)}: {'set' if present else 'missing'}")
-        return 0 if all(status[n] for n in REQUIRED) else 1
-    written = put(prefix, args.names or PARAMETER_NAMES, prompt, interactive=not args.no_prompt and sys.stdin.isatty())
-    print("written: " + (", ".join(written) if written else "nothing"))
-    return 0
+
+    def run() -> int:
+        if args.check:
+            status = check(prefix)
+            for name, present in status.items():
+                print(f"{parameter_name(prefix, name)}: {'set' if present else 'missing'}")
+            return 0 if all(status[n] for n in REQUIRED) else 1
+        interactive = not args.no_prompt and sys.stdin.isatty()
+        written = put(prefix, args.names or PARAMETER_NAMES, prompt, interactive=interactive)
+        print("written: " + (", ".join(written) if written else "nothing"))
+        return 0
+
+    return one_line_errors(run)
 
 
 if __name__ == "__main__":

@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Create, list and revoke tunnel agent tokens.")
+    parser = operator_cli.OneLineParser(description="Create, list and revoke tunnel agent tokens.")
     parser.add_argument("--env", default="dev", help="environment whose Tunnel stack to use (default dev)")
     parser.add_argument("--table", help="tokens table name (skips the CloudFormation look-up)")
     commands = parser.add_subparsers(dest="command", required=True)
