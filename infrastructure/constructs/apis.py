@@ -14,7 +14,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.api_logging import http_access_logs
-from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
+from infrastructure.constructs.nag import acknowledge
 from infrastructure.constructs.python_function import PythonFunction
 
 
@@ -100,15 +100,9 @@ class WebSocketEndpoint(Construct):
 
         Built from pseudo-parameter references so the ARN, and the nag finding acknowledged with it,
         read the same whether or not the stack's account and region are known at synth time."""
-        stage = self.stage.stage_name
         fn.allow(
             ["execute-api:ManageConnections"],
             f"arn:{Aws.PARTITION}:execute-api:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
-            f"{self.api.api_id}/{stage}/POST/@connections/*",
-        )
-        acknowledge_wildcards(
-            fn.role,
-            reason,
-            "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-            f"{ref(self.api, None)}/{stage}/POST/@connections/*",
+            f"{self.api.api_id}/{self.stage.stage_name}/POST/@connections/*",
+            because=reason,
         )

@@ -7,7 +7,10 @@ added later is reported instead of silently covered.
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, CfnElement, Stack, Validations
+import json
+from typing import Any
+
+from aws_cdk import Acknowledgment, Stack, Validations
 from constructs import IConstruct
 
 
@@ -15,12 +18,29 @@ def acknowledge(construct: IConstruct, rule: str, reason: str) -> None:
     Validations.of(construct).acknowledge(Acknowledgment(id=rule, reason=reason))
 
 
-def ref(construct: IConstruct, attribute: str | None = "Arn") -> str:
-    """How cdk-nag writes a reference in a finding: `<LogicalId.Attr>` (GetAtt) or `<LogicalId>` (Ref)."""
-    element = construct if isinstance(construct, CfnElement) else construct.node.default_child
-    assert isinstance(element, CfnElement), f"{construct.node.path} has no CloudFormation resource"
-    logical_id = Stack.of(element).get_logical_id(element)
-    return f"<{logical_id}.{attribute}>" if attribute else f"<{logical_id}>"
+def finding(scope: IConstruct, resource: str) -> str:
+    """How cdk-nag prints `resource` in a finding (its `flattenCfnReference`): a GetAtt as
+    `<LogicalId.Attr>`, a Ref as `<LogicalId>` or `<AWS::Region>`, literal text as it is."""
+    return _flatten(Stack.of(scope).resolve(resource))
+
+
+def _flatten(node: Any) -> str:
+    if isinstance(node, str):
+        return node.replace("${", "<").replace("}", ">")
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return str(delimiter).join(_flatten(item) for item in items)
+        if "Fn::Sub" in node:
+            return _flatten(node["Fn::Sub"])
+        if "Fn::GetAtt" in node:
+            resource, attribute = node["Fn::GetAtt"]
+            return f"<{_flatten(resource)}.{_flatten(attribute)}>"
+        if "Fn::ImportValue" in node:
+            return _flatten(node["Fn::ImportValue"])
+        if "Ref" in node:
+            return f"<{_flatten(node['Ref'])}>"
+    return json.dumps(node, separators=(",", ":"))
 
 
 def acknowledge_wildcards(construct: IConstruct, reason: str, *resources: str) -> None:

@@ -5,7 +5,8 @@ active tracing, Powertools settings, alarms on errors, throttles and duration, a
 invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
 rest: the construct is grantable (`bucket.grant_read(fn)`), and `allow`, `add_to_role_policy` and
-`add_environment` reach its role and function, so stacks need not reach inside.
+`add_environment` reach its role and function, so stacks need not reach inside. `allow` takes the
+reason for a wildcard with the grant and acknowledges each wildcard finding with it.
 
 It takes the whole `EnvConfig` because it reads nine of its environment-wide defaults (name, log
 level and retention, removal policy, memory, timeout, async retries and event age, alarm
@@ -31,7 +32,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.bundling import LAMBDAS_DIR, asset_hash, bundling_options
-from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards
+from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, finding
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
@@ -65,6 +66,8 @@ class PythonFunction(Construct):
         timeout = timeout or Duration.seconds(config.default_timeout_seconds)
 
         self._log_group_and_role(config, function_name)
+        # Wildcard findings acknowledged on the role so far, with their reasons (see `allow`).
+        self._wildcard_reasons: dict[str, str] = {}
         self._failure_queue: sqs.Queue | None = None
         async_options = self._async_options(config, function_name) if asynchronous else {}
         # The Lambda function itself, for what takes an `IFunction` and nothing less: API Gateway
@@ -134,10 +137,8 @@ class PythonFunction(Construct):
         }
 
     def _acknowledge_defaults(self) -> None:
-        acknowledge_wildcards(
-            self.role,
-            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions.",
-            "*",
+        self._acknowledge_wildcard(
+            "*", "X-Ray PutTraceSegments/PutTelemetryRecords support no resource-level permissions."
         )
         acknowledge(
             self.function,
@@ -168,12 +169,34 @@ class PythonFunction(Construct):
     def add_to_role_policy(self, statement: iam.PolicyStatement) -> None:
         self.function.add_to_role_policy(statement)
 
-    def allow(self, actions: Sequence[str], *resources: str, conditions: Mapping[str, Any] | None = None) -> None:
-        """One Allow statement on the function's role; wildcards in `resources` still need their
-        `acknowledge_wildcards` with the reason."""
+    def allow(
+        self,
+        actions: Sequence[str],
+        *resources: str,
+        conditions: Mapping[str, Any] | None = None,
+        because: str | None = None,
+    ) -> None:
+        """One Allow statement on the function's role. Each resource with a wildcard (as cdk-nag
+        prints it) is acknowledged on the role with `because`, one finding at a time; a wildcard
+        without a reason is refused here, before cdk-nag would refuse the synth."""
+        wildcards = [f for f in (finding(self, resource) for resource in resources) if "*" in f]
+        if wildcards and because is None:
+            raise ValueError(f"{self.node.path}: {', '.join(wildcards)} needs a reason (because=...)")
+        for wildcard in wildcards:
+            known = self._wildcard_reasons.get(wildcard, because)
+            if known != because:
+                raise ValueError(f"{self.node.path}: {wildcard} is already acknowledged with another reason: {known!r}")
         self.add_to_role_policy(
             iam.PolicyStatement(actions=list(actions), resources=list(resources), conditions=conditions)
         )
+        for wildcard in wildcards:
+            self._acknowledge_wildcard(wildcard, because or "")
+
+    def _acknowledge_wildcard(self, wildcard: str, reason: str) -> None:
+        """Once per finding (a second grant on the same wildcard gives the same reason, see `allow`)."""
+        if wildcard not in self._wildcard_reasons:
+            self._wildcard_reasons[wildcard] = reason
+            acknowledge_wildcards(self.role, reason, wildcard)
 
     def add_environment(self, key: str, value: str) -> None:
         self.function.add_environment(key, value)

@@ -32,12 +32,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint
-from infrastructure.constructs.nag import (
-    acknowledge,
-    acknowledge_bucket_notifications_handler,
-    acknowledge_wildcards,
-    ref,
-)
+from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.stacks.collections_data import FUNCTIONS_SUBNETS, ISOLATED_FUNCTIONS_SUBNETS, CollectionsDataStack
 from lambdas.collections import names
@@ -302,19 +297,30 @@ class CollectionsComputeStack(Stack):
         self._grant_buckets()
         self.processor.failure_queue.grant_send_messages(self.processor.role)
         self._grant_parameters()
-        self._acknowledge_bucket_wildcards()
 
     def _grant_buckets(self) -> None:
         """Each function its own prefixes: the processor reads uploads and writes both derived
         prefixes, the analyzer reads analysis copies, search reads thumbnails."""
-        self.processor.allow(["s3:GetObject"], self.images.arn_for_objects("*"))
-        self.processor.allow(
-            ["s3:PutObject"],
-            self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"),
-            self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"),
+        thumbnails = self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*")
+        analysis = self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*")
+        processor = (
+            "The processor reads whichever upload arrived (any "
+            f"{{user_id}}/{{filename}}) and writes only {names.THUMBNAILS_PREFIX} and {names.ANALYSIS_PREFIX} "
+            "of the derived bucket."
         )
-        self.analyzer.allow(["s3:GetObject"], self.derived.arn_for_objects(f"{names.ANALYSIS_PREFIX}*"))
-        self.search.allow(["s3:GetObject"], self.derived.arn_for_objects(f"{names.THUMBNAILS_PREFIX}*"))
+        self.processor.allow(["s3:GetObject"], self.images.arn_for_objects("*"), because=processor)
+        self.processor.allow(["s3:PutObject"], thumbnails, analysis, because=processor)
+        self.analyzer.allow(
+            ["s3:GetObject"],
+            analysis,
+            because="The analyzer reads the analysis copy of whichever item its event names, all under "
+            f"{names.ANALYSIS_PREFIX}.",
+        )
+        self.search.allow(
+            ["s3:GetObject"],
+            thumbnails,
+            because=f"Search presigns thumbnail URLs for any item it returns, all under {names.THUMBNAILS_PREFIX}.",
+        )
 
     def _grant_parameters(self) -> None:
         # Exactly the named SecureStrings (scripts/put_parameters.py writes them); the default
@@ -325,29 +331,6 @@ class CollectionsComputeStack(Stack):
         )
         for fn in (self.embedder, self.search):
             fn.allow(["ssm:GetParameter"], *self._parameter_arns(names.VOYAGE_API_KEY))
-
-    def _acknowledge_bucket_wildcards(self) -> None:
-        images, derived = ref(self.images), ref(self.derived)
-        acknowledge_wildcards(
-            self.processor.role,
-            "The processor reads whichever upload arrived (any "
-            f"{{user_id}}/{{filename}}) and writes only {names.THUMBNAILS_PREFIX} and {names.ANALYSIS_PREFIX} "
-            "of the derived bucket.",
-            f"{images}/*",
-            f"{derived}/{names.THUMBNAILS_PREFIX}*",
-            f"{derived}/{names.ANALYSIS_PREFIX}*",
-        )
-        acknowledge_wildcards(
-            self.analyzer.role,
-            "The analyzer reads the analysis copy of whichever item its event names, all under "
-            f"{names.ANALYSIS_PREFIX}.",
-            f"{derived}/{names.ANALYSIS_PREFIX}*",
-        )
-        acknowledge_wildcards(
-            self.search.role,
-            f"Search presigns thumbnail URLs for any item it returns, all under {names.THUMBNAILS_PREFIX}.",
-            f"{derived}/{names.THUMBNAILS_PREFIX}*",
-        )
 
     def _api(self) -> None:
         self.search_api = HttpEndpoint(

@@ -36,7 +36,7 @@ from constructs import Construct
 
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint
-from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
+from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, finding
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.functions import names
@@ -330,9 +330,9 @@ class FunctionsStack(Stack):
             "User functions' logs: the deployer creates each /aws/lambda/ufn-{env}-{org}-{fid} group; "
             "this role (shared by all user functions) can only append log events to groups with that prefix."
         )
-        finding = self._finding(self.user_log_streams_arn)
-        acknowledge_wildcards(self.user_role, reason, finding)
-        acknowledge_wildcards(self.user_boundary, reason, finding)
+        log_streams = finding(self, self.user_log_streams_arn)
+        acknowledge_wildcards(self.user_role, reason, log_streams)
+        acknowledge_wildcards(self.user_boundary, reason, log_streams)
 
     # --- functions ------------------------------------------------------------------------------
     def _function(
@@ -478,19 +478,8 @@ class FunctionsStack(Stack):
         return fn
 
     # --- IAM ------------------------------------------------------------------------------------
-    def _finding(self, arn: str) -> str:
-        """How cdk-nag prints an ARN built from pseudo parameters (the resource names stay as they are)."""
-        return (
-            arn.replace(Aws.PARTITION, "<AWS::Partition>")
-            .replace(Aws.REGION, "<AWS::Region>")
-            .replace(Aws.ACCOUNT_ID, "<AWS::AccountId>")
-        )
-
     def _objects(self, *prefixes: str) -> list[str]:
         return [self.bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes]
-
-    def _object_findings(self, *prefixes: str) -> list[str]:
-        return [f"{ref(self.bucket)}/{prefix}*" for prefix in prefixes]
 
     def _grants(self) -> None:
         self._grant_api()
@@ -511,47 +500,40 @@ class FunctionsStack(Stack):
         fn.allow(
             ["s3:PutObject", "s3:GetObject"],
             *self._objects(names.UPLOADS_PREFIX, names.CODE_PREFIX, names.INPUTS_PREFIX),
+            because="The API presigns uploads/{org}/{fid}/{upload id}.zip, stores inline sources as "
+            "code/{org}/{fid}/{sha256}.zip and async payloads over Lambda's inline limit as "
+            "inputs/{org}/{iid}.json, and reads them back (inputs by the invocation's input callback), "
+            "for whichever function or invocation a request names.",
         )
         # Results over the inline limit: written by synchronous runs (the recorder writes async
         # ones), read back with one invocation record.
-        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.RESULTS_PREFIX))
+        fn.allow(
+            ["s3:GetObject", "s3:PutObject"],
+            *self._objects(names.RESULTS_PREFIX),
+            because="The API stores results over the inline limit of synchronous runs as "
+            "results/{org}/{iid}.json and reads them back, for whichever invocation a request names.",
+        )
         fn.allow(["sqs:SendMessage"], self.deploy_queue.queue_arn, self.batch_queue.queue_arn)
         fn.allow(["secretsmanager:GetSecretValue"], self.callback_key.secret_arn)
         # GET .../invocations/{iid}/logs: the invocation's lines, filtered by its request id.
-        fn.allow(["logs:FilterLogEvents"], self.user_log_streams_arn)
-        fn.allow(["ssm:PutParameter", "ssm:DeleteParameter"], self.secrets_arn)
-        # Data plane only: invoking user functions (any version or alias), never changing them.
-        fn.allow(["lambda:InvokeFunction"], *self.user_function_arns)
-        acknowledge_wildcards(
-            self.api_fn.role,
-            "The API presigns uploads/{org}/{fid}/{upload id}.zip, stores inline sources as "
-            "code/{org}/{fid}/{sha256}.zip and reads both back, for whichever function a request names.",
-            *self._object_findings(names.UPLOADS_PREFIX, names.CODE_PREFIX),
-        )
-        acknowledge_wildcards(
-            self.api_fn.role,
-            "The API stores async payloads over Lambda's inline limit as inputs/{org}/{iid}.json "
-            "(read back by the invocation's input callback) and results over the inline limit of "
-            "synchronous runs as results/{org}/{iid}.json, for whichever invocation a request names.",
-            *self._object_findings(names.INPUTS_PREFIX, names.RESULTS_PREFIX),
-        )
-        acknowledge_wildcards(
-            self.api_fn.role,
-            "GET .../invocations/{iid}/logs reads one invocation's lines (FilterLogEvents by its "
+        fn.allow(
+            ["logs:FilterLogEvents"],
+            self.user_log_streams_arn,
+            because="GET .../invocations/{iid}/logs reads one invocation's lines (FilterLogEvents by its "
             "request id) from its user function's log group /aws/lambda/ufn-{env}-{org}-{fid}.",
-            self._finding(self.user_log_streams_arn),
         )
-        acknowledge_wildcards(
-            self.api_fn.role,
-            "The API writes and deletes users' secret variables, one SecureString per "
+        fn.allow(
+            ["ssm:PutParameter", "ssm:DeleteParameter"],
+            self.secrets_arn,
+            because="The API writes and deletes users' secret variables, one SecureString per "
             "{org}/{fid}/{NAME} under this environment's functions/secrets/ path.",
-            self._finding(self.secrets_arn),
         )
-        acknowledge_wildcards(
-            self.api_fn.role,
-            "POST .../invoke calls any user function of this environment (ufn-{env}-{org}-{fid}), "
+        # Data plane only: invoking user functions (any version or alias), never changing them.
+        fn.allow(
+            ["lambda:InvokeFunction"],
+            *self.user_function_arns,
+            because="POST .../invoke calls any user function of this environment (ufn-{env}-{org}-{fid}), "
             "qualified by version or alias; lambda:InvokeFunction is the only Lambda action granted.",
-            *(self._finding(a) for a in self.user_function_arns),
         )
 
     def _grant_deployer(self) -> None:
@@ -560,7 +542,6 @@ class FunctionsStack(Stack):
         self._grant_deployer_lambda()
         self._grant_deployer_layers()
         self._grant_deployer_data()
-        self._acknowledge_deployer()
 
     def _deny_deployer(self, sid: str, actions: list[str], **conditions: Any) -> None:
         self.deployer_fn.add_to_role_policy(
@@ -571,18 +552,24 @@ class FunctionsStack(Stack):
 
     def _grant_deployer_lambda(self) -> None:
         fn = self.deployer_fn
+        prefix = names.user_function_prefix(self.config.name)
+        user_functions = (
+            f"The deployer manages user functions only: every one is named {prefix}{{org}}-{{fid}}, and "
+            "its versions and aliases are the qualified form; creating one needs the managed-by tag."
+        )
         # The execution role of user functions, and only to Lambda.
         fn.allow(
             ["iam:PassRole"],
             self.user_role.role_arn,
             conditions={"StringEquals": {"iam:PassedToService": LAMBDA_SERVICE}},
         )
-        fn.allow(DEPLOYER_LAMBDA_ACTIONS, *self.user_function_arns)
+        fn.allow(DEPLOYER_LAMBDA_ACTIONS, *self.user_function_arns, because=user_functions)
         # New functions carry the platform's tag, or are not created.
         fn.allow(
             ["lambda:CreateFunction"],
             self.user_function_arns[0],
             conditions={"StringEquals": {f"aws:RequestTag/{names.MANAGED_BY_TAG}": names.MANAGED_BY_VALUE}},
+            because=user_functions,
         )
         for key in VPC_CONDITION_KEYS:  # any one of them present means a VPC configuration
             self._deny_deployer(f"DenyVpc{key.split(':')[1]}", FUNCTION_CONFIG_ACTIONS, Null={key: "false"})
@@ -597,21 +584,30 @@ class FunctionsStack(Stack):
         self._deny_deployer(
             "DenyOtherLayers", FUNCTION_CONFIG_ACTIONS, **{"ForAnyValue:StringNotLike": {"lambda:Layer": layers}}
         )
-        self.deployer_fn.allow(["lambda:GetLayerVersion"], *layers)  # using a layer needs reading it
-        acknowledge_wildcards(
-            self.deployer_fn.role,
-            "Layer versions the environment's configuration allows (allowed_layers), nothing else.",
-            *(layer for layer in layers if "*" in layer),
+        self.deployer_fn.allow(  # using a layer needs reading it
+            ["lambda:GetLayerVersion"],
+            *layers,
+            because="Layer versions the environment's configuration allows (allowed_layers), nothing else.",
         )
 
     def _grant_deployer_data(self) -> None:
         fn = self.deployer_fn
+        prefix = names.user_function_prefix(self.config.name)
         # Each user function's log group, created before the function with the environment's retention.
-        fn.allow(["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"], self.user_log_group_arn)
+        fn.allow(
+            ["logs:CreateLogGroup", "logs:PutRetentionPolicy", "logs:TagResource"],
+            self.user_log_group_arn,
+            because=f"Each user function's log group /aws/lambda/{prefix}{{org}}-{{fid}} is created by the "
+            "deployer with the environment's retention before the function itself.",
+        )
 
-        fn.allow(["s3:GetObject", "s3:DeleteObject"], *self._objects(names.UPLOADS_PREFIX))
+        code = (
+            "The deployer reads and removes uploads/{org}/{fid}/{id}.zip and keeps validated zips as "
+            "code/{org}/{fid}/{sha256}.zip, for whichever function a deploy message names."
+        )
+        fn.allow(["s3:GetObject", "s3:DeleteObject"], *self._objects(names.UPLOADS_PREFIX), because=code)
         # GetObject on code/ also lets Lambda fetch the zip on CreateFunction/UpdateFunctionCode.
-        fn.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], *self._objects(names.CODE_PREFIX))
+        fn.allow(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"], *self._objects(names.CODE_PREFIX), because=code)
         fn.allow(
             ["s3:ListBucket"],
             self.bucket.bucket_arn,
@@ -621,7 +617,10 @@ class FunctionsStack(Stack):
         # Users' secret variables: read to set them on the function (SecureStrings under the
         # aws/ssm key, whose policy lets SSM decrypt for this account), deleted with the function.
         fn.allow(
-            ["ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:DeleteParameters"], self.secrets_arn
+            ["ssm:GetParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:DeleteParameters"],
+            self.secrets_arn,
+            because="The deployer reads users' secret variables ({org}/{fid}/{NAME}) to set them on the "
+            "function and deletes them with it, only under this environment's functions/secrets/.",
         )
 
         # BatchWriteItem: a deleted function's version items go in batches of 25 (deletes only).
@@ -637,35 +636,6 @@ class FunctionsStack(Stack):
         )
         fn.allow(["dynamodb:Query"], self.table.table_arn, self.gsi1_arn)
 
-    def _acknowledge_deployer(self) -> None:
-        """The Deny statements on '*' are no finding: cdk-nag's IAM5 looks at Allow statements only."""
-        prefix = names.user_function_prefix(self.config.name)
-        role = self.deployer_fn.role
-        acknowledge_wildcards(
-            role,
-            f"The deployer manages user functions only: every one is named {prefix}{{org}}-{{fid}}, and "
-            "its versions and aliases are the qualified form; creating one needs the managed-by tag.",
-            *(self._finding(a) for a in self.user_function_arns),
-        )
-        acknowledge_wildcards(
-            role,
-            f"Each user function's log group /aws/lambda/{prefix}{{org}}-{{fid}} is created by the "
-            "deployer with the environment's retention before the function itself.",
-            self._finding(self.user_log_group_arn),
-        )
-        acknowledge_wildcards(
-            role,
-            "The deployer reads and removes uploads/{org}/{fid}/{id}.zip and keeps validated zips as "
-            "code/{org}/{fid}/{sha256}.zip, for whichever function a deploy message names.",
-            *self._object_findings(names.UPLOADS_PREFIX, names.CODE_PREFIX),
-        )
-        acknowledge_wildcards(
-            role,
-            "The deployer reads users' secret variables ({org}/{fid}/{NAME}) to set them on the "
-            "function and deletes them with it, only under this environment's functions/secrets/.",
-            self._finding(self.secrets_arn),
-        )
-
     def _grant_authorizer(self) -> None:
         self.authorizer_fn.allow(["dynamodb:GetItem"], self.table.table_arn)
 
@@ -676,44 +646,39 @@ class FunctionsStack(Stack):
         lines of user functions' logs."""
         fn = self.recorder_fn
         fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.table.table_arn)
-        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.RESULTS_PREFIX))
+        fn.allow(
+            ["s3:GetObject", "s3:PutObject"],
+            *self._objects(names.RESULTS_PREFIX),
+            because="The recorder stores results over the inline limit as results/{org}/{iid}.json and "
+            "reads them back for the callback_url POST, for whichever invocation a record names.",
+        )
         fn.allow(["sqs:SendMessage"], self.results_queue.queue_arn)
         fn.allow(["secretsmanager:GetSecretValue"], self.callback_key.secret_arn)
         # Destination records carry no duration: the invocation's REPORT line has the billed one.
-        fn.allow(["logs:FilterLogEvents"], self.user_log_streams_arn)
-        acknowledge_wildcards(
-            self.recorder_fn.role,
-            "The recorder reads one invocation's REPORT line (billed duration, for the GB-second "
+        fn.allow(
+            ["logs:FilterLogEvents"],
+            self.user_log_streams_arn,
+            because="The recorder reads one invocation's REPORT line (billed duration, for the GB-second "
             "quota) from its user function's log group /aws/lambda/ufn-{env}-{org}-{fid}.",
-            self._finding(self.user_log_streams_arn),
-        )
-        acknowledge_wildcards(
-            self.recorder_fn.role,
-            "The recorder stores results over the inline limit as results/{org}/{iid}.json and "
-            "reads them back for the callback_url POST, for whichever invocation a record names.",
-            *self._object_findings(names.RESULTS_PREFIX),
         )
 
     def _grant_batch(self) -> None:
         """Consuming the batch queue (the event source's grant), plus: Event invocations of user
         functions (data plane only), the invocation records, and inputs/ for large items."""
         fn = self.batch_fn
-        fn.allow(["lambda:InvokeFunction"], *self.user_function_arns)
-        fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.table.table_arn)
-        fn.allow(["s3:GetObject", "s3:PutObject"], *self._objects(names.INPUTS_PREFIX))
-        role = self.batch_fn.role
-        acknowledge_wildcards(
-            role,
-            "Each batch item is an Event invocation of one user function of this environment "
+        fn.allow(
+            ["lambda:InvokeFunction"],
+            *self.user_function_arns,
+            because="Each batch item is an Event invocation of one user function of this environment "
             "(ufn-{env}-{org}-{fid}, qualified by version or alias); lambda:InvokeFunction is the "
             "only Lambda action granted.",
-            *(self._finding(a) for a in self.user_function_arns),
         )
-        acknowledge_wildcards(
-            role,
-            "A batch item over Lambda's inline Event limit travels as inputs/{org}/{iid}.json, "
+        fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], self.table.table_arn)
+        fn.allow(
+            ["s3:GetObject", "s3:PutObject"],
+            *self._objects(names.INPUTS_PREFIX),
+            because="A batch item over Lambda's inline Event limit travels as inputs/{org}/{iid}.json, "
             "for whichever invocation the item names.",
-            *self._object_findings(names.INPUTS_PREFIX),
         )
 
     # --- API ------------------------------------------------------------------------------------

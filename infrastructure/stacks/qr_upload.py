@@ -21,7 +21,7 @@ from constructs import Construct
 from infrastructure.config import CORS_ORIGINS_CONTEXT, EnvConfig, cors_origins
 from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
-from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler, acknowledge_wildcards
+from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.constructs.signed_photo_links import SignedPhotoLinks
 from infrastructure.constructs.storage import private_bucket, ttl_table
@@ -195,34 +195,25 @@ class QrUploadStack(Stack):
         http_fn.allow(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], table_arn)
         # PutObject signs the presigned POST; the desktop's view link is signed with the photo
         # links' own key (SignedPhotoLinks.grant_signing), so no S3 read is needed.
-        http_fn.allow(["s3:PutObject"], uploads)
+        http_fn.allow(
+            ["s3:PutObject"],
+            uploads,
+            because=f"Presigned POSTs are for one new key of a session, always under {UPLOAD_PREFIX}.",
+        )
 
         event_fn = self.event_function
         event_fn.allow(["dynamodb:GetItem", "dynamodb:UpdateItem"], table_arn)
         event_fn.allow(["dynamodb:Query"], f"{table_arn}/index/{names.CONNECTION_INDEX}")
         # Reads the first bytes of the event's object version (magic numbers) and, for HEIC/HEIF,
         # the whole photo; writes its JPEG rendition outside the notified prefix.
-        event_fn.allow(["s3:GetObject", "s3:GetObjectVersion"], uploads)
-        event_fn.allow(["s3:PutObject"], self.renditions_arn)
+        objects = (
+            f"The function reads whichever upload arrived, always under {UPLOAD_PREFIX}, and writes its "
+            f"rendition under {RENDITION_PREFIX}."
+        )
+        event_fn.allow(["s3:GetObject", "s3:GetObjectVersion"], uploads, because=objects)
+        event_fn.allow(["s3:PutObject"], self.renditions_arn, because=objects)
         self.ws.grant_manage_connections(
             self.event_function, "UPLOAD_COMPLETED goes to whichever desktop connection the session holds."
-        )
-
-        bucket = f"{names.resource_name(self.config.name)}-<AWS::AccountId>-<AWS::Region>"
-        bucket_finding = f"arn:<AWS::Partition>:s3:::{bucket}"
-        uploads_finding = f"{bucket_finding}/{UPLOAD_PREFIX}*"
-        renditions_finding = f"{bucket_finding}/{RENDITION_PREFIX}*"
-        acknowledge_wildcards(
-            self.http_function.role,
-            f"Presigned POSTs are for one new key of a session, always under {UPLOAD_PREFIX}.",
-            uploads_finding,
-        )
-        acknowledge_wildcards(
-            self.event_function.role,
-            f"The function reads whichever upload arrived, always under {UPLOAD_PREFIX}, and writes its "
-            f"rendition under {RENDITION_PREFIX}.",
-            uploads_finding,
-            renditions_finding,
         )
 
     def _routes(self) -> None:

@@ -28,7 +28,7 @@ from constructs import Construct
 from infrastructure.config import TUNNEL_DOMAIN_CONTEXT, EnvConfig, TunnelDomain
 from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
-from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, ref
+from infrastructure.constructs.nag import acknowledge
 from infrastructure.constructs.python_function import PythonFunction
 from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.tunnel import names
@@ -263,16 +263,8 @@ class TunnelStack(Stack):
                 f"{verb}/@connections/*"
                 for verb in ("GET", "DELETE")
             ),
-        )
-        acknowledge_wildcards(
-            self.connect_fn.role,
-            "One agent per name: $connect checks whether the name's current connection is alive (GET) "
+            because="One agent per name: $connect checks whether the name's current connection is alive (GET) "
             "and closes it on --replace (DELETE); connection ids are only known at run time.",
-            *(
-                "arn:<AWS::Partition>:execute-api:<AWS::Region>:<AWS::AccountId>:"
-                f"{ref(self.ws_api, None)}/{stage}/{verb}/@connections/*"
-                for verb in ("GET", "DELETE")
-            ),
         )
 
     def _grant_forward(self) -> None:
@@ -290,14 +282,10 @@ class TunnelStack(Stack):
         self.forward_fn.allow(
             ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
             *(self.bucket.arn_for_objects(f"{prefix}*") for prefix in names.BODY_PREFIXES),
+            because="Bodies are keyed by request id under requests/ and responses/ of the tunnel's own bucket.",
         )
         self.ws.grant_manage_connections(
             self.forward_fn, "The forwarder posts each request to whichever agent connection serves its tunnel."
-        )
-        acknowledge_wildcards(
-            self.forward_fn.role,
-            "Bodies are keyed by request id under requests/ and responses/ of the tunnel's own bucket.",
-            *(f"{ref(self.bucket)}/{prefix}*" for prefix in names.BODY_PREFIXES),
         )
 
     def _routes(self) -> None:

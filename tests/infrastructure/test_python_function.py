@@ -7,6 +7,7 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
+from constructs import IConstruct
 
 from infrastructure.config import get_config
 from infrastructure.constructs.python_function import PythonFunction
@@ -71,3 +72,30 @@ def test_only_an_asynchronous_function_has_a_failure_queue() -> None:
     assert _function(stack, "Async", asynchronous=True).failure_queue.queue_name
     with pytest.raises(ValueError, match="not asynchronous"):
         assert _function(stack, "Sync").failure_queue
+
+
+def _acknowledged(construct: IConstruct) -> list[tuple[str, str]]:
+    return [
+        (rule.removeprefix("Annotation::"), reason)
+        for entry in construct.node.metadata
+        if entry.type == "aws:cdk:acknowledged-rules"
+        for rule, reason in entry.data.items()
+    ]
+
+
+def test_a_wildcard_grant_carries_its_reason_per_finding() -> None:
+    stack = cdk.Stack(cdk.App(context=SKIP_BUNDLING), "Fixture")
+    fn = _function(stack, "Writer")
+    bucket = s3.Bucket(stack, "Bucket")
+    with pytest.raises(ValueError, match="needs a reason"):
+        fn.allow(["s3:PutObject"], bucket.arn_for_objects("out/*"))
+
+    fn.allow(["s3:GetObject"], bucket.bucket_arn)  # no wildcard: nothing to acknowledge
+    fn.allow(["s3:PutObject"], bucket.arn_for_objects("out/*"), because="writes its outputs")
+    fn.allow(["s3:GetObject"], bucket.arn_for_objects("out/*"), because="writes its outputs")  # once only
+    bucket_id = stack.get_logical_id(bucket.node.default_child)  # type: ignore[arg-type]
+    assert [a for a in _acknowledged(fn.role) if "Bucket" in a[0]] == [
+        (f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/out/*]", "writes its outputs")
+    ]
+    with pytest.raises(ValueError, match="another reason"):
+        fn.allow(["s3:DeleteObject"], bucket.arn_for_objects("out/*"), because="something else")
