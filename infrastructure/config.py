@@ -24,6 +24,23 @@ class AlarmThresholds:
 
 
 @dataclass(frozen=True)
+class FunctionDefaults:
+    """What every platform function takes from its environment (`EnvConfig.function_defaults`):
+    all that `PythonFunction` reads, so it needs no more of the config than this."""
+
+    env_name: str
+    log_level: str
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+    memory_mb: int
+    timeout_seconds: int
+    # Asynchronous invocations (S3, EventBridge): retries before the on-failure destination.
+    async_retry_attempts: int
+    async_max_event_age_seconds: int
+    alarms: AlarmThresholds
+
+
+@dataclass(frozen=True)
 class TunnelDomain:
     """Optional wildcard custom domain for `https://{subdomain}.{domain_name}`."""
 
@@ -233,6 +250,20 @@ class EnvConfig:
 
     def stack_name(self, base: str) -> str:
         return f"{base}-{self.name}"
+
+    @property
+    def function_defaults(self) -> FunctionDefaults:
+        return FunctionDefaults(
+            env_name=self.name,
+            log_level=self.log_level,
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+            memory_mb=self.default_memory_mb,
+            timeout_seconds=self.default_timeout_seconds,
+            async_retry_attempts=self.async_retry_attempts,
+            async_max_event_age_seconds=self.async_max_event_age_seconds,
+            alarms=self.alarms,
+        )
 
 
 DEV = EnvConfig(

@@ -8,9 +8,9 @@ rest: the construct is grantable (`bucket.grant_read(fn)`), and `allow`, `add_to
 `add_environment` reach its role and function, so stacks need not reach inside. `allow` takes the
 reason for a wildcard with the grant and acknowledges each wildcard finding with it.
 
-It takes the whole `EnvConfig` because it reads nine of its environment-wide defaults (name, log
-level and retention, removal policy, memory, timeout, async retries and event age, alarm
-thresholds); everything that differs per function is a typed argument of its own.
+It takes the environment's `FunctionDefaults` (`config.function_defaults`: name, log level and
+retention, removal policy, memory, timeout, async retries and event age, alarm thresholds), not the
+whole config; everything that differs per function is a typed argument of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
+from infrastructure.config import FunctionDefaults
 from infrastructure.constructs.bundling import LAMBDAS_DIR, asset_hash, bundling_options
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, finding
 
@@ -44,7 +44,7 @@ class PythonFunction(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: EnvConfig,
+        defaults: FunctionDefaults,
         function_name: str,
         group: str,
         handler: str,
@@ -63,13 +63,13 @@ class PythonFunction(Construct):
         super().__init__(scope, construct_id)
         if not handler.startswith(f"lambdas.{group}."):
             raise ValueError(f"{function_name}: handler {handler!r} is not inside lambdas.{group}")
-        timeout = timeout or Duration.seconds(config.default_timeout_seconds)
+        timeout = timeout or Duration.seconds(defaults.timeout_seconds)
 
-        self._log_group_and_role(config, function_name)
+        self._log_group_and_role(defaults, function_name)
         # Wildcard findings acknowledged on the role so far, with their reasons (see `allow`).
         self._wildcard_reasons: dict[str, str] = {}
         self._failure_queue: sqs.Queue | None = None
-        async_options = self._async_options(config, function_name) if asynchronous else {}
+        async_options = self._async_options(defaults, function_name) if asynchronous else {}
         # The Lambda function itself, for what takes an `IFunction` and nothing less: API Gateway
         # integrations and authorizers, S3 notifications, EventBridge targets, triggers. Grants,
         # policies and environment variables go through this construct instead.
@@ -82,12 +82,12 @@ class PythonFunction(Construct):
             architecture=lambda_.Architecture.ARM_64,
             handler=handler,
             code=_code(function_name, group, lambdas_dir),
-            memory_size=memory_mb or config.default_memory_mb,
+            memory_size=memory_mb or defaults.memory_mb,
             timeout=timeout,
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            environment={**_powertools_environment(config, service), **(environment or {})},
+            environment={**_powertools_environment(defaults, service), **(environment or {})},
             reserved_concurrent_executions=reserved_concurrency,
             vpc=vpc,
             vpc_subnets=vpc_subnets,
@@ -95,16 +95,16 @@ class PythonFunction(Construct):
             **async_options,  # type: ignore[arg-type]
         )
         self._acknowledge_defaults()
-        self._add_alarms(config, function_name, timeout)
+        self._add_alarms(defaults, function_name, timeout)
 
-    def _log_group_and_role(self, config: EnvConfig, function_name: str) -> None:
+    def _log_group_and_role(self, defaults: FunctionDefaults, function_name: str) -> None:
         """Its own log group, and a role that starts with nothing but writing to it."""
         self.log_group = logs.LogGroup(
             self,
             "LogGroup",
             log_group_name=f"/aws/lambda/{function_name}",
-            retention=config.log_retention,
-            removal_policy=config.removal_policy,
+            retention=defaults.log_retention,
+            removal_policy=defaults.removal_policy,
         )
         self.role = iam.Role(
             self,
@@ -114,7 +114,7 @@ class PythonFunction(Construct):
         )
         self.log_group.grant_write(self.role)
 
-    def _async_options(self, config: EnvConfig, function_name: str) -> dict[str, object]:
+    def _async_options(self, defaults: FunctionDefaults, function_name: str) -> dict[str, object]:
         """Bounded retries and an SQS on-failure destination, for functions invoked asynchronously."""
         queue = sqs.Queue(
             self,
@@ -131,8 +131,8 @@ class PythonFunction(Construct):
             f"This queue is the on-failure destination of {function_name}: it is the dead-letter queue.",
         )
         return {
-            "retry_attempts": config.async_retry_attempts,
-            "max_event_age": Duration.seconds(config.async_max_event_age_seconds),
+            "retry_attempts": defaults.async_retry_attempts,
+            "max_event_age": Duration.seconds(defaults.async_max_event_age_seconds),
             "on_failure": destinations.SqsDestination(queue),
         }
 
@@ -204,7 +204,7 @@ class PythonFunction(Construct):
     def add_event_source(self, source: lambda_.IEventSource) -> None:
         self.function.add_event_source(source)
 
-    def _add_alarms(self, config: EnvConfig, function_name: str, timeout: Duration) -> None:
+    def _add_alarms(self, defaults: FunctionDefaults, function_name: str, timeout: Duration) -> None:
         period = Duration.minutes(5)
         fn = self.function
         self.alarms = [
@@ -212,7 +212,7 @@ class PythonFunction(Construct):
                 self,
                 "ErrorsAlarm",
                 alarm_name=f"{function_name}-errors",
-                threshold=config.alarms.errors,
+                threshold=defaults.alarms.errors,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -221,7 +221,7 @@ class PythonFunction(Construct):
                 self,
                 "ThrottlesAlarm",
                 alarm_name=f"{function_name}-throttles",
-                threshold=config.alarms.throttles,
+                threshold=defaults.alarms.throttles,
                 evaluation_periods=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -230,7 +230,7 @@ class PythonFunction(Construct):
                 self,
                 "DurationAlarm",
                 alarm_name=f"{function_name}-duration",
-                threshold=timeout.to_milliseconds() * config.alarms.duration_fraction_of_timeout,
+                threshold=timeout.to_milliseconds() * defaults.alarms.duration_fraction_of_timeout,
                 evaluation_periods=3,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -247,9 +247,9 @@ def _code(function_name: str, group: str, lambdas_dir: Path) -> lambda_.Code:
     )
 
 
-def _powertools_environment(config: EnvConfig, service: str) -> dict[str, str]:
+def _powertools_environment(defaults: FunctionDefaults, service: str) -> dict[str, str]:
     return {
         "POWERTOOLS_SERVICE_NAME": service,
-        "POWERTOOLS_METRICS_NAMESPACE": f"Platform/{config.name}",
-        "POWERTOOLS_LOG_LEVEL": config.log_level,
+        "POWERTOOLS_METRICS_NAMESPACE": f"Platform/{defaults.env_name}",
+        "POWERTOOLS_LOG_LEVEL": defaults.log_level,
     }

@@ -114,7 +114,7 @@ class SignedPhotoLinks(Construct):
         self.key_function = PythonFunction(
             self,
             "KeyFunction",
-            config=config,
+            defaults=config.function_defaults,
             function_name=f"{name}-signing-key",
             group=group,
             handler=key_handler,

@@ -235,7 +235,7 @@ class CollectionsComputeStack(Stack):
         fn = PythonFunction(
             self,
             name,
-            config=self.config,
+            defaults=self.config.function_defaults,
             function_name=f"collections-{self.config.name}-{name}",
             group=group,
             handler=handler or f"lambdas.{group}.handler.handler",

@@ -342,7 +342,7 @@ class FunctionsStack(Stack):
         return PythonFunction(
             self,
             construct_id,
-            config=self.config,
+            defaults=self.config.function_defaults,
             function_name=function_name,
             group=GROUP,
             handler=f"lambdas.{GROUP}.{short}.handler",

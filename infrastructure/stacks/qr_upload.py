@@ -163,7 +163,7 @@ class QrUploadStack(Stack):
         return PythonFunction(
             self,
             construct_id,
-            config=self.config,
+            defaults=self.config.function_defaults,
             function_name=names.function_name(short, self.config.name),
             group="qr_upload",
             handler=f"lambdas.qr_upload.{module}.handler",

@@ -40,7 +40,7 @@ def _synth(lambdas: Path, outdir: Path) -> Path:
     PythonFunction(
         stack,
         "Fixture",
-        config=get_config("dev"),
+        defaults=get_config("dev").function_defaults,
         function_name="bundling-fixture-dev",
         group="fixture_fn",
         handler="lambdas.fixture_fn.handler.handler",

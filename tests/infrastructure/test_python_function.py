@@ -18,7 +18,7 @@ def _function(stack: cdk.Stack, construct_id: str, *, asynchronous: bool = False
     return PythonFunction(
         stack,
         construct_id,
-        config=get_config("dev"),
+        defaults=get_config("dev").function_defaults,
         function_name=f"fixture-{construct_id.lower()}",
         group="qr_upload",
         handler="lambdas.qr_upload.http_api.handler",
