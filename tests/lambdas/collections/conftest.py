@@ -23,8 +23,8 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 from lambdas.collections import pg
 from lambdas.common import containers
 from lambdas.migrations.runner import apply_migrations
+from tests.lambdas.common import fakes
 
-EVENTS_DIR = Path(__file__).resolve().parents[2] / "events" / "collections"
 IMAGES_BUCKET = "collections-images-test"
 DERIVED_BUCKET = "collections-derived-test"
 BUS = "collections-test"
@@ -32,7 +32,7 @@ PARAMETER_PREFIX = "/platform/test/collections"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS_DIR / name).read_text())
+    return fakes.load_event("collections", name)
 
 
 def call_search(path: str, context: Any, **params: str) -> tuple[int, Any]:
@@ -51,19 +51,11 @@ def call_search(path: str, context: Any, **params: str) -> tuple[int, Any]:
     return response["statusCode"], json.loads(response["body"])
 
 
-class LambdaContext:
-    function_name = "collections-test-Function"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:collections-test-Function"
-    aws_request_id = "8f1c2a52-3b2e-4c1b-9a55-2d0e4f6a7b8c"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
 @pytest.fixture
-def context() -> LambdaContext:
-    return LambdaContext()
+def context() -> fakes.FakeContext:
+    return fakes.FakeContext(
+        "collections-test-Function", memory_limit_in_mb=512, aws_request_id="8f1c2a52-3b2e-4c1b-9a55-2d0e4f6a7b8c"
+    )
 
 
 @pytest.fixture(scope="session")

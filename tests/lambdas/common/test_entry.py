@@ -5,22 +5,13 @@ from __future__ import annotations
 
 import gc
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aws_lambda_powertools import Logger, Metrics
 
 from lambdas.common.entry import entry
-
-
-@dataclass
-class Context:
-    function_name: str = "entry-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 128
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:entry-test"
-    aws_request_id: str = "req-1"
+from tests.lambdas.common.fakes import FakeContext
 
 
 def test_logs_carry_the_correlation_id_and_metrics_are_flushed(capsys: pytest.CaptureFixture[str]) -> None:
@@ -33,7 +24,8 @@ def test_logs_carry_the_correlation_id_and_metrics_are_flushed(capsys: pytest.Ca
         metrics.add_metric(name="Calls", unit="Count", value=1)
         return "done"
 
-    assert handler({"requestContext": {"requestId": "abc-123"}}, Context()) == "done"
+    context = FakeContext("entry-test", memory_limit_in_mb=128, aws_request_id="req-1")
+    assert handler({"requestContext": {"requestId": "abc-123"}}, context) == "done"
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     logged = next(line for line in lines if line.get("message") == "inside")
     assert logged["correlation_id"] == "abc-123"

@@ -8,16 +8,16 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import boto3
 
+from tests.lambdas.common import fakes
+
 REGION = "eu-west-1"
 TABLE = "qr-upload-sessions-test"
 BUCKET = "qr-upload-test-bucket"
-EVENTS = Path(__file__).resolve().parents[2] / "events" / "qr_upload"
 DOMAIN = "a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
 # The photo links' distribution, public key id and signing-key secret, as the stack wires them.
 PHOTO_LINKS_URL = "https://d111111abcdef8.cloudfront.net"
@@ -26,21 +26,14 @@ SIGNING_SECRET = "qr-upload-photo-link-key-test"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    return fakes.load_event("qr_upload", name)
 
 
 @dataclass
-class FakeContext:
-    """The attributes of Lambda's context object that Powertools reads."""
-
+class FakeContext(fakes.FakeContext):
     function_name: str = "qr-upload-test"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:qr-upload-test"
+    region: str = REGION
     aws_request_id: str = "6f1b2c3d-0000-4000-8000-000000000001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30000
 
 
 @dataclass

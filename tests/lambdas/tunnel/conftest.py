@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from moto import mock_aws
 
+from tests.lambdas.common.fakes import FakeContext
 from tests.lambdas.tunnel import support
 
 # Powertools reads these when a handler module is imported, before any fixture runs.
@@ -17,21 +17,9 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "PlatformTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 
-@dataclass
-class FakeContext:
-    function_name: str = "tunnel-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:tunnel-test"
-    aws_request_id: str = "6f1c7e1a-5b0e-4a39-9d49-6f0c1b9d1a11"
-    remaining_ms: int = 30_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 @pytest.fixture
 def context() -> FakeContext:
-    return FakeContext()
+    return FakeContext("tunnel-test", aws_request_id="6f1c7e1a-5b0e-4a39-9d49-6f0c1b9d1a11")
 
 
 @pytest.fixture(scope="session")

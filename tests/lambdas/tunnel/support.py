@@ -8,19 +8,16 @@ asynchronously while the forwarder polls.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from lambdas.common import aws
-
-EVENTS = Path(__file__).resolve().parents[2] / "events" / "tunnel"
+from tests.lambdas.common.fakes import load_event
 
 CONNECTIONS = "tunnel-connections"
 PENDING = "tunnel-pending"
@@ -29,7 +26,7 @@ BUCKET = "tunnel-bodies"
 
 
 def event(name: str) -> dict[str, Any]:
-    return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+    return load_event("tunnel", f"{name}.json")
 
 
 def create_tokens_table(name: str = TOKENS) -> None:
