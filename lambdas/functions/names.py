@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 
+from lambdas.common import naming
+
 STACK_BASE = "Functions"
+_SYSTEM = "functions"
 
 # --- the platform's own Lambda functions (`functions-{short}-{env}`) ------------------------------
 API = "api"
@@ -16,11 +19,11 @@ AUTHORIZER = "authorizer"
 
 
 def platform_function_name(short: str, env: str) -> str:
-    return f"functions-{short}-{env}"
+    return naming.function_name(_SYSTEM, short, env)
 
 
 def api_name(env: str) -> str:
-    return f"functions-{env}"
+    return naming.env_scoped(_SYSTEM, env)
 
 
 # --- user functions -----------------------------------------------------------------------------

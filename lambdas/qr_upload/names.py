@@ -5,12 +5,14 @@ Light on purpose (standard library only): the stack, the construct and every han
 
 from __future__ import annotations
 
+from lambdas.common import naming
+
 SYSTEM = "qr-upload"
 
 
 def resource_name(env: str) -> str:
     """`qr-upload-{env}`: the APIs, the bucket (with account and region) and the photo links."""
-    return f"{SYSTEM}-{env}"
+    return naming.env_scoped(SYSTEM, env)
 
 
 # --- the QR upload's Lambda functions (`qr-upload-{short}-{env}`) ---------------------------------
@@ -19,11 +21,11 @@ WEBSOCKET_EVENT = "websocket-event"
 
 
 def service_name(short: str) -> str:
-    return f"{SYSTEM}-{short}"
+    return naming.service_name(SYSTEM, short)
 
 
 def function_name(short: str, env: str) -> str:
-    return f"{service_name(short)}-{env}"
+    return naming.function_name(SYSTEM, short, env)
 
 
 # --- DynamoDB: one item per session ---------------------------------------------------------------

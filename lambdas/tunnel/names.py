@@ -5,6 +5,8 @@ Light on purpose (standard library only): the stack, the scripts and every handl
 
 from __future__ import annotations
 
+from lambdas.common import naming
+
 STACK_BASE = "Tunnel"
 
 # --- the tunnel's Lambda functions (`tunnel-{short}-{env}`, handler `lambdas.tunnel.{short}.handler`)
@@ -15,11 +17,11 @@ RESPONSE = "response"
 
 
 def stack_name(env: str) -> str:
-    return f"{STACK_BASE}-{env}"
+    return naming.env_scoped(STACK_BASE, env)
 
 
 def function_name(short: str, env: str) -> str:
-    return f"tunnel-{short}-{env}"
+    return naming.function_name("tunnel", short, env)
 
 
 # --- DynamoDB ------------------------------------------------------------------------------------
