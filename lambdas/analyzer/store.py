@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from lambdas.analyzer.contract import Analysis
+from lambdas.collections.names import IMAGE_PROCESSED_FIELDS
 
 
 def item_state(conn: Any, item_id: str) -> tuple[str, str | None] | None:
@@ -72,24 +73,12 @@ def defer(conn: Any, item_id: str, image_sha256: str) -> None:
 def deferred_items(conn: Any, limit: int) -> list[dict[str, Any]]:
     """Deferred items, oldest first, as the processor described them in ImageProcessed."""
     rows = conn.execute(
-        "SELECT item_id, user_id, bucket, original_key, thumbnail_key, analysis_key, content_type, width, height,"
-        " etag, image_sha256 FROM items WHERE status = 'deferred' ORDER BY updated_at LIMIT %s",
+        f"SELECT {', '.join(IMAGE_PROCESSED_FIELDS)} FROM items"  # noqa: S608 - column names from a constant
+        " WHERE status = 'deferred' ORDER BY updated_at LIMIT %s",
         (limit,),
     ).fetchall()
-    keys = (
-        "item_id",
-        "user_id",
-        "bucket",
-        "original_key",
-        "thumbnail_key",
-        "analysis_key",
-        "content_type",
-        "width",
-        "height",
-        "etag",
-        "image_sha256",
-    )
-    return [{**dict(zip(keys, row, strict=True)), "item_id": str(row[0])} for row in rows]
+    items = [dict(zip(IMAGE_PROCESSED_FIELDS, row, strict=True)) for row in rows]
+    return [{**item, "item_id": str(item["item_id"])} for item in items]  # a uuid column
 
 
 def existing_version(

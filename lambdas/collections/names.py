@@ -14,6 +14,22 @@ IMAGE_PROCESSED = "ImageProcessed"
 ANALYZER_SOURCE = "collections.analyzer"
 ANALYSIS_COMPLETE = "AnalysisComplete"
 SCHEMA_VERSION = 1  # of every event's detail
+# What an ImageProcessed detail says of its item (besides `derived_bucket` and `schema_version`),
+# each the `items` column of the same name: the processor publishes them, and the analyzer publishes
+# a deferred item's again from its row.
+IMAGE_PROCESSED_FIELDS = (
+    "item_id",
+    "user_id",
+    "bucket",
+    "original_key",
+    "thumbnail_key",
+    "analysis_key",
+    "content_type",
+    "width",
+    "height",
+    "etag",
+    "image_sha256",
+)
 
 # --- the derived bucket: what the processor writes, the analyzer and search read ----------------
 THUMBNAILS_PREFIX = "thumbnails/"

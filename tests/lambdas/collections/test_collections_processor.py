@@ -15,6 +15,7 @@ from collections_images import encode, jpeg, png_alpha, png_bomb
 from conftest import DERIVED_BUCKET, IMAGES_BUCKET, load_event
 from PIL import Image
 
+from lambdas.collections.names import IMAGE_PROCESSED_FIELDS
 from lambdas.common import containers
 from lambdas.common.image_types import sniff
 from lambdas.image_processor import handler as processor
@@ -58,19 +59,7 @@ def test_jpeg_with_exif_orientation_6_is_rotated_and_published(aws_env, db, cont
     [event] = aws_env.events()
     assert event["source"] == "collections.imageprocessor" and event["detail-type"] == "ImageProcessed"
     detail = event["detail"]
-    assert set(detail) >= {
-        "item_id",
-        "user_id",
-        "bucket",
-        "original_key",
-        "thumbnail_key",
-        "analysis_key",
-        "content_type",
-        "width",
-        "height",
-        "etag",
-        "schema_version",
-    }
+    assert set(detail) >= {*IMAGE_PROCESSED_FIELDS, "schema_version"}
     assert (detail["item_id"], detail["user_id"], detail["original_key"]) == (item_id, "user-1", key)
     assert (detail["width"], detail["height"], detail["schema_version"]) == (800, 1200, 1)
 
