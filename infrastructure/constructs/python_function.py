@@ -5,7 +5,8 @@ active tracing, Powertools settings, alarms on errors, throttles and duration, a
 invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
 rest: the construct is grantable (`bucket.grant_read(fn)`), and `allow`, `add_to_role_policy` and
-`add_environment` reach its role and function, so stacks need not reach inside. `allow` takes the
+`add_environment` reach its role and function, so stacks need not reach inside. A stack builds its
+functions through one `FunctionFactory`, which binds its system's package and naming. `allow` takes the
 reason for a wildcard with the grant and acknowledges each wildcard finding with it.
 
 It takes the environment's `FunctionDefaults` (`config.function_defaults`: name, log level and
@@ -15,7 +16,8 @@ whole config; everything that differs per function is a typed argument of its ow
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -236,6 +238,36 @@ class PythonFunction(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             ),
         ]
+
+
+@dataclass(frozen=True)
+class FunctionFactory:
+    """The functions of one system: binds the stack, the environment's defaults, the `lambdas`
+    package the functions are bundled from (`group`) and the system's naming (from its names
+    module), so that each function names only what differs: construct id, short name,
+    description, and PythonFunction's own options (environment, memory, timeout, ...)."""
+
+    scope: Construct
+    defaults: FunctionDefaults
+    group: str
+    function_name: Callable[[str, str], str]  # (short, env) -> the Lambda function's name
+    service_name: Callable[[str], str]  # short -> POWERTOOLS_SERVICE_NAME
+
+    def __call__(
+        self, construct_id: str, short: str, description: str, *, module: str | None = None, **options: Any
+    ) -> PythonFunction:
+        """Handler `lambdas.{group}.{module}.handler`, the module being `short` unless named."""
+        return PythonFunction(
+            self.scope,
+            construct_id,
+            defaults=self.defaults,
+            function_name=self.function_name(short, self.defaults.env_name),
+            group=self.group,
+            handler=f"lambdas.{self.group}.{module or short}.handler",
+            description=description,
+            service=self.service_name(short),
+            **options,
+        )
 
 
 def _code(function_name: str, group: str, lambdas_dir: Path) -> lambda_.Code:

@@ -33,7 +33,7 @@ from constructs import Construct
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler
-from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.python_function import FunctionFactory, PythonFunction
 from infrastructure.stacks.collections_data import FUNCTIONS_SUBNETS, ISOLATED_FUNCTIONS_SUBNETS, CollectionsDataStack
 from lambdas.collections import names
 from lambdas.migrations.roles import FUNCTION_ROLES, ROLE_SECRETS_ENV
@@ -138,7 +138,7 @@ class CollectionsComputeStack(Stack):
             asynchronous=True,
             memory_mb=256,
             timeout=Duration.minutes(5),
-            handler="lambdas.analyzer.deferred.handler",
+            module="deferred",
             reserved_concurrency=settings.deferred_reserved_concurrency,
             isolated=True,
         )
@@ -168,7 +168,6 @@ class CollectionsComputeStack(Stack):
                 ),
             },
             timeout=Duration.minutes(10),
-            handler="lambdas.migrations.handler.handler",
             isolated=True,
         )
 
@@ -226,21 +225,26 @@ class CollectionsComputeStack(Stack):
         description: str,
         env: dict[str, str],
         *,
-        handler: str | None = None,
+        module: str = "handler",
         isolated: bool = False,
         **options: Any,
     ) -> PythonFunction:
         """A collections function in the VPC: `isolated` ones (no external API) get no route to the
-        internet. One with a database role (FUNCTION_ROLES) reads that role's secret and no other."""
-        fn = PythonFunction(
+        internet. One with a database role (FUNCTION_ROLES) reads that role's secret and no other.
+        Named `collections-{env}-{name}` after its construct; each group (the package it is bundled
+        from, handler `lambdas.{group}.{module}.handler`) is one Powertools service."""
+        function = FunctionFactory(
             self,
+            self.config.function_defaults,
+            group,
+            lambda short, env_name: f"collections-{env_name}-{short}",
+            lambda _short: f"collections-{group.replace('_', '-')}",
+        )
+        fn = function(
             name,
-            defaults=self.config.function_defaults,
-            function_name=f"collections-{self.config.name}-{name}",
-            group=group,
-            handler=handler or f"lambdas.{group}.handler.handler",
-            description=description,
-            service=f"collections-{group.replace('_', '-')}",
+            name,
+            description,
+            module=module,
             environment=env,
             vpc=self.data.vpc,
             vpc_subnets=ISOLATED_FUNCTIONS_SUBNETS if isolated else FUNCTIONS_SUBNETS,

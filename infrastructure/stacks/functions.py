@@ -37,7 +37,7 @@ from constructs import Construct
 from infrastructure.config import EnvConfig
 from infrastructure.constructs.apis import HttpEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, finding
-from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.python_function import FunctionFactory, PythonFunction
 from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.functions import names
 
@@ -335,31 +335,21 @@ class FunctionsStack(Stack):
         acknowledge_wildcards(self.user_boundary, reason, log_streams)
 
     # --- functions ------------------------------------------------------------------------------
-    def _function(
-        self, construct_id: str, short: str, description: str, env: dict[str, str], **kw: Any
-    ) -> PythonFunction:
-        function_name = names.platform_function_name(short, self.config.name)
-        return PythonFunction(
-            self,
-            construct_id,
-            defaults=self.config.function_defaults,
-            function_name=function_name,
-            group=GROUP,
-            handler=f"lambdas.{GROUP}.{short}.handler",
-            description=description,
-            service=f"functions-{short}",
-            environment=env,
-            **kw,
-        )
-
     def _functions(self) -> None:
+        self._function = FunctionFactory(
+            self,
+            self.config.function_defaults,
+            GROUP,
+            names.platform_function_name,
+            lambda short: f"functions-{short}",
+        )
         self.api_fn = self._api_function()
         self.deployer_fn = self._deployer_function()
         self.authorizer_fn = self._function(
             "AuthorizerFunction",
             names.AUTHORIZER,
             "Functions API authorizer: org API keys (one GetItem per key, cached by API Gateway)",
-            {names.ENV_TABLE: self.table.table_name},
+            environment={names.ENV_TABLE: self.table.table_name},
             timeout=Duration.seconds(5),
         )
         self.recorder_fn = self._recorder_function()
@@ -389,7 +379,7 @@ class FunctionsStack(Stack):
             "ApiFunction",
             names.API,
             "Functions API: functions, code uploads, versions, the live alias, invocations",
-            {
+            environment={
                 **self._managing_environment(),
                 names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn,
                 names.ENV_DEPLOY_QUEUE_URL: self.deploy_queue.queue_url,
@@ -413,7 +403,7 @@ class FunctionsStack(Stack):
             "DeployerFunction",
             names.DEPLOYER,
             "Functions deployer: the only caller of Lambda's control plane, for ufn-{env}-* only",
-            {
+            environment={
                 **self._managing_environment(),
                 names.ENV_EXECUTION_ROLE_ARN: self.user_role.role_arn,
                 names.ENV_RESERVED_CONCURRENCY: "" if reserved is None else str(reserved),
@@ -445,7 +435,7 @@ class FunctionsStack(Stack):
             "RecorderFunction",
             names.RECORDER,
             "Functions recorder: async results of user functions into invocation records, callback_url POSTs",
-            {
+            environment={
                 **self._invoking_environment(),
                 names.ENV_CALLBACK_KEY_SECRET_ARN: self.callback_key.secret_arn,
                 names.ENV_RESULTS_QUEUE_URL: self.results_queue.queue_url,
@@ -464,7 +454,7 @@ class FunctionsStack(Stack):
             "BatchFunction",
             names.BATCH,
             "Functions batch: one queued batch item -> one async (Event) invocation of a user function",
-            self._invoking_environment(),
+            environment=self._invoking_environment(),
             timeout=Duration.seconds(self.settings.batch_timeout_seconds),
         )
         fn.add_event_source(

@@ -22,7 +22,7 @@ from infrastructure.config import CORS_ORIGINS_CONTEXT, EnvConfig, cors_origins
 from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge, acknowledge_bucket_notifications_handler
-from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.python_function import FunctionFactory
 from infrastructure.constructs.signed_photo_links import SignedPhotoLinks
 from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.qr_upload import names
@@ -138,39 +138,25 @@ class QrUploadStack(Stack):
             names.ENV_UPLOAD_URL_TTL_SECONDS: str(qr.upload_url_ttl_seconds),
             names.ENV_DOWNLOAD_URL_TTL_SECONDS: str(qr.download_url_ttl_seconds),
         }
-        self.http_function = self._function(
+        function = FunctionFactory(
+            self, self.config.function_defaults, "qr_upload", names.function_name, names.service_name
+        )
+        self.http_function = function(
             "HttpApiFunction",
             names.HTTP_API,
-            "http_api",
             "QR upload: sessions, presigned POSTs, status and pages",
-            shared_env,
+            module="http_api",
+            environment=shared_env,
         )
-        self.event_function = self._function(
+        self.event_function = function(
             "WebSocketEventFunction",
             names.WEBSOCKET_EVENT,
-            "websocket_events",
             "QR upload: WebSocket lifecycle and S3 upload completion",
-            shared_env,
+            module="websocket_events",
+            environment=shared_env,
             timeout=Duration.seconds(60),
             memory_mb=qr.event_memory_mb,
             asynchronous=True,
-        )
-
-    def _function(
-        self, construct_id: str, short: str, module: str, description: str, env: dict[str, str], **kw: Any
-    ) -> PythonFunction:
-        """`qr-upload-{short}-{env}`, handler `lambdas.qr_upload.{module}.handler`."""
-        return PythonFunction(
-            self,
-            construct_id,
-            defaults=self.config.function_defaults,
-            function_name=names.function_name(short, self.config.name),
-            group="qr_upload",
-            handler=f"lambdas.qr_upload.{module}.handler",
-            description=description,
-            service=names.service_name(short),
-            environment=env,
-            **kw,
         )
 
     def _photo_links(self) -> None:

@@ -29,7 +29,7 @@ from infrastructure.config import TUNNEL_DOMAIN_CONTEXT, EnvConfig, TunnelDomain
 from infrastructure.constructs.access_logs import AccessLogBucket
 from infrastructure.constructs.apis import HttpEndpoint, WebSocketEndpoint
 from infrastructure.constructs.nag import acknowledge
-from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.python_function import FunctionFactory
 from infrastructure.constructs.storage import private_bucket, ttl_table
 from lambdas.tunnel import names
 
@@ -157,32 +157,19 @@ class TunnelStack(Stack):
         self.ws_api, self.ws_stage = self.ws.api, self.ws.stage
         self.ws_endpoint = self.ws.management_endpoint
 
-    def _function(
-        self, construct_id: str, short: str, description: str, env: dict[str, str], **kw: Any
-    ) -> PythonFunction:
-        return PythonFunction(
-            self,
-            construct_id,
-            defaults=self.config.function_defaults,
-            function_name=names.function_name(short, self.config.name),
-            group="tunnel",
-            handler=f"lambdas.tunnel.{short}.handler",
-            description=description,
-            service=f"tunnel-{short}",
-            environment=env,
-            **kw,
-        )
-
     def _functions(self) -> None:
         domain = {names.ENV_DOMAIN_NAME: self.domain.domain_name} if self.domain else {}
         connections = {names.ENV_CONNECTIONS_TABLE: self.connections.table_name}
         pending = {names.ENV_PENDING_TABLE: self.pending.table_name}
         ws = {names.ENV_WS_API_ENDPOINT: self.ws_endpoint}
-        self.connect_fn = self._function(
+        function = FunctionFactory(
+            self, self.config.function_defaults, "tunnel", names.function_name, lambda short: f"tunnel-{short}"
+        )
+        self.connect_fn = function(
             "ConnectFunction",
             names.CONNECT,
             "Tunnel $connect: token check, subdomain claim, connection registration",
-            {
+            environment={
                 **connections,
                 names.ENV_TOKENS_TABLE: self.tokens.table_name,
                 names.ENV_PUBLIC_HTTP_URL: self.http_api.api_endpoint,
@@ -191,18 +178,18 @@ class TunnelStack(Stack):
             },
             timeout=Duration.seconds(10),
         )
-        self.disconnect_fn = self._function(
+        self.disconnect_fn = function(
             "DisconnectFunction",
             names.DISCONNECT,
             "Tunnel $disconnect: forget the connection, fail its in-flight requests",
-            {**connections, **pending},
+            environment={**connections, **pending},
             timeout=Duration.seconds(10),
         )
-        self.forward_fn = self._function(
+        self.forward_fn = function(
             "ForwardFunction",
             names.FORWARD,
             "Tunnel: forward a public HTTP request to its agent and wait for the answer",
-            {
+            environment={
                 **connections,
                 **pending,
                 **ws,
@@ -221,11 +208,11 @@ class TunnelStack(Stack):
             # Bounds what all tunnels together can hold of the account's concurrency.
             reserved_concurrency=self.config.tunnel.forward_reserved_concurrency,
         )
-        self.response_fn = self._function(
+        self.response_fn = function(
             "ResponseFunction",
             names.RESPONSE,
             "Tunnel $default: agent responses, Ready handshake, pings",
-            {**connections, **pending, **ws},
+            environment={**connections, **pending, **ws},
             timeout=Duration.seconds(10),
         )
 
