@@ -13,8 +13,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 setup: $(VENV)/.installed node_modules/.installed system-packages
 
-# The project itself goes in editable (its dependencies are the pinned files above it): the operator
-# commands of pyproject.toml's [project.scripts] land in .venv/bin, and `lambdas` imports from anywhere.
+# Last, the project itself, editable and --no-deps (the pinned files are its dependencies): the
+# operator commands of pyproject.toml's [project.scripts] land in .venv/bin and its packages import
+# from any directory. -qq hides setuptools' notice that every editable build prints; errors still show.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
