@@ -5,10 +5,10 @@ from __future__ import annotations
 import jsii
 from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infrastructure.config import EnvConfig
+from infrastructure.constructs.storage import log_group
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -28,7 +28,7 @@ class _AccessLogSettings:
 
 def http_access_logs(scope: Construct, construct_id: str, config: EnvConfig) -> apigw.IAccessLogSettings:
     """A log group with the environment's retention, and API Gateway's standard JSON fields."""
-    group = logs.LogGroup(scope, construct_id, retention=config.log_retention, removal_policy=config.removal_policy)
+    group = log_group(scope, construct_id, config)
     return _AccessLogSettings(
         apigw.LogGroupLogDestination(group),
         apigw_v1.AccessLogFormat.json_with_standard_fields(

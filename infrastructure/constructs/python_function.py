@@ -28,13 +28,13 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infrastructure.config import FunctionDefaults
 from infrastructure.constructs.bundling import LAMBDAS_DIR, asset_hash, bundling_options
 from infrastructure.constructs.nag import acknowledge, acknowledge_wildcards, finding
+from infrastructure.constructs.storage import log_group
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 
@@ -101,13 +101,7 @@ class PythonFunction(Construct):
 
     def _log_group_and_role(self, defaults: FunctionDefaults, function_name: str) -> None:
         """Its own log group, and a role that starts with nothing but writing to it."""
-        self.log_group = logs.LogGroup(
-            self,
-            "LogGroup",
-            log_group_name=f"/aws/lambda/{function_name}",
-            retention=defaults.log_retention,
-            removal_policy=defaults.removal_policy,
-        )
+        self.log_group = log_group(self, "LogGroup", defaults, name=f"/aws/lambda/{function_name}")
         self.role = iam.Role(
             self,
             "Role",
@@ -207,36 +201,33 @@ class PythonFunction(Construct):
         self.function.add_event_source(source)
 
     def _add_alarms(self, defaults: FunctionDefaults, function_name: str, timeout: Duration) -> None:
+        """Errors and throttles at the environment's thresholds per 5 minutes; p99 duration over
+        its share of the timeout for three 5-minute periods in a row."""
         period = Duration.minutes(5)
         fn = self.function
+        thresholds = defaults.alarms
+        at_least = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         self.alarms = [
-            fn.metric_errors(period=period).create_alarm(
+            metric.create_alarm(
                 self,
-                "ErrorsAlarm",
-                alarm_name=f"{function_name}-errors",
-                threshold=defaults.alarms.errors,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                f"{name}Alarm",
+                alarm_name=f"{function_name}-{name.lower()}",
+                threshold=threshold,
+                evaluation_periods=evaluation_periods,
+                comparison_operator=operator,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            fn.metric_throttles(period=period).create_alarm(
-                self,
-                "ThrottlesAlarm",
-                alarm_name=f"{function_name}-throttles",
-                threshold=defaults.alarms.throttles,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
-            fn.metric_duration(period=period, statistic="p99").create_alarm(
-                self,
-                "DurationAlarm",
-                alarm_name=f"{function_name}-duration",
-                threshold=timeout.to_milliseconds() * defaults.alarms.duration_fraction_of_timeout,
-                evaluation_periods=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            ),
+            )
+            for name, metric, threshold, evaluation_periods, operator in (
+                ("Errors", fn.metric_errors(period=period), thresholds.errors, 1, at_least),
+                ("Throttles", fn.metric_throttles(period=period), thresholds.throttles, 1, at_least),
+                (
+                    "Duration",
+                    fn.metric_duration(period=period, statistic="p99"),
+                    timeout.to_milliseconds() * thresholds.duration_fraction_of_timeout,
+                    3,
+                    cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                ),
+            )
         ]
 
 

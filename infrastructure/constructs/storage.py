@@ -1,4 +1,4 @@
-"""The platform's bucket and table, built in the caller's scope under the caller's id.
+"""The platform's bucket, table and log group, built in the caller's scope under the caller's id.
 
 Functions rather than constructs on purpose: a construct level would move the bucket or table one
 level down the tree and change its logical id, which CloudFormation deploys as a replacement.
@@ -7,9 +7,11 @@ level down the tree and change its logical id, which CloudFormation deploys as a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -78,3 +80,25 @@ def ttl_table(
     if unprotected_because is not None:
         acknowledge(table, "AwsSolutions-DDB3", unprotected_because)
     return table
+
+
+class LogPolicy(Protocol):
+    """How long an environment keeps logs and what becomes of them with their stack (`EnvConfig`
+    and `FunctionDefaults` both say it)."""
+
+    @property
+    def log_retention(self) -> logs.RetentionDays: ...
+
+    @property
+    def removal_policy(self) -> RemovalPolicy: ...
+
+
+def log_group(scope: Construct, construct_id: str, policy: LogPolicy, *, name: str | None = None) -> logs.LogGroup:
+    """A log group with the environment's retention and removal policy (`name`: CloudFormation's otherwise)."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=name,
+        retention=policy.log_retention,
+        removal_policy=policy.removal_policy,
+    )

@@ -18,13 +18,13 @@ from typing import Any
 
 from aws_cdk import Duration, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from infrastructure.config import CollectionsSettings, EnvConfig
 from infrastructure.constructs.nag import acknowledge
+from infrastructure.constructs.storage import log_group
 from lambdas.collections.names import DB_NAME, DB_PORT
 from lambdas.migrations.roles import FUNCTION_ROLES
 
@@ -131,9 +131,7 @@ class CollectionsDataStack(Stack):
         self._acknowledge(config)
 
     def _network(self, config: EnvConfig) -> None:
-        flow_logs = logs.LogGroup(
-            self, "FlowLogs", retention=config.log_retention, removal_policy=config.removal_policy
-        )
+        flow_logs = log_group(self, "FlowLogs", config)
         self.vpc = ec2.Vpc(
             self,
             "Vpc",
@@ -194,13 +192,7 @@ class CollectionsDataStack(Stack):
         identifier = f"collections-{config.name}"
         # Created here (not by `cloudwatch_logs_retention`, which adds a custom-resource Lambda)
         # so the exported PostgreSQL log gets the environment's retention.
-        database_logs = logs.LogGroup(
-            self,
-            "DatabaseLogs",
-            log_group_name=f"/aws/rds/instance/{identifier}/postgresql",
-            retention=config.log_retention,
-            removal_policy=config.removal_policy,
-        )
+        database_logs = log_group(self, "DatabaseLogs", config, name=f"/aws/rds/instance/{identifier}/postgresql")
         self.database = rds.DatabaseInstance(
             self,
             "Database",
