@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ def goals_table(goals: list[tuple[str, dict[str, Any]]]) -> str:
 
 def main() -> int:
     header = (
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python {sys.version.split()[0]}."
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}."
     )
     sections = io.StringIO()
     goals: list[tuple[str, dict[str, Any]]] = []
