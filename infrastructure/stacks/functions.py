@@ -245,53 +245,59 @@ class FunctionsStack(Stack):
         )
         return queue
 
+    def _queue(
+        self,
+        construct_id: str,
+        queue_name: str,
+        *,
+        consumer_timeout_seconds: int,
+        max_receives: int,
+        fifo: bool = False,
+    ) -> sqs.Queue:
+        """`{construct_id}Queue`, visible again after 6x its consumer's timeout (AWS's guidance for
+        SQS event sources), moved to its dead-letter queue after `max_receives`."""
+        dead_letters = self._dead_letter_queue(construct_id, queue_name, fifo=fifo)
+        return sqs.Queue(
+            self,
+            f"{construct_id}Queue",
+            queue_name=queue_name,
+            fifo=fifo or None,
+            # The API sends an explicit deduplication id per change (function revision): two
+            # identical bodies can be two real requests (deploy, then deploy again after a failure).
+            content_based_deduplication=False if fifo else None,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(6 * consumer_timeout_seconds),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dead_letters, max_receive_count=max_receives),
+        )
+
     def _queues(self) -> None:
         name = self.config.name
         settings = self.settings
         # A message here left a function `deploying` after three attempts: an operator looks.
-        self.dead_letters = self._dead_letter_queue("Deploy", f"functions-deploy-{name}.fifo", fifo=True)
-        self.deploy_queue = sqs.Queue(
-            self,
-            "DeployQueue",
-            queue_name=f"functions-deploy-{name}.fifo",
+        self.deploy_queue = self._queue(
+            "Deploy",
+            f"functions-deploy-{name}.fifo",
+            consumer_timeout_seconds=settings.deployer_timeout_seconds,
+            max_receives=DEPLOY_MAX_RECEIVES,
             fifo=True,
-            # The API sends an explicit deduplication id per change (function revision): two
-            # identical bodies can be two real requests (deploy, then deploy again after a failure).
-            content_based_deduplication=False,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(6 * self.settings.deployer_timeout_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=DEPLOY_MAX_RECEIVES),
         )
-
         # Destination records of user functions' async invocations, and the recorder's own delayed
         # callback retries. SQS-managed SSE (not KMS): Lambda sends destination records with each
         # user function's execution role, which would otherwise need the key too. A record here
         # means an invocation stayed `queued`/`running` in its record: an operator looks.
-        results = f"functions-results-{name}"
-        self.results_dead_letters = self._dead_letter_queue("Results", results)
-        self.results_queue = sqs.Queue(
-            self,
-            "ResultsQueue",
-            queue_name=results,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(6 * settings.recorder_timeout_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.results_dead_letters, max_receive_count=RESULTS_MAX_RECEIVES
-            ),
+        self.results_queue = self._queue(
+            "Results",
+            f"functions-results-{name}",
+            consumer_timeout_seconds=settings.recorder_timeout_seconds,
+            max_receives=RESULTS_MAX_RECEIVES,
         )
         # One message per item of POST .../batch; a dead letter is an item never submitted.
-        batch = f"functions-batch-{name}"
-        self.batch_dead_letters = self._dead_letter_queue("Batch", batch)
-        self.batch_queue = sqs.Queue(
-            self,
-            "BatchQueue",
-            queue_name=batch,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            visibility_timeout=Duration.seconds(6 * settings.batch_timeout_seconds),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.batch_dead_letters, max_receive_count=BATCH_MAX_RECEIVES),
+        self.batch_queue = self._queue(
+            "Batch",
+            f"functions-batch-{name}",
+            consumer_timeout_seconds=settings.batch_timeout_seconds,
+            max_receives=BATCH_MAX_RECEIVES,
         )
 
     def _user_function_role(self) -> None:
