@@ -711,33 +711,32 @@ class FunctionsStack(Stack):
         self.http.api.add_routes(
             path="/v1/orgs/{org}/{proxy+}", methods=[apigw.HttpMethod.ANY], integration=integration
         )
-        (openapi,) = self.http.api.add_routes(
-            path="/v1/openapi.json",
-            methods=[apigw.HttpMethod.GET],
-            integration=integration,
-            authorizer=apigw.HttpNoneAuthorizer(),
-        )
-        acknowledge(
-            openapi,
-            "AwsSolutions-APIG4",
-            "GET /v1/openapi.json is the public, static description of this API (no data, no "
+        self._public_route(
+            "/v1/openapi.json",
+            apigw.HttpMethod.GET,
+            integration,
+            because="GET /v1/openapi.json is the public, static description of this API (no data, no "
             "side effects); every /v1/orgs/... route is behind the key authorizer.",
         )
-        (callback,) = self.http.api.add_routes(
-            path="/v1/callback/{proxy+}",
-            methods=[apigw.HttpMethod.ANY],
-            integration=integration,
-            authorizer=apigw.HttpNoneAuthorizer(),
-        )
-        acknowledge(
-            callback,
-            "AwsSolutions-APIG4",
-            "/v1/callback/... is called by running user functions, which hold no API key: the API "
+        self._public_route(
+            "/v1/callback/{proxy+}",
+            apigw.HttpMethod.ANY,
+            integration,
+            because="/v1/callback/... is called by running user functions, which hold no API key: the API "
             "handler verifies a per-invocation token (HMAC-SHA256 with the callback secret; org, "
             "function, invocation, scopes and expiry in its claims) on every request instead.",
         )
         # The callback_url base handed to functions: this API's own URL.
         self.api_fn.add_environment(names.ENV_PUBLIC_API_URL, self.http.url)
+
+    def _public_route(
+        self, path: str, method: apigw.HttpMethod, integration: apigw.HttpRouteIntegration, *, because: str
+    ) -> None:
+        """A route without the key authorizer; `because` says who may call it and why that is safe."""
+        (route,) = self.http.api.add_routes(
+            path=path, methods=[method], integration=integration, authorizer=apigw.HttpNoneAuthorizer()
+        )
+        acknowledge(route, "AwsSolutions-APIG4", because)
 
     def _outputs(self) -> None:
         CfnOutput(self, names.OUTPUT_API_URL, value=self.http.url)
