@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
-from urllib.parse import urlencode
 
 import psycopg
 import pytest
-from conftest import load_event, put_parameter
+from conftest import call_search, put_parameter
 from fake_apis import EMBEDDINGS, voyage_embeddings
 from pgvector import Vector
 
 from lambdas.collections.embeddings import hash_embed
 from lambdas.common import containers
 from lambdas.embedder import handler as embedder
-from lambdas.search import handler as search_api
 from lambdas.search import queries
 
 
@@ -49,20 +46,8 @@ def catalogue(aws_env, db, context) -> dict[str, str]:
     }
 
 
-def get(path: str, context: Any, **params: str) -> tuple[int, Any]:
-    template = "item_get.json" if path.startswith("/items/") else "search_get.json"
-    event = load_event(template)
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["rawQueryString"] = urlencode(params)
-    event["queryStringParameters"] = params or None
-    if path.startswith("/items/"):
-        event["pathParameters"] = {"item_id": path.rsplit("/", 1)[1]}
-    response = search_api.handler(event, context)
-    return response["statusCode"], json.loads(response["body"])
-
-
 def test_ranking_by_cosine_similarity(catalogue, context) -> None:
-    status, body = get("/search", context, q="strawberry tart", user_id="alice")
+    status, body = call_search("/search", context, q="strawberry tart", user_id="alice")
     assert status == 200 and body["model"] == "local-hash-v1"
     ids = [r["item_id"] for r in body["results"]]
     assert ids[0] == catalogue["tart"] and catalogue["bob_tart"] not in ids
@@ -74,33 +59,33 @@ def test_ranking_by_cosine_similarity(catalogue, context) -> None:
 
 
 def test_filters_by_category_and_user(catalogue, context) -> None:
-    _, body = get("/search", context, q="orange", user_id="alice", category="travel")
+    _, body = call_search("/search", context, q="orange", user_id="alice", category="travel")
     assert [r["item_id"] for r in body["results"]] == [catalogue["beach"]]
-    _, body = get("/search", context, q="strawberry tart", user_id="bob")
+    _, body = call_search("/search", context, q="strawberry tart", user_id="bob")
     assert [r["item_id"] for r in body["results"]] == [catalogue["bob_tart"]]
 
 
 def test_every_read_names_its_user(catalogue, context) -> None:
-    status, body = get("/search", context, q="strawberry tart")
+    status, body = call_search("/search", context, q="strawberry tart")
     assert status == 400 and body == {"error": "user_id is required (the user this read is for)"}
-    assert get(f"/items/{catalogue['tart']}", context)[0] == 400
-    assert get(f"/items/{catalogue['tart']}", context, user_id="bob") == (404, {"error": "item not found"})
+    assert call_search(f"/items/{catalogue['tart']}", context)[0] == 400
+    assert call_search(f"/items/{catalogue['tart']}", context, user_id="bob") == (404, {"error": "item not found"})
 
 
 def test_cross_user_search_only_for_listed_principals(catalogue, context, monkeypatch) -> None:
-    status, body = get("/search", context, q="strawberry tart", all_users="true")
+    status, body = call_search("/search", context, q="strawberry tart", all_users="true")
     assert status == 403 and "principals listed in config" in body["error"]
     # The fixture's caller is arn:aws:iam::123456789012:user/search-client.
     monkeypatch.setenv(
         "CROSS_USER_PRINCIPALS", "arn:aws:iam::123456789012:user/other,arn:aws:iam::123456789012:user/search-client"
     )
     containers.reset()  # settings are read once per container: this stands for a redeploy
-    status, body = get("/search", context, q="strawberry tart", all_users="true", limit="10")
+    status, body = call_search("/search", context, q="strawberry tart", all_users="true", limit="10")
     assert status == 200
     assert {r["item_id"] for r in body["results"][:2]} == {catalogue["tart"], catalogue["bob_tart"]}
     assert body["count"] == 4
-    assert get("/search", context, q="tart", all_users="true", user_id="bob")[0] == 400
-    assert get(f"/items/{catalogue['bob_tart']}", context, all_users="true")[0] == 200
+    assert call_search("/search", context, q="tart", all_users="true", user_id="bob")[0] == 400
+    assert call_search(f"/items/{catalogue['bob_tart']}", context, all_users="true")[0] == 200
 
 
 @pytest.mark.parametrize(
@@ -114,14 +99,14 @@ def test_cross_user_search_only_for_listed_principals(catalogue, context, monkey
     ],
 )
 def test_invalid_queries_are_400_json(aws_env, db, context, params, message) -> None:
-    status, body = get("/search", context, **params)
+    status, body = call_search("/search", context, **params)
     assert status == 400 and message in body["error"]
 
 
 def test_query_embedded_with_voyage_query_input_type(catalogue, db, context, fake_apis) -> None:
     put_parameter("VOYAGE_API_KEY", "pa-test-key")
     fake_apis.queue(EMBEDDINGS, voyage_embeddings([[1.0] + [0.0] * 1023]))
-    status, body = get("/search", context, q="tart", user_id="alice")
+    status, body = call_search("/search", context, q="tart", user_id="alice")
     [(_, _, request)] = fake_apis.requests
     assert request["input_type"] == "query" and request["input"] == ["tart"]
     # Only vectors of the query's model are compared: the local ones are not mixed in.
@@ -131,18 +116,18 @@ def test_query_embedded_with_voyage_query_input_type(catalogue, db, context, fak
 def test_provider_throttling_is_503(aws_env, db, context, fake_apis) -> None:
     put_parameter("VOYAGE_API_KEY", "pa-test-key")
     fake_apis.queue(EMBEDDINGS, (429, {"detail": "rate limited"}, {"retry-after": "2"}))
-    status, body = get("/search", context, q="tart", user_id="alice")
+    status, body = call_search("/search", context, q="tart", user_id="alice")
     assert status == 503 and body == {"error": "search is temporarily unavailable"}
 
 
 def test_item_details(catalogue, context) -> None:
-    status, body = get(f"/items/{catalogue['tart']}", context, user_id="alice")
+    status, body = call_search(f"/items/{catalogue['tart']}", context, user_id="alice")
     assert status == 200
     assert body["analysis"]["headline"] == "Strawberry tart" and body["analysis"]["version"] == 1
     assert body["thumbnail_url_expires_in"] == 300 and "X-Amz-Signature" in body["thumbnail_url"]
-    assert get(f"/items/{catalogue['tart']}", context, user_id="bob")[0] == 404
-    assert get(f"/items/{uuid.uuid4()}", context, user_id="alice") == (404, {"error": "item not found"})
-    assert get("/items/not-a-uuid", context, user_id="alice")[0] == 404
+    assert call_search(f"/items/{catalogue['tart']}", context, user_id="bob")[0] == 404
+    assert call_search(f"/items/{uuid.uuid4()}", context, user_id="alice") == (404, {"error": "item not found"})
+    assert call_search("/items/not-a-uuid", context, user_id="alice")[0] == 404
 
 
 def _clustered(n: int, seed: int) -> Any:
