@@ -15,9 +15,7 @@ import pytest
 
 from scripts.local.ports import free_port_base as free_ports
 from scripts.local.runtime import LocalRuntime
-from scripts.local.synth import TUNNEL_ONLY_APP
-from tests.e2e.conftest import free_port_base
-from tests.e2e.test_tunnel_local import AgentProcess, call, new_token
+from tests.e2e.tunnel_support import AgentProcess, call, new_token, tunnel_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -88,9 +86,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[LocalRuntime]:
-    rt = LocalRuntime("dev", port_base=free_port_base(), app=TUNNEL_ONLY_APP).start()
-    yield rt
-    rt.stop()
+    yield from tunnel_runtime()
 
 
 @pytest.fixture(scope="module")
