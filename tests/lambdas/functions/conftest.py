@@ -8,7 +8,6 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -16,6 +15,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.functions import names
+from tests.lambdas.common import fakes
 from tests.lambdas.functions.stack_schema import create_functions_table, create_idempotency_table
 
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "functions")
@@ -29,22 +29,17 @@ QUEUE = "functions-deploy-test.fifo"
 RESULTS_QUEUE = "functions-results-test"
 BATCH_QUEUE = "functions-batch-test"
 IDEMPOTENCY_TABLE = "functions-idempotency-test"
-EVENTS = Path(__file__).resolve().parents[2] / "events" / "functions"
 
 
 def load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
+    return fakes.load_event("functions", name)
 
 
 @dataclass
-class FakeContext:
+class FakeContext(fakes.FakeContext):
     function_name: str = "functions-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:functions-test"
+    region: str = REGION
     aws_request_id: str = "5e0c8a4d-7f1b-4c2e-9a3d-1b2c3d4e5f60"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
