@@ -44,6 +44,10 @@ MB = 1_000_000
 # request/response functions at most 30 MB (they pay for the asset on every cold start), every
 # asset at most MAX_ASSET_MB. What each holds is in the README's benchmark table.
 MAX_ASSET_MB = 100
+REQUEST_RESPONSE_MAX_MB = 30
+# The groups whose functions answer requests (HTTP/WebSocket APIs, authorizers), held to
+# REQUEST_RESPONSE_MAX_MB; a group may be budgeted lower than its class, never higher.
+REQUEST_RESPONSE_GROUPS = frozenset({"qr_upload", "tunnel", "search", "functions"})
 ASSET_BUDGETS_MB: dict[str, float] = {
     "qr_upload": 30,  # request/response (HTTP API, WebSocket); its event function renders HEIC
     "tunnel": 30,  # request/response

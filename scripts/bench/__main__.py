@@ -46,9 +46,7 @@ def goals_table(goals: list[tuple[str, dict[str, Any]]]) -> str:
 
 
 def main() -> int:
-    header = (
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}."
-    )
+    header = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {sys.version.split()[0]}."
     sections = io.StringIO()
     goals: list[tuple[str, dict[str, Any]]] = []
     failures = 0
