@@ -5,9 +5,9 @@ active tracing, Powertools settings, alarms on errors, throttles and duration, a
 invoked asynchronously (S3, EventBridge), bounded retries with an SQS on-failure destination.
 The role is explicit and starts with nothing but writing to its own log group; callers grant the
 rest: the construct is grantable (`bucket.grant_read(fn)`), and `allow`, `add_to_role_policy` and
-`add_environment` reach its role and function, so stacks need not reach inside. A stack builds its
-functions through one `FunctionFactory`, which binds its system's package and naming. `allow` takes the
-reason for a wildcard with the grant and acknowledges each wildcard finding with it.
+`add_environment` reach its role and function, so stacks need not reach inside. `allow` takes the
+reason for a wildcard with the grant and acknowledges each wildcard finding with it. A stack builds
+its functions through one `FunctionFactory`, which binds its system's package and naming.
 
 It takes the environment's `FunctionDefaults` (`config.function_defaults`: name, log level and
 retention, removal policy, memory, timeout, async retries and event age, alarm thresholds), not the

@@ -14,11 +14,6 @@ from tests.infrastructure.synth import synthesize
 LOGGED_BUCKETS = {"QrUpload": "ExpireSessionUploads", "Tunnel": "ExpireBodies"}
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
-def env_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def _buckets(template: Template) -> dict[str, dict[str, Any]]:
     return {
         logical_id: resource["Properties"]

@@ -34,11 +34,6 @@ CONSUME = {
 PLATFORM_FUNCTIONS = (names.API, names.DEPLOYER, names.AUTHORIZER, names.RECORDER, names.BATCH)
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
-def env_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
 def template(env_name: str) -> Template:
     return synthesize(env_name).template(f"{names.STACK_BASE}-{env_name}")

@@ -11,11 +11,6 @@ from tests.infrastructure.synth import synthesize
 from tests.infrastructure.template_queries import find_function, policy_statements, statement_actions
 
 
-@pytest.fixture(scope="module", params=["dev", "prod"])
-def env_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 @pytest.fixture(scope="module")
 def template(env_name: str) -> Template:
     return synthesize(env_name).template(f"QrUpload-{env_name}")
