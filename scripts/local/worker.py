@@ -80,6 +80,9 @@ def _answers_channel(task_root: str) -> Any:
     os.dup2(2, 1)  # handler output -> stderr (the log stream)
     sys.stdout = os.fdopen(1, "w", buffering=1)
     sys.path[0] = task_root  # this script's own directory is not importable
+    # The project's editable install (make setup) would find a module the asset lacks in the
+    # working tree; on Lambda there is only the asset.
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
     os.chdir(task_root)
     return out
 

@@ -42,6 +42,12 @@ def handler(event, context):
         return dict(os.environ)
     if action == "pid":
         return os.getpid()
+    if action == "import":
+        try:
+            __import__(event["module"])
+        except ImportError as exc:
+            return type(exc).__name__
+        return "imported"
     if action == "allocate":
         return len(bytearray(event["mb"] * 1024 * 1024))
     if action == "write":
@@ -306,6 +312,14 @@ def test_user_function_sees_only_its_own_environment(runtime: LocalRuntime, lam:
     }  # fmt: skip
     python_set = {"LC_CTYPE"}  # Python's own C-locale coercion (PEP 538), when en_US.UTF-8 is not installed
     assert set(env) - python_set == runtime_set | {"USER_SETTING"}
+
+
+def test_only_the_asset_and_the_runtime_are_importable(lam: Any, basic: str) -> None:
+    """As on Lambda: the platform's own packages, installed in the developer's environment (editable),
+    are not there for a function whose asset does not carry them."""
+    for module in ("lambdas.common", "tunnel_agent", "infrastructure"):
+        assert call(lam, basic, {"action": "import", "module": module})[1] == "ModuleNotFoundError", module
+    assert call(lam, basic, {"action": "import", "module": "boto3"})[1] == "imported"
 
 
 def test_platform_handlers_reach_it_through_boto3(runtime: LocalRuntime, lam: Any, basic: str) -> None:
