@@ -65,7 +65,7 @@ synth-prod: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy app.py infrastructure lambdas scripts
+	$(VENV)/bin/mypy app.py infrastructure lambdas scripts tunnel_agent
 
 deploy-dev: setup
 	npx cdk deploy --all -c env=dev

@@ -25,5 +25,5 @@ def test_ruff_format_is_applied() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run(str(BIN / "mypy"), "app.py", "infrastructure", "lambdas", "scripts")
+    result = _run(str(BIN / "mypy"), "app.py", "infrastructure", "lambdas", "scripts", "tunnel_agent")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr
