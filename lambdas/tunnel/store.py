@@ -239,11 +239,11 @@ class ConnectionStore:
         }
         if expires_at is not None:  # the token's expiry: routing stops there even if the socket stays
             item["expiresAt"] = _n(int(expires_at))
-        client("dynamodb").put_item(TableName=self.table, Item=item)
+        self._ddb().put_item(TableName=self.table, Item=item)
 
     def mark_ready(self, connection_id: str) -> dict[str, Any] | None:
         """Make the connection routable; None if it is unknown (already disconnected)."""
-        ddb = client("dynamodb")
+        ddb = self._ddb()
         try:
             attrs = ddb.update_item(
                 TableName=self.table,
@@ -260,7 +260,7 @@ class ConnectionStore:
     def find(self, subdomain: str) -> str | None:
         """The newest ready connection serving `subdomain`."""
         items = (
-            client("dynamodb")
+            self._ddb()
             .query(
                 TableName=self.table,
                 IndexName=names.SUBDOMAIN_INDEX,
@@ -276,7 +276,7 @@ class ConnectionStore:
     def acquire(self, connection_id: str, limit: int) -> dict[str, Any] | None:
         """Count one more request in flight on the connection if fewer than `limit` are: the
         connection's item then, else None (full). Raises ConnectionMissing if it is gone."""
-        ddb = client("dynamodb")
+        ddb = self._ddb()
         try:
             attrs = ddb.update_item(
                 TableName=self.table,
@@ -297,7 +297,7 @@ class ConnectionStore:
 
     def release(self, connection_id: str) -> None:
         """One request fewer in flight (never recreates a connection deleted meanwhile)."""
-        ddb = client("dynamodb")
+        ddb = self._ddb()
         with contextlib.suppress(ddb.exceptions.ConditionalCheckFailedException):
             ddb.update_item(
                 TableName=self.table,
