@@ -18,7 +18,6 @@ Nothing here logs tokens or bodies.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.error
@@ -58,7 +57,7 @@ class NotYetKnown(RuntimeError):
 
 def webhook_delays() -> list[int]:
     """Seconds before each retry (SQS allows at most 900)."""
-    base = int(os.environ.get("WEBHOOK_RETRY_BASE_SECONDS", "60"))
+    base = settings().webhook_retry_base_seconds
     return [min(900, base * 2**n) for n in range(WEBHOOK_TRIES - 1)]
 
 

@@ -42,6 +42,7 @@ class Settings:
     invocation_retention_days: int
     async_retry_attempts: int
     async_max_event_age_seconds: int
+    webhook_retry_base_seconds: int
     quotas: Quotas
 
     @classmethod
@@ -68,6 +69,7 @@ class Settings:
             invocation_retention_days=env_int(names.ENV_INVOCATION_RETENTION_DAYS, 30),
             async_retry_attempts=env_int(names.ENV_ASYNC_RETRY_ATTEMPTS, 2),
             async_max_event_age_seconds=env_int(names.ENV_ASYNC_MAX_EVENT_AGE_SECONDS, 3600),
+            webhook_retry_base_seconds=env_int(names.ENV_WEBHOOK_RETRY_BASE_SECONDS, 60),
             quotas=Quotas(
                 max_functions=env_int(names.ENV_QUOTA_MAX_FUNCTIONS, 100),
                 versions_kept=env_int(names.ENV_QUOTA_VERSIONS_KEPT, 10),

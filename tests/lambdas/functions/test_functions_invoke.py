@@ -23,7 +23,7 @@ import pytest
 
 from lambdas.common import containers
 from lambdas.functions import batch as batch_worker
-from lambdas.functions import callbacks, recorder
+from lambdas.functions import callbacks, names, recorder
 from tests.lambdas.functions.conftest import (
     BATCH_QUEUE,
     REGION,
@@ -179,7 +179,7 @@ def receiver() -> Iterator[str]:
 
 @pytest.fixture
 def fast_webhook_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WEBHOOK_RETRY_BASE_SECONDS", "1")
+    monkeypatch.setenv(names.ENV_WEBHOOK_RETRY_BASE_SECONDS, "1")
 
 
 @pytest.mark.usefixtures("fast_webhook_retries")
