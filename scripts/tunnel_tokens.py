@@ -1,10 +1,11 @@
 """Manage tunnel agent tokens.
 
-    python scripts/tunnel_tokens.py --env dev create [--label laptop-ana] [--expires-in 7d]
-    python scripts/tunnel_tokens.py --env dev list
-    python scripts/tunnel_tokens.py --env dev revoke TOKEN_ID
+    tunnel-tokens --env dev create [--label laptop-ana] [--expires-in 7d]
+    tunnel-tokens --env dev list
+    tunnel-tokens --env dev revoke TOKEN_ID
 
-`tunnel-tokens ARGS` is the same command (installed into .venv/bin by `make setup`).
+(`make setup` installs `tunnel-tokens` into .venv/bin; `python scripts/tunnel_tokens.py ARGS` is the
+same command.)
 
 The tables and the WebSocket URL are found from the `Tunnel-{env}` stack's outputs (CloudFormation;
 the local runtime publishes its outputs to its own CloudFormation, so with the AWS_ENDPOINT_URL
@@ -96,16 +97,17 @@ def close_connections(connections_table: str, websocket_url: str, token_id: str,
     return closed
 
 
-# The project's own interpreter, relative to the repository root where the README runs commands.
-PROJECT_PYTHON = ".venv/bin/python"
+# The agent's console script as printed for copying: relative to the repository root, where the
+# README runs commands, so it works without activating .venv (`make setup` installs it there).
+AGENT_COMMAND = ".venv/bin/tunnel-agent"
 
 
 def agent_command(ws_url: str, token: str, port: int = 3000) -> str:
-    return f"{PROJECT_PYTHON} scripts/tunnel_agent.py --url {ws_url} --token {token} --port {port}"
+    return f"{AGENT_COMMAND} --url {ws_url} --token {token} --port {port}"
 
 
 def login_command(ws_url: str, token: str) -> str:
-    return f"{PROJECT_PYTHON} scripts/tunnel_agent.py login --url {ws_url} --token {token}"
+    return f"{AGENT_COMMAND} login --url {ws_url} --token {token}"
 
 
 def _when(epoch: Any) -> str:
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> list[str]:
             *expiry,
             "Shown once; store it now. Save it for the agent (a file only you can read):",
             f"    {login_command(ws_url or 'WSS_URL', token)}",
-            f"then expose an app with: {PROJECT_PYTHON} scripts/tunnel_agent.py 3000",
+            f"then expose an app with: {AGENT_COMMAND} 3000",
         ]
     if args.command == "list":
         rows = sorted(store.list(), key=lambda t: t.get("createdAt", 0))
@@ -152,7 +154,9 @@ def run(args: argparse.Namespace) -> list[str]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = operator_cli.OneLineParser(description="Create, list and revoke tunnel agent tokens.")
+    parser = operator_cli.OneLineParser(
+        prog="tunnel-tokens", description="Create, list and revoke tunnel agent tokens."
+    )
     parser.add_argument("--env", default="dev", help="environment whose Tunnel stack to use (default dev)")
     parser.add_argument("--table", help="tokens table name (skips the CloudFormation look-up)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -1,4 +1,4 @@
-"""The tunnel agent users run on their laptop: `python -m tunnel_agent` (see `agent` for usage).
+"""The tunnel agent users run on their laptop: `tunnel-agent` (see `agent` for usage).
 
 It talks to the tunnel's WebSocket with the protocol in `lambdas.tunnel.protocol`; `make setup`
 installs both packages into .venv (editable), so `.venv/bin/tunnel-agent` runs from any directory.

@@ -1,10 +1,11 @@
 """Tunnel agent: expose a local HTTP app through a deployed (or local) tunnel, like ngrok.
 
-    .venv/bin/python -m tunnel_agent login --url wss://ID.execute-api.REGION.amazonaws.com/dev --token TOKEN
-    .venv/bin/python -m tunnel_agent 3000            # or HOST:PORT, http(s)://HOST[:PORT]
-    .venv/bin/python -m tunnel_agent --url WSS_URL --token TOKEN --port 3000 [--subdomain NAME]
+    tunnel-agent login --url wss://ID.execute-api.REGION.amazonaws.com/dev --token TOKEN
+    tunnel-agent 3000            # or HOST:PORT, http(s)://HOST[:PORT]
+    tunnel-agent --url WSS_URL --token TOKEN --port 3000 [--subdomain NAME]
 
-(`scripts/tunnel_agent.py` with the same arguments runs it too.)
+(`make setup` installs `tunnel-agent` into .venv/bin; `python -m tunnel_agent` and
+`python scripts/tunnel_agent.py` with the same arguments are the same command.)
 
 Prints the public URL and the inspector's, then one line per request (time, method, path and
 query, status as the client saw it, response size, duration). Requests are replayed exactly: no

@@ -1,5 +1,5 @@
-"""The agent's command line: its arguments (`tunnel_agent.py 3000`, flags, --help examples), and
-where it keeps the tunnel's URL and token between runs (`tunnel_agent.py login`).
+"""The agent's command line: its arguments (`tunnel-agent 3000`, flags, --help examples), and
+where it keeps the tunnel's URL and token between runs (`tunnel-agent login`).
 
 The file is `$XDG_CONFIG_HOME/tunnel-agent/config.json` (`~/.config/tunnel-agent/config.json`
 when XDG_CONFIG_HOME is unset), written with mode 0600 in a 0700 directory: it holds a secret.
@@ -53,7 +53,7 @@ def load(path: Path) -> dict[str, str]:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} is not a JSON object: run `tunnel_agent.py login` again")
+        raise ConfigError(f"{path} is not a JSON object: run `tunnel-agent login` again")
     return {k: v for k, v in data.items() if k in ("url", "token") and isinstance(v, str)}
 
 
@@ -64,14 +64,14 @@ def resolve(flag: str | None, env_name: str, saved: dict[str, str], key: str) ->
 EXAMPLES = """\
 examples:
   # once: keep the tunnel's URL and token (mode 0600, see "login --help" for where)
-  tunnel_agent.py login --url wss://ID.execute-api.REGION.amazonaws.com/dev --token TOKEN
+  tunnel-agent login --url wss://ID.execute-api.REGION.amazonaws.com/dev --token TOKEN
   # then expose the app on port 3000 (or "localhost:8080", "https://127.0.0.1:8443")
-  tunnel_agent.py 3000
+  tunnel-agent 3000
   # a stable name, taken over from another agent serving it
-  tunnel_agent.py 3000 --subdomain my-demo --replace
+  tunnel-agent 3000 --subdomain my-demo --replace
   # without login: flags, or TUNNEL_URL and TUNNEL_TOKEN in the environment
-  TUNNEL_URL=wss://... TUNNEL_TOKEN=TOKEN tunnel_agent.py 3000
-  tunnel_agent.py --url wss://... --token TOKEN --port 3000
+  TUNNEL_URL=wss://... TUNNEL_TOKEN=TOKEN tunnel-agent 3000
+  tunnel-agent --url wss://... --token TOKEN --port 3000
 
 Each request prints one line: time, method, path and query, the status the client got (504 when
 the app answered after the tunnel stopped waiting), response size and duration. The inspector at
@@ -97,7 +97,7 @@ def parse_target(text: str) -> tuple[str, str, int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tunnel_agent.py",
+        prog="tunnel-agent",
         description="Expose a local HTTP app through the tunnel (`login` saves the URL and token once).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -148,15 +148,15 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
     if not url:
         parser.exit(
             EXIT_USAGE,
-            f"error: no tunnel URL: pass --url, set {URL_ENV}, or run `tunnel_agent.py login` once\n",
+            f"error: no tunnel URL: pass --url, set {URL_ENV}, or run `tunnel-agent login` once\n",
         )
     _check_url(parser, url)
     if not token:
-        parser.exit(EXIT_USAGE, f"error: --token (or {TOKEN_ENV}, or `tunnel_agent.py login`) is required\n")
+        parser.exit(EXIT_USAGE, f"error: --token (or {TOKEN_ENV}, or `tunnel-agent login`) is required\n")
     if args.target and args.port:
         parser.exit(EXIT_USAGE, "error: give the local app once: a target or --port, not both\n")
     if not args.target and not args.port:
-        parser.exit(EXIT_USAGE, "error: which local app? e.g. `tunnel_agent.py 3000` (or --port 3000)\n")
+        parser.exit(EXIT_USAGE, "error: which local app? e.g. `tunnel-agent 3000` (or --port 3000)\n")
     try:
         scheme, host, port = parse_target(args.target) if args.target else ("http", "127.0.0.1", args.port)
     except ValueError as exc:
@@ -183,12 +183,12 @@ def parse_args(argv: list[str] | None) -> AgentConfig:
 
 
 def login(argv: list[str]) -> int:
-    """`login --url URL --token TOKEN`: save them for the short form (`tunnel_agent.py 3000`)."""
+    """`login --url URL --token TOKEN`: save them for the short form (`tunnel-agent 3000`)."""
     path = config_path()
     parser = argparse.ArgumentParser(
-        prog="tunnel_agent.py login",
+        prog="tunnel-agent login",
         description=f"Save the tunnel's WebSocket URL and token to {path} (mode 0600; under "
-        "$XDG_CONFIG_HOME when set), so that `tunnel_agent.py PORT` needs neither.",
+        "$XDG_CONFIG_HOME when set), so that `tunnel-agent PORT` needs neither.",
     )
     parser.add_argument("--url", required=True, help="tunnel WebSocket URL (wss://...)")
     parser.add_argument("--token", default=os.environ.get(TOKEN_ENV), help="agent token")

@@ -187,14 +187,15 @@ def test_without_a_url_anywhere_the_short_form_says_where_to_put_one(tmp_path) -
     process = _cli("3000", env={"XDG_CONFIG_HOME": str(tmp_path)})
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2
-    assert err.strip() == "error: no tunnel URL: pass --url, set TUNNEL_URL, or run `tunnel_agent.py login` once"
+    assert err.strip() == "error: no tunnel URL: pass --url, set TUNNEL_URL, or run `tunnel-agent login` once"
 
 
 def test_help_has_examples() -> None:
     process = _cli("--help", env={})
     out, _ = process.communicate(timeout=30)
     assert process.returncode == 0
-    assert "examples:" in out and "tunnel_agent.py 3000" in out and "tunnel_agent.py login --url" in out
+    assert out.startswith("usage: tunnel-agent ")  # the console script's name, however it was started
+    assert "examples:" in out and "\n  tunnel-agent 3000\n" in out and "tunnel-agent login --url" in out
 
 
 # --- Ctrl-C: requests in flight finish, within a bound ----------------------------------------------
@@ -372,8 +373,7 @@ def test_tunnel_tokens_finds_the_local_tables_from_the_stack_outputs(runtime, ap
     token = token_in(created.stdout)
     login = next(line.strip() for line in created.stdout.splitlines() if " login --url " in line)
     assert login == (
-        f".venv/bin/python scripts/tunnel_agent.py login --url {runtime.outputs['Tunnel-dev']['WebSocketUrl']} "
-        f"--token {token}"
+        f".venv/bin/tunnel-agent login --url {runtime.outputs['Tunnel-dev']['WebSocketUrl']} --token {token}"
     )  # the WebSocket URL comes from the outputs too
     env = {k: v for k, v in os.environ.items() if k not in ("TUNNEL_URL", "TUNNEL_TOKEN")}
     saved = subprocess.run(

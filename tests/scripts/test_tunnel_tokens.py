@@ -69,6 +69,18 @@ def test_explicit_table_skips_cloudformation(capsys) -> None:
 
 
 @pytest.mark.usefixtures("moto")
+def test_create_prints_the_agent_commands_to_copy(capsys) -> None:
+    assert tunnel_tokens.main(["--table", TOKENS, "create"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    token = next(line.split()[-1] for line in lines if line.startswith("token:"))
+    # Without the stack's outputs the URL is a placeholder; the commands are the console script's.
+    assert lines[-2:] == [
+        f"    .venv/bin/tunnel-agent login --url WSS_URL --token {token}",
+        "then expose an app with: .venv/bin/tunnel-agent 3000",
+    ]
+
+
+@pytest.mark.usefixtures("moto")
 def test_revoking_unknown_token_fails_with_one_line(capsys) -> None:
     assert tunnel_tokens.main(["--table", TOKENS, "revoke", "nosuchtokn"]) == 1
     assert capsys.readouterr().err == "error: no token with id 'nosuchtokn'\n"
@@ -91,6 +103,4 @@ def test_create_token_with_a_given_client_gives_a_ready_agent_command() -> None:
     stored = TokenStore(TOKENS).get(parsed[0])
     assert stored and secret_matches(parsed[1], stored["secretHash"])
     command = tunnel_tokens.agent_command("ws://127.0.0.1:8004/dev", token)
-    assert command == (
-        f".venv/bin/python scripts/tunnel_agent.py --url ws://127.0.0.1:8004/dev --token {token} --port 3000"
-    )
+    assert command == f".venv/bin/tunnel-agent --url ws://127.0.0.1:8004/dev --token {token} --port 3000"
