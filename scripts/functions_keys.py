@@ -1,10 +1,11 @@
 """Manage the API keys of organizations for the Functions API (operator command).
 
-    python scripts/functions_keys.py --env dev create --org acme --role developer [--function FID] [--label TEXT]
-    python scripts/functions_keys.py --env dev list [--org acme]
-    python scripts/functions_keys.py --env dev revoke KEY_ID
+    functions-keys --env dev create --org acme --role developer [--function FID] [--label TEXT]
+    functions-keys --env dev list [--org acme]
+    functions-keys --env dev revoke KEY_ID
 
-`functions-keys ARGS` is the same command (installed into .venv/bin by `make setup`).
+(`make setup` installs `functions-keys` into .venv/bin; `python scripts/functions_keys.py ARGS` is the
+same command.)
 
 The functions table is found from the `Functions-{env}` stack's `FunctionsTableName` output
 (CloudFormation), or given with `--table NAME`. A key belongs to one organization and has one role
@@ -78,10 +79,15 @@ def create_key(table: str, org: str, role: str, function: str | None = None, lab
     return key
 
 
+# The developer CLI's console script as printed for copying: relative to the repository root, where
+# the README runs commands, so it works without activating .venv (`make setup` installs it there).
+CLI_COMMAND = ".venv/bin/platform-functions"
+
+
 def cli_command(api_url: str, key: str, org: str) -> str:
     """A ready command line for the developer CLI with this key."""
     env = f"FUNCTIONS_API_URL={shlex.quote(api_url)} FUNCTIONS_API_KEY={shlex.quote(key)} FUNCTIONS_ORG={org}"
-    return f"{env} .venv/bin/python scripts/functions.py list"
+    return f"{env} {CLI_COMMAND} list"
 
 
 def _when(epoch: int) -> str:
@@ -129,7 +135,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = operator_cli.OneLineParser(
-        description="Create, list and revoke organization API keys of the Functions API."
+        prog="functions-keys", description="Create, list and revoke organization API keys of the Functions API."
     )
     parser.add_argument("--env", default="dev", help="environment whose Functions stack to use (default dev)")
     parser.add_argument("--table", help="functions table name (skips the CloudFormation look-up)")

@@ -58,7 +58,7 @@ def test_create_verify_list_revoke_via_stack_outputs(capsys) -> None:
     hint = out.splitlines()[-1]
     assert hint.startswith("Shown once")
     assert (
-        f"FUNCTIONS_API_URL={API_URL} FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/python scripts/functions.py"
+        f"FUNCTIONS_API_URL={API_URL} FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/platform-functions list"
         in hint
     )
 
@@ -165,7 +165,7 @@ def test_create_key_with_a_given_client_gives_a_ready_command() -> None:
     assert record and (record.org, record.role, record.label) == ("acme", "admin", "local")
     command = functions_keys.cli_command("http://127.0.0.1:8005", key, "acme")
     assert command == (
-        f"FUNCTIONS_API_URL=http://127.0.0.1:8005 FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/python scripts/functions.py list"
+        f"FUNCTIONS_API_URL=http://127.0.0.1:8005 FUNCTIONS_API_KEY={key} FUNCTIONS_ORG=acme .venv/bin/platform-functions list"
     )
     with pytest.raises(functions_keys.KeysError, match="role must be one of admin, developer, invoker"):
         functions_keys.create_key(TABLE, "acme", "root")
