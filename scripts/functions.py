@@ -1,21 +1,22 @@
 """Functions CLI: deploy, version, promote and invoke your organization's Python functions.
 
     export FUNCTIONS_API_URL=https://ID.execute-api.REGION.amazonaws.com FUNCTIONS_API_KEY=fk... FUNCTIONS_ORG=acme
-    python scripts/functions.py create hello --source hello.py          # one file: sent inline
-    python scripts/functions.py update hello --source ./hello/ --memory 256   # a directory: zipped, uploaded
-    python scripts/functions.py invoke hello --qualifier draft --payload '{"name": "Ana"}'
-    python scripts/functions.py publish hello && python scripts/functions.py promote hello 1
-    python scripts/functions.py list | show NAME | versions NAME | rollback NAME | delete NAME --yes
-    python scripts/functions.py invoke hello --async --wait --idempotency-key order-17   # or --dry-run
-    python scripts/functions.py batch hello --payloads events.jsonl --wait              # at most 25
-    python scripts/functions.py invocations hello | invocation ID | logs hello --follow
-    python scripts/functions.py run grader --subject essay-9 --input @essay.json && results grader essay-9 --verify
-    python scripts/functions.py audit | usage
+    platform-functions create hello --source hello.py          # one file: sent inline
+    platform-functions update hello --source ./hello/ --memory 256   # a directory: zipped, uploaded
+    platform-functions invoke hello --qualifier draft --payload '{"name": "Ana"}'
+    platform-functions publish hello && platform-functions promote hello 1
+    platform-functions list | show NAME | versions NAME | rollback NAME | delete NAME --yes
+    platform-functions invoke hello --async --wait --idempotency-key order-17   # or --dry-run
+    platform-functions batch hello --payloads events.jsonl --wait              # at most 25
+    platform-functions invocations hello | invocation ID | logs hello --follow
+    platform-functions run grader --subject essay-9 --input @essay.json && results grader essay-9 --verify
+    platform-functions audit | usage
 
-`platform-functions ARGS` is the same command (installed into .venv/bin by `make setup`).
+(`make setup` installs `platform-functions` into .venv/bin; `python scripts/functions.py ARGS` is the
+same command.)
 
 `--api`, `--key` and `--org` may be given before or after the command, or as the environment
-variables above; keys come from `scripts/functions_keys.py` (an operator's command). Commands that
+variables above; keys come from `functions-keys` (an operator's command). Commands that
 change a function wait for the platform to finish (`--no-wait` skips, `--wait-timeout` bounds it),
 showing progress on stderr; results go to stdout, as JSON with `--json`. Every error is one line on
 stderr: exit 1 for errors from the API or in what was asked, 2 for a malformed command line, 130
@@ -49,6 +50,8 @@ from lambdas.functions.names import FUNCTION_NAME_PATTERN, LIVE_ALIAS, ORG_PATTE
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+PROG = "platform-functions"  # the console script (pyproject), named in --help and in printed hints
 
 ENV_API_URL = "FUNCTIONS_API_URL"
 ENV_API_KEY = "FUNCTIONS_API_KEY"
@@ -486,7 +489,8 @@ class Context:
         return self.client.path("functions", self.args.name, *rest)
 
     def rerun(self, command: str) -> str:
-        return f"python scripts/functions.py {command}"
+        """A follow-up command to print: the console script's name, as in --help."""
+        return f"{PROG} {command}"
 
 
 def _size(n: Any) -> str:
@@ -1473,6 +1477,7 @@ class _Commands:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
+        prog=PROG,
         description="Deploy, version, promote and invoke your organization's Python functions.",
         parents=[_common(top=True)],
     )
@@ -1598,7 +1603,7 @@ def make_client(args: argparse.Namespace) -> ApiClient:
         raise CliError(f"--api must be an http(s) URL, got {api!r}")
     if not key:
         raise CliError(
-            f"no API key: pass --key KEY or set {ENV_API_KEY} (an operator creates keys with scripts/functions_keys.py)"
+            f"no API key: pass --key KEY or set {ENV_API_KEY} (an operator creates keys with functions-keys)"
         )
     if not org:
         raise CliError(f"no organization: pass --org ORG or set {ENV_ORG}")

@@ -408,7 +408,7 @@ def test_upload_refused_by_storage_says_how_to_retry(
     assert code == 1
     assert one_error_line(err) == (
         "AccessDenied: Invalid according to Policy: Policy expired. (HTTP 403); hello was created without code, "
-        f"retry with: python scripts/functions.py update hello --source {tmp_path}"
+        f"retry with: platform-functions update hello --source {tmp_path}"
     )
     assert [c[0] for c in api.calls()] == ["POST", "POST", "POST"]  # no PATCH of a failed upload
 
@@ -853,7 +853,7 @@ def test_async_invoke_prints_the_invocation_id(api: FakeApi, capsys: pytest.Capt
     )  # fmt: skip
     assert code == 0
     assert out == f"{IID}\n"  # just the id: iid=$(functions.py invoke ... --async)
-    assert err == f"hello: queued; see it with: python scripts/functions.py invocation {IID}\n"
+    assert err == f"hello: queued; see it with: platform-functions invocation {IID}\n"
     call = api.seen[0]
     assert call.json == {
         "qualifier": "live",
@@ -920,14 +920,14 @@ def test_async_wait_gives_up_or_is_interrupted_with_how_to_follow(
     assert code == 1
     assert err.splitlines()[-1] == (
         f"error: invocation {IID} still running after 0.2s (--wait-timeout); "
-        f"see it with: python scripts/functions.py invocation {IID}"
+        f"see it with: platform-functions invocation {IID}"
     )
 
     slept = ctrl_c_on_sleep(3)
     code, out, err = run(capsys, "invoke", "hello", "--async", "--wait")
     assert code == 130 and out == "" and slept == [1.0, 1.0, 1.0]
     assert err.splitlines()[-1] == (
-        f"error: interrupted; invocation {IID} goes on, see it with: python scripts/functions.py invocation {IID}"
+        f"error: interrupted; invocation {IID} goes on, see it with: platform-functions invocation {IID}"
     )
 
 
@@ -1002,9 +1002,7 @@ def test_batch_from_a_json_array_prints_each_invocation_id(
     assert code == 0
     assert api.seen[0].json == {"payloads": [{"n": 1}, {"n": 2}, "three"], "qualifier": "draft"}
     assert out.splitlines() == [iv(0), iv(1), iv(2)]  # in the payloads' order
-    assert (
-        err == "hello: batch bt-1, 3 invocations queued; see them with: python scripts/functions.py invocations hello\n"
-    )
+    assert err == "hello: batch bt-1, 3 invocations queued; see them with: platform-functions invocations hello\n"
 
     code, out, _ = run(capsys, "batch", "hello", "--payloads", str(payloads), "--json")
     assert code == 0 and json.loads(out) == accepted
@@ -1072,7 +1070,7 @@ def test_batch_wait_polls_the_unfinished_and_summarises(
         "hello batch bt-3: 3 of 3 finished, 1 failed (0s)",
     ]
     assert lines[-1] == (
-        f"error: 1 of 3 invocations failed or timed out; see why with: python scripts/functions.py invocation {iv(1)}"
+        f"error: 1 of 3 invocations failed or timed out; see why with: platform-functions invocation {iv(1)}"
     )
 
 
