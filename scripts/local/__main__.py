@@ -90,8 +90,8 @@ def _functions_command(runtime: LocalRuntime, outputs: dict[str, str], env: str)
         return cli_command(outputs["FunctionsApiUrl"], key, "demo")
     except Exception:  # the helper changed or is missing: fall back to the two commands
         return (
-            f"{env} .venv/bin/python scripts/functions_keys.py --table {outputs['FunctionsTableName']} create --org demo --role admin\n"
-            f"    FUNCTIONS_API_URL={outputs['FunctionsApiUrl']} FUNCTIONS_API_KEY=KEY FUNCTIONS_ORG=demo .venv/bin/python scripts/functions.py list"
+            f"{env} .venv/bin/functions-keys --table {outputs['FunctionsTableName']} create --org demo --role admin\n"
+            f"    FUNCTIONS_API_URL={outputs['FunctionsApiUrl']} FUNCTIONS_API_KEY=KEY FUNCTIONS_ORG=demo .venv/bin/platform-functions list"
         )
 
 
@@ -104,8 +104,8 @@ def _agent_command(runtime: LocalRuntime, outputs: dict[str, str], env: str) -> 
         return agent_command(outputs["WebSocketUrl"], token)
     except Exception:  # the helper changed or is missing: fall back to the two commands
         return (
-            f"{env} .venv/bin/python scripts/tunnel_tokens.py --table {outputs['TokensTableName']} create\n"
-            f"    .venv/bin/python scripts/tunnel_agent.py --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
+            f"{env} .venv/bin/tunnel-tokens --table {outputs['TokensTableName']} create\n"
+            f"    .venv/bin/tunnel-agent --url {outputs['WebSocketUrl']} --token TOKEN --port 3000"
         )
 
 

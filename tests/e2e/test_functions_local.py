@@ -249,6 +249,20 @@ def test_keys_roles_and_foreign_orgs_over_http(runtime: LocalRuntime, api: ApiCl
     assert denied.value.status == 403
 
 
+def test_the_functions_command_make_local_prints_runs_as_printed(runtime: LocalRuntime) -> None:
+    from scripts.local.__main__ import hints
+
+    [line] = [h for h in hints(runtime) if h.startswith("functions CLI (")]
+    command = line.split(": ", 1)[1]
+    assert " .venv/bin/platform-functions list" in command  # the console script `make setup` installs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
+    # As pasted into a shell at the repository root: its variable assignments, then the command.
+    result = subprocess.run(
+        ["/bin/sh", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 # --- Functions (2 of 2) -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def flaky(api: ApiClient) -> str:

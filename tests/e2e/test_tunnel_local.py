@@ -347,6 +347,7 @@ def test_the_agent_command_make_local_prints_runs_as_printed(runtime, app) -> No
 
     [line] = [h for h in hints(runtime) if h.startswith("tunnel agent (Tunnel-dev): ")]
     command = shlex.split(line.split(": ", 1)[1].replace("--port 3000", f"--port {app.port}"))
+    assert command[0] == ".venv/bin/tunnel-agent"  # the console script `make setup` installs, run from the root
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
