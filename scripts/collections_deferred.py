@@ -5,9 +5,11 @@ The scheduled rule does this every day just after 00:00 UTC; this command is for
 the environment's DeferredAnalysesLambda, which publishes each deferred item's ImageProcessed
 again (the analyzer analyzes it within the user's budget or defers it again).
 
-    .venv/bin/python scripts/collections_deferred.py --env dev
-    .venv/bin/python scripts/collections_deferred.py --env dev --endpoint-url http://127.0.0.1:PORT  # local Lambda API
-    .venv/bin/collections-deferred ...  # the same command, installed by `make setup`
+    collections-deferred --env dev
+    collections-deferred --env dev --endpoint-url http://127.0.0.1:PORT  # local Lambda API
+
+(`make setup` installs `collections-deferred` into .venv/bin; `python scripts/collections_deferred.py
+ARGS` is the same command.)
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def requeue(env: str, *, endpoint_url: str | None = None, limit: int | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="collections-deferred", description=__doc__.splitlines()[0])
     parser.add_argument("--env", required=True, help="environment name (dev, prod)")
     parser.add_argument("--endpoint-url", help="Lambda API endpoint (the local runtime's lambda_url)")
     parser.add_argument("--limit", type=int, help="requeue at most this many (default 1000)")

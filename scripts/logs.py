@@ -1,12 +1,14 @@
 """Tail a deployed function's CloudWatch logs, one readable line per event.
 
-    python scripts/logs.py --env dev qr-upload-http-api [--follow] [--since 10m] [--filter TEXT]
-    platform-logs ...    # the same command, installed into .venv/bin by `make setup`
+    platform-logs --env dev qr-upload-http-api [--follow] [--since 10m] [--filter TEXT]
+
+(`make setup` installs `platform-logs` into .venv/bin; `python scripts/logs.py ARGS` is the same
+command.)
 
 NAME is a function's short name (`qr-upload-http-api`), its full name (`qr-upload-http-api-dev`)
 or a unique part of it; it is resolved from the environment's deployed stacks (CloudFormation), so
 nobody has to remember physical names. User functions of the Functions system are not in any
-stack: they are found by their prefix (`ufn-{env}-`), e.g. `logs.py --env dev ufn-dev-acme-fn-...`
+stack: they are found by their prefix (`ufn-{env}-`), e.g. `platform-logs --env dev ufn-dev-acme-fn-...`
 or a unique part such as the function id. Powertools JSON lines are rendered as
 `time LEVEL [correlation id] message key=value...`; other lines (START/END/REPORT) as they are.
 """
@@ -113,7 +115,7 @@ def events(logs: Any, group: str, start_ms: int, pattern: str | None, follow: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = OneLineParser(prog="platform-logs", description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("name", help="function short name, full name, or a unique part of it")
     parser.add_argument("--env", default="dev")
     parser.add_argument("--follow", "-f", action="store_true", help="keep printing new events")

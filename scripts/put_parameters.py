@@ -1,8 +1,10 @@
 """Write the collections API keys as SSM SecureString parameters (CloudFormation cannot).
 
-    python scripts/put_parameters.py --env dev            # values from the environment, else prompts
-    python scripts/put_parameters.py --env dev --check    # which are set (never the values)
-    collections-parameters ...                            # the same command, installed by `make setup`
+    collections-parameters --env dev            # values from the environment, else prompts
+    collections-parameters --env dev --check    # which are set (never the values)
+
+(`make setup` installs `collections-parameters` into .venv/bin; `python scripts/put_parameters.py
+ARGS` is the same command.)
 
 Names: `{parameter_prefix}/collections/{NAME}` for NAME in ANTHROPIC_API_KEY, VOYAGE_API_KEY
 (needed in prod; dev falls back to the offline local providers without them) and the optional
@@ -58,7 +60,7 @@ def put(prefix: str, names: Sequence[str], prompt: Callable[[str], str], interac
 
 
 def main(argv: Sequence[str] | None = None, prompt: Callable[[str], str] = getpass.getpass) -> int:
-    parser = OneLineParser(description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="collections-parameters", description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", required=True)
     parser.add_argument("--check", action="store_true", help="list which parameters are set")
     parser.add_argument("--no-prompt", action="store_true", help="only use environment variables")
