@@ -27,9 +27,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambdas.collections import embeddings, pg
 from lambdas.collections.pipeline import CATEGORIES, USER_ID_PATTERN, RetryableError
 from lambdas.collections.settings import settings
-from lambdas.common.containers import per_container
 from lambdas.common.entry import entry
 from lambdas.common.http import HttpError, json_response, make_resolver
+from lambdas.common.s3 import presign_client
 from lambdas.common.settings import env_int
 from lambdas.common.tracing import tracer
 from lambdas.search import queries
@@ -70,20 +70,10 @@ def _user_id() -> str | None:
     return user_id
 
 
-@per_container
-def _presigner() -> Any:
-    # A dedicated client because presigned URLs need SigV4 explicitly (botocore still presigns
-    # with SigV2 in us-east-1 otherwise), and SigV4 is what SSE-KMS objects require.
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-
-
 def _thumbnail_url(key: str | None) -> str | None:
     if not key:
         return None
-    return _presigner().generate_presigned_url(
+    return presign_client().generate_presigned_url(
         "get_object",
         Params={"Bucket": settings().derived_bucket(), "Key": key},
         ExpiresIn=env_int("THUMBNAIL_URL_TTL_SECONDS", 300),

@@ -434,7 +434,7 @@ class BodyStore:
         s3 = client("s3")
         key = self.request_key(request_id)
         s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        url: str = s3.generate_presigned_url(
+        url: str = presign_client().generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires
         )
         return url
