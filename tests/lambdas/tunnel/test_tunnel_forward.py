@@ -279,18 +279,23 @@ def test_requests_over_the_per_tunnel_cap_are_429_with_retry_after(context, gate
     results: list[dict] = []
     threads = [threading.Thread(target=lambda: results.append(forward.handler(event("http_api"), context)))
                for _ in range(2)]  # fmt: skip
-    for thread in threads:
-        thread.start()
-    deadline = time.monotonic() + 5
-    while len(agent.requests) < 2:  # both are in flight at the agent
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    refused = forward.handler(event("http_api"), context)
-    assert refused["statusCode"] == 429 and refused["headers"]["retry-after"] == "3"
-    assert "error" in json.loads(refused["body"])
-    release.set()
-    for thread in threads:
-        thread.join(10)
+    try:
+        # One at a time until each is in flight at the agent: DynamoDB's conditional ADD is atomic,
+        # moto's in-process table is not (two simultaneous updates can count once).
+        for started, thread in enumerate(threads, start=1):
+            thread.start()
+            deadline = time.monotonic() + 5
+            while len(agent.requests) < started:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        refused = forward.handler(event("http_api"), context)
+        assert refused["statusCode"] == 429 and refused["headers"]["retry-after"] == "3"
+        assert "error" in json.loads(refused["body"])
+    finally:  # never leave a handler running into the next test
+        release.set()
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(10)
     assert [r["statusCode"] for r in results] == [200, 200]
     # The slots are given back: the next request goes through, and the count is back to zero.
     assert forward.handler(event("http_api"), context)["statusCode"] == 200
