@@ -7,8 +7,7 @@ from aws_cdk import aws_apigateway as apigw_v1
 from aws_cdk import aws_apigatewayv2 as apigw
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
-from infrastructure.constructs.storage import log_group
+from infrastructure.constructs.storage import LogPolicy, log_group
 
 
 @jsii.implements(apigw.IAccessLogSettings)
@@ -26,9 +25,9 @@ class _AccessLogSettings:
         return self._format
 
 
-def http_access_logs(scope: Construct, construct_id: str, config: EnvConfig) -> apigw.IAccessLogSettings:
+def http_access_logs(scope: Construct, construct_id: str, policy: LogPolicy) -> apigw.IAccessLogSettings:
     """A log group with the environment's retention, and API Gateway's standard JSON fields."""
-    group = log_group(scope, construct_id, config)
+    group = log_group(scope, construct_id, policy)
     return _AccessLogSettings(
         apigw.LogGroupLogDestination(group),
         apigw_v1.AccessLogFormat.json_with_standard_fields(

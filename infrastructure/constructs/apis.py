@@ -12,10 +12,10 @@ from aws_cdk import Aws
 from aws_cdk import aws_apigatewayv2 as apigw
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
 from infrastructure.constructs.api_logging import http_access_logs
 from infrastructure.constructs.nag import acknowledge
 from infrastructure.constructs.python_function import PythonFunction
+from infrastructure.constructs.storage import LogPolicy
 
 
 class HttpEndpoint(Construct):
@@ -24,7 +24,7 @@ class HttpEndpoint(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: EnvConfig,
+        log_policy: LogPolicy,
         api_name: str,
         description: str,
         rate_limit: int,
@@ -45,7 +45,7 @@ class HttpEndpoint(Construct):
             "Stage",
             http_api=self.api,
             auto_deploy=True,
-            access_log_settings=http_access_logs(self, "AccessLogs", config),
+            access_log_settings=http_access_logs(self, "AccessLogs", log_policy),
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
         )
 
@@ -61,7 +61,7 @@ class WebSocketEndpoint(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: EnvConfig,
+        stage_name: str,
         api_name: str,
         description: str,
         rate_limit: int,
@@ -74,7 +74,7 @@ class WebSocketEndpoint(Construct):
             self,
             "Stage",
             web_socket_api=self.api,
-            stage_name=config.name,
+            stage_name=stage_name,
             auto_deploy=True,
             throttle=apigw.ThrottleSettings(rate_limit=rate_limit, burst_limit=burst_limit),
         )

@@ -30,7 +30,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from infrastructure.config import EnvConfig
+from infrastructure.config import FunctionDefaults
 from infrastructure.constructs.nag import acknowledge
 from infrastructure.constructs.python_function import PythonFunction
 from lambdas.qr_upload import names
@@ -47,7 +47,7 @@ class SignedPhotoLinks(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        config: EnvConfig,
+        defaults: FunctionDefaults,
         bucket: s3.IBucket,
         bucket_arn: str,
         prefixes: Sequence[str],
@@ -57,7 +57,7 @@ class SignedPhotoLinks(Construct):
         cache_ttl: Duration | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        key_group = self._signing_key(config, name, group, key_handler)
+        key_group = self._signing_key(defaults, name, group, key_handler)
         self.distribution = cloudfront.Distribution(
             self,
             "Distribution",
@@ -96,13 +96,13 @@ class SignedPhotoLinks(Construct):
         fn.add_environment(names.ENV_PHOTO_KEY_PAIR_ID, self.public_key.public_key_id)
         fn.add_environment(names.ENV_PHOTO_SIGNING_SECRET_ARN, self.secret.secret_arn)
 
-    def _signing_key(self, config: EnvConfig, name: str, group: str, key_handler: str) -> cloudfront.KeyGroup:
+    def _signing_key(self, defaults: FunctionDefaults, name: str, group: str, key_handler: str) -> cloudfront.KeyGroup:
         """The key pair made at deploy: the private key in a secret, the public one in the key group."""
         self.secret = secretsmanager.Secret(
             self,
             "SigningKey",
             description=f"{name}: private key of the CloudFront key pair that signs photo links",
-            removal_policy=config.removal_policy,
+            removal_policy=defaults.removal_policy,
         )
         acknowledge(
             self.secret,
@@ -114,7 +114,7 @@ class SignedPhotoLinks(Construct):
         self.key_function = PythonFunction(
             self,
             "KeyFunction",
-            defaults=config.function_defaults,
+            defaults=defaults,
             function_name=f"{name}-signing-key",
             group=group,
             handler=key_handler,

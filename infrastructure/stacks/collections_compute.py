@@ -340,7 +340,7 @@ class CollectionsComputeStack(Stack):
         self.search_api = HttpEndpoint(
             self,
             "SearchApi",
-            config=self.config,
+            log_policy=self.config,
             api_name=f"collections-{self.config.name}",
             description="Collections search (IAM-authorized)",
             default_authorizer=authorizers.HttpIamAuthorizer(),

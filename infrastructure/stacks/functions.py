@@ -692,7 +692,7 @@ class FunctionsStack(Stack):
         self.http = HttpEndpoint(
             self,
             "Http",
-            config=self.config,
+            log_policy=self.config,
             api_name=names.api_name(self.config.name),
             description="Functions: user-defined functions per organization",
             # Every route is authorized unless it says otherwise (only the API description does).

@@ -64,7 +64,7 @@ class QrUploadStack(Stack):
         self.http = HttpEndpoint(
             self,
             "Http",
-            config=self.config,
+            log_policy=self.config,
             api_name=names.resource_name(self.config.name),
             description="QR-upload handoff: sessions, upload URLs and pages",
             rate_limit=50,
@@ -73,7 +73,7 @@ class QrUploadStack(Stack):
         self.ws = WebSocketEndpoint(
             self,
             "WebSocket",
-            config=self.config,
+            stage_name=self.config.name,
             api_name=f"{names.SYSTEM}-ws-{self.config.name}",
             description="Desktop notifications",
             rate_limit=20,
@@ -164,7 +164,7 @@ class QrUploadStack(Stack):
         self.photo_links = SignedPhotoLinks(
             self,
             "PhotoLinks",
-            config=self.config,
+            defaults=self.config.function_defaults,
             bucket=self.bucket,
             bucket_arn=f"arn:{Aws.PARTITION}:s3:::{self.bucket_name}",
             prefixes=[UPLOAD_PREFIX, RENDITION_PREFIX],

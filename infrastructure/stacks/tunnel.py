@@ -137,7 +137,7 @@ class TunnelStack(Stack):
         self.http = HttpEndpoint(
             self,
             "Http",
-            config=self.config,
+            log_policy=self.config,
             api_name=f"tunnel-{name}",
             description="Tunnel: public HTTP requests for connected agents",
             rate_limit=100,
@@ -147,7 +147,7 @@ class TunnelStack(Stack):
         self.ws = WebSocketEndpoint(
             self,
             "WebSocket",
-            config=self.config,
+            stage_name=name,
             api_name=f"tunnel-ws-{name}",
             description="Tunnel: agent connections",
             rate_limit=100,
