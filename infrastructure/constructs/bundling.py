@@ -16,6 +16,7 @@ them the vendored libraries only they needed (read from the ELF files' NEEDED en
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import shutil
@@ -66,6 +67,13 @@ ASSET_BUDGETS_MB: dict[str, float] = {
 PRUNED = ("PIL/_avif.*.so", "PIL/_imagingft.*.so", "PIL/_imagingtk.*.so")
 
 
+# Groups that ship bytecode when this machine has a CPython PYTHON_VERSION to compile it with (the
+# GitHub workflows synthesize with it; `make setup` here may not): Lambda's /var/task is read-only,
+# so without .pyc every cold start compiles each module it imports. The request/response groups,
+# whose cold starts callers wait for; bytecode adds about a third to an asset's size.
+PRECOMPILED = REQUEST_RESPONSE_GROUPS
+LAMBDA_TASK_ROOT = "/var/task"
+
 # Packages beside lambdas/common that only some groups use, and those groups: bundled into (and
 # hashed for) those assets only, so no other function carries them or is rebuilt when they change.
 SHARED_PACKAGES: dict[str, frozenset[str]] = {
@@ -98,8 +106,10 @@ def requirement_files(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> list[Path]
     return [p for p in candidates if p.is_file()]
 
 
-def asset_hash(group: str, lambdas_dir: Path = LAMBDAS_DIR) -> str:
-    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORMS}|{PYTHON_VERSION}|{group}".encode())
+def asset_hash(group: str, lambdas_dir: Path = LAMBDAS_DIR, *, bytecode: bool | None = None) -> str:
+    """`bytecode`: whether the asset ships .pyc (default: ships_bytecode(group) on this machine)."""
+    bytecode = ships_bytecode(group) if bytecode is None else bytecode
+    digest = hashlib.sha256(f"{BUNDLING_VERSION}|{PLATFORMS}|{PYTHON_VERSION}|{group}|{bytecode}".encode())
     for path in _source_files(group, lambdas_dir):
         digest.update(str(path.relative_to(lambdas_dir)).encode())
         digest.update(b"\0")
@@ -232,6 +242,45 @@ def check_budget(function_name: str, group: str, target: Path) -> float:
     return size
 
 
+def ships_bytecode(group: str) -> bool:
+    return group in PRECOMPILED and bytecode_python() is not None
+
+
+@functools.cache
+def bytecode_python() -> str | None:
+    """An interpreter whose bytecode Lambda's runtime loads (CPython PYTHON_VERSION): the one
+    running the synth, or `python{PYTHON_VERSION}` on PATH; None if neither is."""
+    for candidate in (sys.executable, shutil.which(f"python{PYTHON_VERSION}")):
+        if candidate and _implementation_and_version(candidate) == ("CPython", PYTHON_VERSION):
+            return candidate
+    return None
+
+
+def _implementation_and_version(python: str) -> tuple[str, str] | None:
+    code = "import platform, sys; print(platform.python_implementation(), '%d.%d' % sys.version_info[:2])"
+    try:
+        result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    words = result.stdout.split()
+    return (words[0], words[1]) if result.returncode == 0 and len(words) == 2 else None
+
+
+def compile_bytecode(target: Path, python: str) -> None:
+    """Unchecked-hash .pyc beside every module (Lambda never compares them with a source mtime,
+    which zipping does not keep exactly), naming /var/task paths in tracebacks as the sources
+    would. A file that does not compile (some packages ship templates named .py) keeps its
+    source only: the rest still loads without compiling."""
+    result = subprocess.run(
+        [python, "-m", "compileall", "-q", "-j", "0", "-s", str(target), "-p", LAMBDA_TASK_ROOT,
+         "--invalidation-mode", "unchecked-hash", str(target)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        failed = (result.stdout + result.stderr).strip().splitlines()[-1:]
+        print(f"bundling: some modules in {target.name} were not precompiled: {failed}", file=sys.stderr)
+
+
 def copy_sources(group: str, target: Path, lambdas_dir: Path = LAMBDAS_DIR) -> None:
     package_dir = target / "lambdas"
     package_dir.mkdir(parents=True, exist_ok=True)
@@ -254,6 +303,9 @@ class LocalPipBundling:
         install_requirements(self._function_name, self._group, target, self._lambdas_dir)
         prune(target)
         copy_sources(self._group, target, self._lambdas_dir)
+        python = bytecode_python()
+        if self._group in PRECOMPILED and python is not None:
+            compile_bytecode(target, python)
         check_budget(self._function_name, self._group, target)
         return True
 

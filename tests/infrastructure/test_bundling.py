@@ -254,3 +254,41 @@ def test_the_embedders_requirements_embed_without_the_voyage_sdk(tmp_path: Path)
         check=False,
     )
     assert result.stdout.strip() == "ok []", result.stderr[-3000:]
+
+
+def test_bytecode_is_unchecked_hash_pyc_naming_lambdas_task_root(tmp_path: Path) -> None:
+    """compile_bytecode with this interpreter (bundling uses a CPython 3.12 when it has one): every
+    module gets a .pyc that Lambda loads without comparing a source mtime, whose tracebacks name
+    /var/task as the source's would, and which Python really uses instead of the source."""
+    import importlib.util
+    import marshal
+
+    asset = tmp_path / "asset"
+    (asset / "pkg").mkdir(parents=True)
+    (asset / "pkg" / "__init__.py").write_text("")
+    (asset / "pkg" / "mod.py").write_text("def where():\n    return __file__\n\nVALUE = 42\n")
+    (asset / "pkg" / "template.py").write_text("def {{ name }}():\n")  # some packages ship such files
+    bundling.compile_bytecode(asset, sys.executable)
+
+    pyc = Path(importlib.util.cache_from_source(str(asset / "pkg" / "mod.py")))
+    data = pyc.read_bytes()
+    assert int.from_bytes(data[4:8], "little") == 0b01  # hash-based, source never checked
+    assert marshal.loads(data[16:]).co_filename == "/var/task/pkg/mod.py"  # noqa: S302 (our own file)
+    assert not Path(importlib.util.cache_from_source(str(asset / "pkg" / "template.py"))).exists()
+    # The source changed after bundling: an unchecked-hash .pyc is still what runs.
+    (asset / "pkg" / "mod.py").write_text("VALUE = 0\n")
+    out = subprocess.run(
+        [sys.executable, "-c", "import pkg.mod; print(pkg.mod.VALUE)"],
+        cwd=asset, capture_output=True, text=True, check=True,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(asset), "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert out.stdout.strip() == "42"
+
+
+def test_whether_an_asset_ships_bytecode_is_part_of_its_hash() -> None:
+    assert bundling.PRECOMPILED == bundling.REQUEST_RESPONSE_GROUPS
+    assert asset_hash("functions", bytecode=True) != asset_hash("functions", bytecode=False)
+    assert not bundling.ships_bytecode("analyzer")  # asynchronous: its cold starts wait for no one
+    python = bundling.bytecode_python()
+    assert python is None or bundling._implementation_and_version(python) == ("CPython", bundling.PYTHON_VERSION)
+    assert bundling.ships_bytecode("functions") == (python is not None)
