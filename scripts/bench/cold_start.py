@@ -13,9 +13,10 @@ response in the API's documented shape), then, RUNS times, alternately:
 Both clocks start at the interpreter's first line (its own start-up is the same for both). Figures
 are medians; the ratio is the median of each answer over the floor run right after it. The goal
 (issue #13) is at most 1.3x the floor. Imports run from the source tree with this machine's
-packages and the bytecode caches a developer's tree has. On AWS an asset has none (bundled with
---no-compile; /var/task is read-only), so every cold start there also compiles the bundled modules
-(Powertools, typing_extensions, the handler's own): the handler side is understated here.
+packages and the bytecode caches a developer's tree has. On AWS a request/response asset has them
+only when a CPython 3.12 bundled it (infrastructure/constructs/bundling.py, PRECOMPILED); without,
+every cold start there also compiles the bundled modules (Powertools, the handler's own), and the
+handler side is understated here.
 """
 
 from __future__ import annotations
