@@ -11,7 +11,8 @@ another, and an unchanged function is never rebuilt (CDK skips bundling when `as
 
 Every asset has a size budget (ASSET_BUDGETS_MB, unzipped): bundling fails, naming the function,
 when an asset crosses it. Native modules no function loads (PRUNED) are removed after pip, and with
-them the vendored libraries only they needed (read from the ELF files' NEEDED entries).
+them the vendored libraries only they needed (read from the ELF files' NEEDED entries). The
+request/response groups (PRECOMPILED) also ship bytecode when a CPython 3.12 is at hand.
 """
 
 from __future__ import annotations
