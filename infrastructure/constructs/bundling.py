@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import platform
 import re
 import shutil
 import subprocess
@@ -251,9 +252,12 @@ def ships_bytecode(group: str) -> bool:
 def bytecode_python() -> str | None:
     """An interpreter whose bytecode Lambda's runtime loads (CPython PYTHON_VERSION): the one
     running the synth, or `python{PYTHON_VERSION}` on PATH; None if neither is."""
-    for candidate in (sys.executable, shutil.which(f"python{PYTHON_VERSION}")):
-        if candidate and _implementation_and_version(candidate) == ("CPython", PYTHON_VERSION):
-            return candidate
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if platform.python_implementation() == "CPython" and running == PYTHON_VERSION:
+        return sys.executable
+    candidate = shutil.which(f"python{PYTHON_VERSION}")
+    if candidate and _implementation_and_version(candidate) == ("CPython", PYTHON_VERSION):
+        return candidate
     return None
 
 
@@ -305,7 +309,7 @@ class LocalPipBundling:
         prune(target)
         copy_sources(self._group, target, self._lambdas_dir)
         python = bytecode_python()
-        if self._group in PRECOMPILED and python is not None:
+        if python is not None and ships_bytecode(self._group):
             compile_bytecode(target, python)
         check_budget(self._function_name, self._group, target)
         return True
