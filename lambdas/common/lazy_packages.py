@@ -21,7 +21,6 @@ import importlib
 import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 PACKAGES = ("aws_lambda_powertools.event_handler", "aws_lambda_powertools.utilities.data_classes")
@@ -80,8 +79,3 @@ def _is_future_all_or_docstring(node: ast.stmt) -> bool:
     if isinstance(node, ast.Assign):
         return [getattr(t, "id", None) for t in node.targets] == ["__all__"]
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-
-
-def _is_lazy(module: ModuleType) -> bool:
-    """For tests: whether `module` is one of these stand-ins rather than the package as it ships."""
-    return "__getattr__" in vars(module)

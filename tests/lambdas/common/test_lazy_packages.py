@@ -52,7 +52,7 @@ def test_every_exported_name_resolves_to_the_real_object() -> None:
         checked = {}
         for package in lazy_packages.PACKAGES:
             module = sys.modules[package]
-            assert lazy_packages._is_lazy(module), package
+            assert "__getattr__" in vars(module), package  # the stand-in, not the package as it ships
             source = open(module.__spec__.origin, encoding="utf-8").read()
             listed = next(n.value for n in ast.parse(source).body
                           if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "__all__")
